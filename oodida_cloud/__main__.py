@@ -1,0 +1,3 @@
+from oodida_cloud._worker import main
+
+main()

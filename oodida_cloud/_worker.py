@@ -1,0 +1,99 @@
+"""``oodida-cloud``: a Celery worker on the ``cloud`` queue, plus its deadline watcher."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any
+
+import redis
+from celery import signals
+
+from oodida_core.celery_app import make_celery_app
+from oodida_core.keys import CLOUD_QUEUE
+from oodida_core.logs import setup_logging
+from oodida_core.settings import Settings
+
+from .orchestrator import Orchestrator
+from .tasks import register_cloud_tasks
+
+log = logging.getLogger("oodida.cloud")
+
+
+class Watcher(threading.Thread):
+    """Heartbeat of this cloud worker and the deadlines of running iterations."""
+
+    def __init__(self, orchestrator: Orchestrator, name: str) -> None:
+        super().__init__(name="oodida-cloud-watcher", daemon=True)
+        self.orchestrator = orchestrator
+        self.worker_name = name
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        settings = self.orchestrator.settings
+        registry = self.orchestrator.registry
+        next_beat = 0.0
+        while not self.stopped.is_set():
+            try:
+                now = time.monotonic()
+                if now >= next_beat:
+                    registry.cloud_beat(self.worker_name)
+                    next_beat = now + settings.heartbeat_interval
+                self.orchestrator.fire_due_deadlines()
+            except Exception:  # a Redis outage: log, keep trying
+                log.exception("deadline watcher: Redis call failed; retrying")
+                self.stopped.wait(1.0)
+            self.stopped.wait(settings.deadline_poll)
+
+    def stop(self) -> None:
+        self.stopped.set()
+        try:
+            self.orchestrator.registry.cloud_leave(self.worker_name)
+        except Exception:
+            log.warning("could not leave the cloud registry", exc_info=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="oodida-cloud", description=__doc__)
+    parser.add_argument("--redis-url", help="broker URL (default: $OODIDA_REDIS_URL)")
+    parser.add_argument("--concurrency", type=int, help="threads (default: $OODIDA_CLOUD_CONCURRENCY or 4)")
+    parser.add_argument("--name", help="worker name (default: cloud-<pid>)")
+    parser.add_argument("--loglevel", default=os.environ.get("OODIDA_LOGLEVEL", "INFO"))
+    args = parser.parse_args(argv)
+
+    settings = Settings.from_env(redis_url=args.redis_url, cloud_concurrency=args.concurrency)
+    setup_logging(args.loglevel)
+    app = make_celery_app(settings, "oodida-cloud")
+    client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+    orchestrator = Orchestrator(app, client, settings)
+    register_cloud_tasks(app, orchestrator)
+    name = args.name or f"cloud-{os.getpid()}"
+    watcher = Watcher(orchestrator, name)
+
+    def on_ready(**_: Any) -> None:
+        watcher.start()
+        log.info("cloud worker %s ready on %s", name, settings.redis_url)
+
+    def on_shutdown(**_: Any) -> None:
+        watcher.stop()
+
+    signals.worker_ready.connect(on_ready, weak=False)
+    signals.worker_shutdown.connect(on_shutdown, weak=False)
+    app.worker_main([
+        "worker",
+        "--queues", CLOUD_QUEUE,
+        "--pool", "threads",
+        "--concurrency", str(settings.cloud_concurrency),
+        "--hostname", f"{name}@{socket.gethostname()}",
+        "--loglevel", args.loglevel,
+        "--without-mingle",
+        "--without-gossip",
+    ])
+
+
+if __name__ == "__main__":
+    main()

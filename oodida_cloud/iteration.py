@@ -1,0 +1,82 @@
+"""Fan-in: from the on-board results that arrived to one iteration's result.
+
+Pure and idempotent: the same answers, in any order and with any duplicates, give the same
+result, so a redelivered or late answer cannot change what was aggregated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Literal
+
+from oodida_core.spec import AssignmentSpec
+from oodida_core.wire import IterationResult, OnboardResult
+
+from .aggregate import AggregationError, aggregate
+from .voting import majority_vote
+
+
+def combine(
+    spec: AssignmentSpec,
+    assignment_id: str,
+    index: int,
+    clients: Sequence[int],
+    answers: Iterable[OnboardResult],
+    started_at: float,
+    finished_at: float,
+    cancelled: bool = False,
+    deployed_at: Mapping[str, float] | None = None,
+) -> IterationResult:
+    """Deduplicate answers by client, vote over code versions, aggregate what is kept."""
+    wanted = set(clients)
+    by_client: dict[int, OnboardResult] = {}
+    for answer in answers:
+        if answer.assignment_id != assignment_id or answer.iteration != index:
+            continue
+        if answer.client_id not in wanted or answer.status == "skipped":
+            continue
+        previous = by_client.get(answer.client_id)
+        # A redelivered task may answer twice; prefer a success, then the earliest answer.
+        if previous is None or _better(answer, previous):
+            by_client[answer.client_id] = answer
+
+    failed = {
+        cid: a.error or "failed without a message"
+        for cid, a in sorted(by_client.items())
+        if a.status == "failed"
+    }
+    ok = {cid: a for cid, a in sorted(by_client.items()) if a.status == "ok"}
+    missing = tuple(sorted(wanted - set(by_client)))
+
+    vote = majority_vote({cid: a.version for cid, a in ok.items()}, deployed_at or {})
+    kept = {cid: ok[cid].value for cid in vote.kept}
+    error: str | None = None
+    try:
+        value = aggregate(spec.offboard, spec.onboard, kept)
+    except AggregationError as exc:
+        value, error = None, str(exc)
+
+    ended_by: Literal["complete", "deadline", "cancel"]
+    if missing:
+        ended_by = "cancel" if cancelled else "deadline"
+    else:
+        ended_by = "complete"
+    return IterationResult(
+        index=index,
+        value=value,
+        onboard=kept,
+        versions={cid: a.version for cid, a in ok.items()},
+        discarded=dict(vote.discarded),
+        missing=missing,
+        failed=failed,
+        error=error,
+        ended_by=ended_by,
+        started_at=started_at,
+        finished_at=finished_at,
+    )
+
+
+def _better(new: OnboardResult, old: OnboardResult) -> bool:
+    if (new.status == "ok") != (old.status == "ok"):
+        return new.status == "ok"
+    return new.finished_at < old.finished_at

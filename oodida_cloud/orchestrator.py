@@ -1,0 +1,235 @@
+"""The cloud's side effects: start assignments, dispatch chords, finish iterations, cancel.
+
+Celery tasks in ``tasks.py`` call into one ``Orchestrator``; it is built with an explicit
+Celery app, Redis client and settings. Every step is safe to run twice or concurrently on
+several cloud workers: the store's scripts decide which caller wins.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from celery import Celery, chord
+
+from oodida_core.errors import MessageError, SpecError
+from oodida_core.keys import CLOUD_QUEUE, Keys, client_queue
+from oodida_core.registry import Registry
+from oodida_core.settings import Settings
+from oodida_core.spec import AssignmentSpec, spec_to_wire, validate_spec
+from oodida_core.store import AssignmentStore
+from oodida_core.wire import (
+    TASK_FINISH_ITERATION,
+    TASK_ONBOARD,
+    CancelRequest,
+    IterationResult,
+    OnboardResult,
+    SubmitRequest,
+    decode,
+)
+
+from .iteration import combine
+from .planning import check_signals, header_task_id, onboard_tasks, select_clients
+
+log = logging.getLogger("oodida.cloud")
+
+
+class Orchestrator:
+    def __init__(self, app: Celery, client: redis.Redis, settings: Settings) -> None:
+        self.app = app
+        self.redis = client
+        self.settings = settings
+        self.keys = Keys(settings.key_prefix)
+        self.store = AssignmentStore(client, self.keys, ttl=settings.assignment_ttl)
+        self.registry = Registry(client, settings)
+
+    # -- start -------------------------------------------------------------------------------
+    def start(self, message: object) -> str:
+        try:
+            request = decode(SubmitRequest, message)
+        except MessageError as exc:
+            log.warning("rejected a start message: %s", exc)
+            return "rejected"
+        aid, user = request.assignment_id, request.user
+        record = self.store.get(aid)
+        if record is None:  # published without the library: record it now
+            self.store.create(aid, user, request.spec)
+        elif record.user != user:
+            log.warning("assignment %s: start by %r refused, it belongs to another user", aid, user)
+            return "rejected"
+        elif record.status != "pending":
+            return record.status  # a redelivered start: already handled
+        try:
+            spec = validate_spec(request.spec)
+            if not isinstance(spec, AssignmentSpec):
+                raise SpecError.single(
+                    "mode", spec.mode, "deployment is not available yet: active-code replacement is not built"
+                )
+            live = self.registry.live()
+            clients = select_clients(spec, live, self.registry.known(), seed=aid)
+            check_signals(spec, clients, live)
+        except SpecError as exc:
+            log.info("assignment %s of %s rejected: %s", aid, user, exc)
+            self.store.finish(aid, "failed", str(exc), [
+                {"field": i.field, "value": _jsonable(i.value), "rule": i.rule} for i in exc.issues
+            ])
+            return "failed"
+        deadline = time.time() + spec.timeout
+        if not self.store.mark_running(aid, clients, spec_to_wire(spec), deadline):
+            return "duplicate"
+        log.info("assignment %s of %s: %s on %d clients", aid, user, spec.name, len(clients))
+        self.dispatch(aid, user, spec, clients, 0, None, deadline)
+        return "running"
+
+    def dispatch(
+        self,
+        aid: str,
+        user: str,
+        spec: AssignmentSpec,
+        clients: Sequence[int],
+        index: int,
+        model: Any,
+        deadline: float,
+    ) -> None:
+        """Run one iteration as a chord: a header task per client queue, the callback on cloud."""
+        header = [
+            self.app.signature(
+                TASK_ONBOARD,
+                args=(task.to_wire(),),
+                queue=client_queue(task.client_id),
+                task_id=header_task_id(aid, index, task.client_id),
+            )
+            for task in onboard_tasks(spec, aid, user, index, clients, model, deadline)
+        ]
+        callback = self.app.signature(
+            TASK_FINISH_ITERATION,
+            kwargs={"assignment_id": aid, "iteration": index},
+            queue=CLOUD_QUEUE,
+        )
+        chord(header, app=self.app)(callback)
+
+    # -- finish an iteration -----------------------------------------------------------------
+    def finish_iteration(
+        self, answers: list[Any] | None, aid: str, index: int, reason: str = "complete"
+    ) -> str:
+        """Aggregate iteration ``index`` once, then move on; any caller after the first only
+        makes sure the assignment moved on."""
+        raw = self.store.raw(aid)
+        if not raw or "clients" not in raw:
+            self.store.drop_deadline(aid, index)
+            return "unknown"
+        record = self.store.get(aid)
+        assert record is not None
+        spec = validate_spec(record.spec)
+        assert isinstance(spec, AssignmentSpec)
+        clients = list(record.clients)
+        current = int(raw.get("current", "0"))
+        if index > current:
+            return "not started"
+
+        stored = self.store.iteration(aid, index)
+        if stored is None:
+            if answers is None or reason != "complete":
+                answers = self._read_answers(aid, index, clients)
+            decoded = []
+            for a in answers:
+                try:
+                    decoded.append(decode(OnboardResult, a))
+                except MessageError as exc:
+                    log.warning("assignment %s iteration %d: dropped an answer: %s", aid, index, exc)
+            started = float(raw.get("current_started") or time.time()) if index == current else time.time()
+            result = combine(
+                spec, aid, index, clients, decoded, started, time.time(),
+                cancelled=record.status == "cancelled",
+            )
+            if self.store.put_iteration(aid, result):
+                stored = result
+                log.info(
+                    "assignment %s iteration %d: %d kept, %d missing, %d failed (%s)",
+                    aid, index, len(result.onboard), len(result.missing), len(result.failed), reason,
+                )
+            else:
+                stored = self.store.iteration(aid, index)
+        if stored is None or record.status != "running" or index != current:
+            return "stored"
+        self._advance(aid, record.user, spec, clients, stored)
+        return "stored"
+
+    def _advance(
+        self, aid: str, user: str, spec: AssignmentSpec, clients: list[int], done: IterationResult
+    ) -> None:
+        index = done.index
+        if spec.iterations and index + 1 >= spec.iterations:
+            self.store.finish(aid, "done")
+            log.info("assignment %s done", aid)
+            return
+        deadline = time.time() + spec.timeout
+        if self.store.advance(aid, index, deadline):
+            self.dispatch(aid, user, spec, clients, index + 1, done.value, deadline)
+
+    def _read_answers(self, aid: str, index: int, clients: Sequence[int]) -> list[Any]:
+        """The answers that arrived so far, read straight from the result backend."""
+        backend = self.app.backend
+        ids = [header_task_id(aid, index, cid) for cid in clients]
+        answers: list[Any] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            values = self.redis.mget([backend.get_key_for_task(tid) for tid in chunk])
+            for value in values:
+                if value is None:
+                    continue
+                meta = backend.decode_result(value)
+                if meta.get("status") == "SUCCESS":
+                    answers.append(meta.get("result"))
+        return answers
+
+    # -- deadlines ---------------------------------------------------------------------------
+    def fire_due_deadlines(self) -> int:
+        """Send a finish task for every iteration whose deadline passed; re-armed until done."""
+        due = self.store.claim_due_deadlines(retry_after=max(10.0, 20 * self.settings.deadline_poll))
+        for aid, index in due:
+            self.app.send_task(
+                TASK_FINISH_ITERATION,
+                args=(None,),
+                kwargs={"assignment_id": aid, "iteration": index, "reason": "deadline"},
+                queue=CLOUD_QUEUE,
+            )
+        return len(due)
+
+    # -- cancel ------------------------------------------------------------------------------
+    def cancel(self, message: object) -> str:
+        try:
+            request = decode(CancelRequest, message)
+        except MessageError as exc:
+            log.warning("rejected a cancel message: %s", exc)
+            return "rejected"
+        record = self.store.get(request.assignment_id)
+        if record is None or record.user != request.user:
+            log.warning("cancel of %s by %r refused: no such assignment of that user",
+                        request.assignment_id, request.user)
+            return "unknown"
+        current = self.store.finish(request.assignment_id, "cancelled", announce=False)
+        if current is None:
+            return record.status
+        try:
+            if current >= 0:
+                ids = [header_task_id(record.id, current, cid) for cid in record.clients]
+                self.app.control.revoke(ids)
+                self.finish_iteration(None, record.id, current, reason="cancel")
+        finally:
+            self.store.announce_end(record.id)
+        log.info("assignment %s cancelled during iteration %d", record.id, current)
+        return "cancelled"
+
+
+def _jsonable(value: object) -> object:
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    return repr(value)

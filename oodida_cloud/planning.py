@@ -1,0 +1,103 @@
+"""Fan-out: from a validated assignment and the live registry to one on-board task per client.
+
+Pure functions; the Celery wiring lives in ``orchestrator.py``.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from typing import Any
+
+from oodida_core.errors import SpecError, SpecIssue
+from oodida_core.ids import format_ranges
+from oodida_core.spec import AssignmentSpec
+from oodida_core.wire import ClientInfo, OnboardTask
+
+
+def _ranges(ids: Sequence[int]) -> str:
+    return format_ranges(ids).replace(",", ", ") or "none"
+
+
+def select_clients(
+    spec: AssignmentSpec, live: Sequence[ClientInfo], known: set[int], seed: str
+) -> list[int]:
+    """The client ids an assignment runs on, sorted; SpecError when it cannot run.
+
+    ``all``: every live client. A list: exactly those, each of which must be live.
+    ``k``: k live clients picked at random (reproducibly from ``seed``), or all if fewer.
+    """
+    live_ids = sorted(c.client_id for c in live)
+    if not live_ids:
+        raise SpecError([SpecIssue("clients", spec.clients, "no client is live; start some first")])
+    wanted = spec.clients
+    if wanted == "all":
+        return live_ids
+    if isinstance(wanted, int):
+        if wanted >= len(live_ids):
+            return live_ids
+        return sorted(random.Random(seed).sample(live_ids, wanted))
+    chosen = sorted(set(wanted))
+    unknown = [c for c in chosen if c not in known and c not in live_ids]
+    offline = [c for c in chosen if c in known and c not in live_ids]
+    issues = []
+    if unknown:
+        issues.append(SpecIssue(
+            "clients", list(wanted), f"unknown client ids {_ranges(unknown)} (live: {_ranges(live_ids)})"
+        ))
+    if offline:
+        issues.append(SpecIssue(
+            "clients", list(wanted), f"clients {_ranges(offline)} are not live (live: {_ranges(live_ids)})"
+        ))
+    if issues:
+        raise SpecError(issues)
+    return chosen
+
+
+def check_signals(spec: AssignmentSpec, selected: Sequence[int], live: Sequence[ClientInfo]) -> None:
+    """Every selected client must offer every requested signal."""
+    by_id = {c.client_id: c for c in live}
+    lacking: dict[str, list[int]] = {}
+    for cid in selected:
+        offered = set(by_id[cid].signals) if cid in by_id else set()
+        for signal in spec.signals:
+            if signal not in offered:
+                lacking.setdefault(signal, []).append(cid)
+    if lacking:
+        raise SpecError([
+            SpecIssue("signals", list(spec.signals), f"{signal!r} is not offered by clients {_ranges(ids)}")
+            for signal, ids in lacking.items()
+        ])
+
+
+def onboard_tasks(
+    spec: AssignmentSpec,
+    assignment_id: str,
+    user: str,
+    iteration: int,
+    clients: Sequence[int],
+    model: Any,
+    deadline: float,
+) -> list[OnboardTask]:
+    """One on-board task per client for one iteration, in client order."""
+    common: dict[str, Any] = {
+        "assignment_id": assignment_id,
+        "user": user,
+        "iteration": iteration,
+        "method": spec.onboard,
+        "signals": tuple(spec.signals),
+        "samples": spec.samples,
+        "frequency": spec.frequency,
+        "threshold": spec.threshold,
+        "direction": spec.direction or "above",
+        "sample_size": spec.sample_size,
+        "bins": spec.bins,
+        "model": model,
+        "deadline": deadline,
+    }
+    return [OnboardTask(client_id=cid, **common) for cid in clients]
+
+
+def header_task_id(assignment_id: str, iteration: int, client_id: int) -> str:
+    """Deterministic, readable id of an on-board task (shown in Flower, used to read results)."""
+    return f"{assignment_id}-i{iteration}-c{client_id}"

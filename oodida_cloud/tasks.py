@@ -1,0 +1,31 @@
+"""The cloud's Celery tasks: thin wrappers around one Orchestrator."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+
+from oodida_core.wire import TASK_CANCEL, TASK_FINISH_ITERATION, TASK_START
+
+from .orchestrator import Orchestrator
+
+
+def register_cloud_tasks(app: Celery, orchestrator: Orchestrator) -> None:
+    @app.task(name=TASK_START, acks_late=True, ignore_result=True)
+    def start(message: object) -> str:
+        return orchestrator.start(message)
+
+    @app.task(name=TASK_FINISH_ITERATION, acks_late=True, ignore_result=True)
+    def finish_iteration(
+        answers: list[Any] | None = None,
+        *,
+        assignment_id: str,
+        iteration: int,
+        reason: str = "complete",
+    ) -> str:
+        return orchestrator.finish_iteration(answers, assignment_id, iteration, reason)
+
+    @app.task(name=TASK_CANCEL, acks_late=True, ignore_result=True)
+    def cancel(message: object) -> str:
+        return orchestrator.cancel(message)

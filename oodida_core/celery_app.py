@@ -1,0 +1,51 @@
+"""The Celery app factory: every process builds its app here from explicit settings."""
+
+from __future__ import annotations
+
+from celery import Celery
+
+from .keys import CLOUD_QUEUE
+from .settings import Settings
+
+
+def make_celery_app(settings: Settings, name: str = "oodida") -> Celery:
+    """A Celery app on ``settings.redis_url`` with the project's fixed configuration."""
+    app = Celery(
+        name,
+        broker=settings.redis_url,
+        backend=settings.redis_url,
+        set_as_current=False,
+    )
+    app.conf.update(
+        # JSON only, in and out.
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        # Flower sees everything: events from workers and from every publisher.
+        worker_send_task_events=settings.events,
+        task_send_sent_event=settings.events,
+        # At-least-once: ack after the task ran, take one message at a time.
+        task_acks_late=True,
+        task_reject_on_worker_lost=False,
+        worker_prefetch_multiplier=1,
+        # One BRPOP per poll, not one per priority step; redelivery only long after deadlines.
+        broker_transport_options={
+            "priority_steps": [0],
+            "visibility_timeout": settings.visibility_timeout,
+        },
+        result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        # Results outlive any iteration; chord results come back in header order.
+        result_expires=settings.result_expires,
+        result_chord_ordered=True,
+        result_extended=False,
+        task_default_queue=CLOUD_QUEUE,
+        task_create_missing_queues=True,
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+        enable_utc=True,
+    )
+    return app

@@ -1,0 +1,69 @@
+"""The Redis key layout: every key the project writes comes from here, under one prefix.
+
+Celery's own keys (queues, ``celery-task-meta-*``, chord counters) are Celery's business and
+live beside these; the queue names are also defined here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+CLOUD_QUEUE = "cloud"
+
+
+def client_queue(client_id: int) -> str:
+    """The queue a client consumes: ``client.<id>``."""
+    return f"client.{client_id}"
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one prefix (``oodida`` unless configured)."""
+
+    prefix: str = "oodida"
+
+    # -- live client registry ------------------------------------------------------------
+    @property
+    def clients(self) -> str:
+        """hash: client id -> ClientInfo JSON (who offers what)."""
+        return f"{self.prefix}:clients"
+
+    @property
+    def heartbeats(self) -> str:
+        """sorted set: client id scored by the time of its last heartbeat."""
+        return f"{self.prefix}:clients:seen"
+
+    @property
+    def cloud_workers(self) -> str:
+        """sorted set: cloud worker name scored by the time of its last heartbeat."""
+        return f"{self.prefix}:cloud:seen"
+
+    # -- assignments -----------------------------------------------------------------------
+    def assignment(self, assignment_id: str) -> str:
+        """hash: the assignment's record (user, spec, status, plan, timestamps)."""
+        return f"{self.prefix}:a:{assignment_id}"
+
+    def iterations(self, assignment_id: str) -> str:
+        """hash: iteration index -> IterationResult JSON; written once per index."""
+        return f"{self.prefix}:a:{assignment_id}:it"
+
+    def events(self, assignment_id: str) -> str:
+        """stream: one entry per finished iteration and one when the assignment ends."""
+        return f"{self.prefix}:a:{assignment_id}:ev"
+
+    def user_assignments(self, user: str) -> str:
+        """sorted set: a user's assignment ids scored by submission time."""
+        return f"{self.prefix}:u:{user}:assignments"
+
+    @property
+    def deadlines(self) -> str:
+        """sorted set: ``<assignment id>:<iteration>`` scored by the iteration's deadline."""
+        return f"{self.prefix}:deadlines"
+
+    def assignment_keys(self, assignment_id: str) -> tuple[str, ...]:
+        """Every key that holds one assignment's data (for expiry and purge)."""
+        return (
+            self.assignment(assignment_id),
+            self.iterations(assignment_id),
+            self.events(assignment_id),
+        )

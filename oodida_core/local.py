@@ -1,0 +1,210 @@
+"""A whole local system: embedded Redis, cloud worker(s), simulated clients, Flower.
+
+Used by ``oodida up``, ``oodida demo``, the tests and the benchmarks. It starts the other
+roles as separate processes (``python -m oodida_cloud`` / ``oodida_edge``) and imports
+neither; it waits until every part is ready and stops every process it started.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from types import TracebackType
+
+import redis
+
+from .errors import OodidaError
+from .redis_server import EmbeddedRedis, free_port
+from .registry import Registry
+from .settings import Settings
+
+
+class LocalSystem:
+    """Start with ``start()`` or ``with LocalSystem(...) as system:``; stop with ``stop()``."""
+
+    def __init__(
+        self,
+        clients: int = 5,
+        *,
+        redis_url: str | None = None,
+        port: int | None = None,
+        data_dir: str | os.PathLike[str] = ".oodida",
+        processes: int | None = None,
+        cloud_workers: int = 1,
+        flower: bool = False,
+        flower_port: int = 5555,
+        realtime: bool = False,
+        settings: Settings | None = None,
+        log_dir: str | os.PathLike[str] | None = None,
+        loglevel: str = "WARNING",
+        startup_timeout: float = 60.0,
+    ) -> None:
+        if clients < 0:
+            raise OodidaError("clients must be 0 or more")
+        self.n_clients = clients
+        self.external_url = redis_url
+        self.port = port
+        self.data_dir = Path(data_dir)
+        self.processes = processes
+        self.n_cloud = cloud_workers
+        self.flower = flower
+        self.flower_port = flower_port
+        self.realtime = realtime
+        self.base_settings = settings or Settings.from_env()
+        self.log_dir = Path(log_dir) if log_dir else self.data_dir / "logs"
+        self.loglevel = loglevel
+        self.startup_timeout = startup_timeout
+        self.redis_server: EmbeddedRedis | None = None
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._logs: list[object] = []
+        self.url = redis_url or ""
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        return self.base_settings.model_copy(update={"redis_url": self.url})
+
+    def start(self) -> LocalSystem:
+        try:
+            if not self.external_url:
+                self.redis_server = EmbeddedRedis(self.data_dir, self.port).start()
+                self.url = self.redis_server.url
+            self._check_redis()
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            for i in range(self.n_cloud):
+                self.start_cloud(f"cloud-{i + 1}")
+            if self.n_clients:
+                self.start_edge("fleet", f"1-{self.n_clients}", self.processes)
+            self.wait_ready()
+            if self.flower:
+                self.start_flower()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _check_redis(self) -> None:
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=3)
+        try:
+            client.ping()
+        except redis.exceptions.RedisError as exc:
+            raise OodidaError(f"cannot reach Redis at {self.url}: {exc}") from None
+        finally:
+            client.close()
+
+    def _env(self) -> dict[str, str]:
+        return {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
+
+    def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self._logs.append(log)
+        proc = subprocess.Popen(
+            cmd, env=self._env(), stdout=log, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        self.procs[name] = proc
+        return proc
+
+    def start_cloud(self, name: str) -> subprocess.Popen[bytes]:
+        return self._spawn(name, [sys.executable, "-m", "oodida_cloud", "--name", name,
+                                  "--loglevel", self.loglevel])
+
+    def start_edge(self, name: str, clients: str, processes: int | None = None) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "oodida_edge", "--clients", clients, "--loglevel", self.loglevel]
+        if processes:
+            cmd += ["--processes", str(processes)]
+        if self.realtime:
+            cmd.append("--realtime")
+        return self._spawn(name, cmd)
+
+    def start_flower(self) -> None:
+        port = self.flower_port or free_port()
+        self.flower_port = port
+        self._spawn("flower", [
+            sys.executable, "-m", "celery", "--broker", self.url, "flower",
+            "--address=127.0.0.1", f"--port={port}", "--persistent=False",
+        ])
+        deadline = time.monotonic() + self.startup_timeout
+        while time.monotonic() < deadline:
+            self._check_alive()
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthcheck", timeout=1) as r:
+                    if r.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.2)
+        raise OodidaError(f"Flower did not answer on port {port} within {self.startup_timeout}s")
+
+    def wait_ready(self, clients: int | None = None, timeout: float | None = None) -> None:
+        """Wait until a cloud worker and the first ``clients`` clients are live in the registry."""
+        want = set(range(1, (self.n_clients if clients is None else clients) + 1))
+        client = redis.Redis.from_url(self.url)
+        registry = Registry(client, self.settings)
+        deadline = time.monotonic() + (timeout or self.startup_timeout)
+        try:
+            while time.monotonic() < deadline:
+                self._check_alive()
+                live = {c.client_id for c in registry.live()}
+                if want <= live and (self.n_cloud == 0 or registry.live_cloud_workers()):
+                    return
+                time.sleep(0.1)
+        finally:
+            client.close()
+        raise OodidaError(f"the local system was not ready within {timeout or self.startup_timeout}s "
+                          f"(logs in {self.log_dir})")
+
+    def _check_alive(self) -> None:
+        for name, proc in self.procs.items():
+            if proc.poll() is not None:
+                raise OodidaError(f"{name} exited with code {proc.returncode} during start-up "
+                                  f"(see {self.log_dir / (name + '.log')})")
+
+    def stop_process(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None:
+            return
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, sig)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        # Whatever the group left behind (a supervisor's children) goes too.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    def stop(self) -> None:
+        names = list(self.procs)
+        for name in names:  # ask everyone first, then wait: shutdown runs in parallel
+            proc = self.procs[name]
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGTERM)
+        for name in names:
+            self.stop_process(name)
+        for log in self._logs:
+            log.close()  # type: ignore[attr-defined]
+        self._logs.clear()
+        if self.redis_server is not None:
+            self.redis_server.stop()
+            self.redis_server = None
+
+    def __enter__(self) -> LocalSystem:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -1,0 +1,74 @@
+"""Settings, read from ``OODIDA_*`` environment variables or passed explicitly.
+
+One frozen value, handed to whoever needs it; nothing reads a global.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import OodidaError
+
+ENV_PREFIX = "OODIDA_"
+
+
+class Settings(BaseModel):
+    """Everything an OODIDA process needs to know about its surroundings."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    redis_url: str = Field("redis://127.0.0.1:6379/0", description="broker and result store")
+    user: str = Field("", description="the analyst's user name (library and CLI)")
+    key_prefix: str = Field("oodida", description="prefix of every Redis key the project writes")
+    heartbeat_interval: float = Field(2.0, gt=0, le=60, description="client heartbeat, seconds")
+    live_after_missed: int = Field(
+        3, ge=1, le=100, description="heartbeats a client may miss before it is not live"
+    )
+    result_expires: int = Field(
+        2 * 86400, ge=3600, description="seconds Celery keeps task results and chord counters"
+    )
+    assignment_ttl: int = Field(
+        7 * 86400, ge=60, description="seconds an assignment's data is kept after it ended"
+    )
+    visibility_timeout: int = Field(
+        2 * 86400, ge=60, description="seconds before Redis redelivers an unacked message"
+    )
+    deadline_poll: float = Field(0.2, gt=0, le=10, description="cloud deadline check, seconds")
+    cloud_concurrency: int = Field(4, ge=1, le=64, description="threads per cloud worker")
+    events: bool = Field(True, description="send task events for Flower")
+
+    @classmethod
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, **overrides: object
+    ) -> Settings:
+        """Settings from ``OODIDA_<FIELD>`` variables; explicit overrides win when not None."""
+        source = os.environ if env is None else env
+        values: dict[str, object] = {}
+        for name in cls.model_fields:
+            raw = source.get(ENV_PREFIX + name.upper())
+            if raw is not None and raw != "":
+                values[name] = raw
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls.model_validate(values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{ENV_PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
+                for e in exc.errors()
+            )
+            raise OodidaError(f"bad settings: {problems}") from None
+
+    @property
+    def live_window(self) -> float:
+        """A client whose last heartbeat is older than this many seconds is not live."""
+        return self.heartbeat_interval * self.live_after_missed
+
+    def to_env(self) -> dict[str, str]:
+        """The environment variables that reproduce these settings in a child process."""
+        return {
+            ENV_PREFIX + name.upper(): str(value).lower() if isinstance(value, bool) else str(value)
+            for name, value in self.model_dump().items()
+        }

@@ -1,0 +1,248 @@
+"""Assignments and their iteration results in Redis.
+
+The library writes a pending record and reads; the cloud moves it through its states. Every
+state change is one Lua script, so concurrent cloud workers, redelivered tasks and late
+answers cannot store an iteration twice or advance an assignment twice.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import redis
+
+from .errors import MessageError
+from .keys import Keys
+from .wire import AssignmentRecord, IterationResult, decode
+
+_CREATE = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'user', ARGV[2], 'spec', ARGV[3], 'status', 'pending',
+           'created_at', ARGV[4], 'done', 0)
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return 1
+"""
+
+_MARK_RUNNING = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then return 0 end
+redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2], 'clients', ARGV[1],
+           'current', 0, 'current_started', ARGV[2], 'spec', ARGV[5])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
+redis.call('XADD', KEYS[3], '*', 'type', 'accepted')
+return 1
+"""
+
+_PUT_ITERATION = """
+if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
+redis.call('HINCRBY', KEYS[2], 'done', 1)
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'type', 'iteration', 'index', ARGV[1])
+local st = redis.call('HGET', KEYS[2], 'status')
+if st == 'done' or st == 'failed' or st == 'cancelled' then
+  for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+end
+return 1
+"""
+
+_ADVANCE = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'current')) ~= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'current', tonumber(ARGV[1]) + 1, 'current_started', ARGV[5])
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+return 1
+"""
+
+_FINISH = """
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st or st == 'done' or st == 'failed' or st == 'cancelled' then return -2 end
+redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2])
+if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[4]) end
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'error_issues', ARGV[5]) end
+local current = redis.call('HGET', KEYS[1], 'current')
+if current then redis.call('ZREM', KEYS[4], ARGV[6] .. ':' .. current) end
+if ARGV[7] == '1' then redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', ARGV[1]) end
+for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+return tonumber(current or -1)
+"""
+
+_CLAIM_DEADLINES = """
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
+for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], m) end
+return due
+"""
+
+
+def _s(value: bytes | str | None) -> str | None:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class AssignmentStore:
+    """Reads and state changes of assignments; one instance per Redis connection pool."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, ttl: int = 7 * 86400) -> None:
+        self.redis = client
+        self.keys = keys
+        self.ttl = ttl
+        self._create = client.register_script(_CREATE)
+        self._mark_running = client.register_script(_MARK_RUNNING)
+        self._put_iteration = client.register_script(_PUT_ITERATION)
+        self._advance = client.register_script(_ADVANCE)
+        self._finish = client.register_script(_FINISH)
+        self._claim = client.register_script(_CLAIM_DEADLINES)
+
+    # -- writes by the library ---------------------------------------------------------------
+    def create(self, assignment_id: str, user: str, spec: dict[str, Any]) -> bool:
+        keys = [self.keys.assignment(assignment_id), self.keys.user_assignments(user)]
+        args = [assignment_id, user, json.dumps(spec), repr(time.time())]
+        return bool(self._create(keys=keys, args=args))
+
+    # -- writes by the cloud -----------------------------------------------------------------
+    def mark_running(
+        self, assignment_id: str, clients: list[int], spec: dict[str, Any], deadline: float
+    ) -> bool:
+        keys = [
+            self.keys.assignment(assignment_id),
+            self.keys.deadlines,
+            self.keys.events(assignment_id),
+        ]
+        args = [json.dumps(clients), repr(time.time()), repr(deadline),
+                deadline_member(assignment_id, 0), json.dumps(spec)]
+        return bool(self._mark_running(keys=keys, args=args))
+
+    def put_iteration(self, assignment_id: str, result: IterationResult) -> bool:
+        """Store an iteration's result; False when it was already stored (by anyone)."""
+        keys = [
+            self.keys.iterations(assignment_id),
+            self.keys.assignment(assignment_id),
+            self.keys.events(assignment_id),
+        ]
+        return bool(self._put_iteration(keys=keys, args=[result.index, result.to_json(), self.ttl]))
+
+    def advance(self, assignment_id: str, index: int, next_deadline: float) -> bool:
+        """Move the assignment from iteration ``index`` to ``index + 1``; True for one caller."""
+        keys = [self.keys.assignment(assignment_id), self.keys.deadlines]
+        args = [index, deadline_member(assignment_id, index),
+                deadline_member(assignment_id, index + 1), repr(next_deadline), repr(time.time())]
+        return bool(self._advance(keys=keys, args=args))
+
+    def finish(
+        self,
+        assignment_id: str,
+        status: str,
+        error: str | None = None,
+        issues: list[dict[str, Any]] | None = None,
+        announce: bool = True,
+    ) -> int | None:
+        """End the assignment once: the iteration that was running (-1: none), None if it had ended."""
+        keys = [
+            self.keys.assignment(assignment_id),
+            self.keys.iterations(assignment_id),
+            self.keys.events(assignment_id),
+            self.keys.deadlines,
+        ]
+        args = [status, repr(time.time()), self.ttl, error or "",
+                json.dumps(issues) if issues else "", assignment_id, "1" if announce else "0"]
+        current = int(self._finish(keys=keys, args=args))
+        return None if current == -2 else current
+
+    def announce_end(self, assignment_id: str) -> None:
+        """Tell readers the assignment ended (after ``finish(..., announce=False)``)."""
+        status = self.status(assignment_id) or "unknown"
+        self.redis.xadd(self.keys.events(assignment_id), {"type": "end", "status": status})
+
+    def drop_deadline(self, assignment_id: str, index: int) -> None:
+        self.redis.zrem(self.keys.deadlines, deadline_member(assignment_id, index))
+
+    def claim_due_deadlines(self, retry_after: float, limit: int = 100) -> list[tuple[str, int]]:
+        """Deadlines that passed, each handed to one caller and re-armed ``retry_after`` later."""
+        now = time.time()
+        due = self._claim(keys=[self.keys.deadlines], args=[repr(now), repr(now + retry_after), limit])
+        out: list[tuple[str, int]] = []
+        for member in due:
+            text = _s(member) or ""
+            aid, _, index = text.rpartition(":")
+            if aid and index.isdigit():
+                out.append((aid, int(index)))
+            else:
+                self.redis.zrem(self.keys.deadlines, member)
+        return out
+
+    # -- reads -------------------------------------------------------------------------------
+    def raw(self, assignment_id: str) -> dict[str, str]:
+        data = self.redis.hgetall(self.keys.assignment(assignment_id))
+        return {_s(k) or "": _s(v) or "" for k, v in data.items()}
+
+    def status(self, assignment_id: str) -> str | None:
+        return _s(self.redis.hget(self.keys.assignment(assignment_id), "status"))
+
+    def get(self, assignment_id: str) -> AssignmentRecord | None:
+        raw = self.raw(assignment_id)
+        return record_from_hash(assignment_id, raw) if raw else None
+
+    def iteration(self, assignment_id: str, index: int) -> IterationResult | None:
+        data = self.redis.hget(self.keys.iterations(assignment_id), str(index))
+        return decode(IterationResult, data) if data is not None else None
+
+    def has_iteration(self, assignment_id: str, index: int) -> bool:
+        return bool(self.redis.hexists(self.keys.iterations(assignment_id), str(index)))
+
+    def iterations(self, assignment_id: str) -> list[IterationResult]:
+        data = self.redis.hgetall(self.keys.iterations(assignment_id))
+        results = [decode(IterationResult, v) for v in data.values()]
+        return sorted(results, key=lambda r: r.index)
+
+    def read_events(
+        self, assignment_id: str, after: str = "0", block_ms: int | None = None
+    ) -> list[tuple[str, dict[str, str]]]:
+        reply = self.redis.xread({self.keys.events(assignment_id): after}, block=block_ms)
+        out: list[tuple[str, dict[str, str]]] = []
+        for _stream, entries in reply or []:
+            for entry_id, fields in entries:
+                out.append((_s(entry_id) or "", {_s(k) or "": _s(v) or "" for k, v in fields.items()}))
+        return out
+
+    def user_assignments(self, user: str) -> list[str]:
+        return [_s(m) or "" for m in self.redis.zrange(self.keys.user_assignments(user), 0, -1)]
+
+    def purge(self, assignment_id: str, user: str) -> int:
+        pipe = self.redis.pipeline()
+        pipe.delete(*self.keys.assignment_keys(assignment_id))
+        pipe.zrem(self.keys.user_assignments(user), assignment_id)
+        return int(pipe.execute()[0])
+
+
+def deadline_member(assignment_id: str, index: int) -> str:
+    return f"{assignment_id}:{index}"
+
+
+def record_from_hash(assignment_id: str, raw: dict[str, str]) -> AssignmentRecord:
+    """Build the record from the assignment hash, refusing a corrupt one with MessageError."""
+    try:
+        spec = json.loads(raw.get("spec") or "{}")
+        clients = json.loads(raw["clients"]) if raw.get("clients") else []
+        issues = json.loads(raw["error_issues"]) if raw.get("error_issues") else []
+    except (ValueError, KeyError) as exc:
+        raise MessageError(f"corrupt record of assignment {assignment_id}: {exc}") from None
+
+    def num(name: str) -> float | None:
+        value = raw.get(name)
+        return float(value) if value else None
+
+    return decode(
+        AssignmentRecord,
+        {
+            "id": assignment_id,
+            "user": raw.get("user", ""),
+            "status": raw.get("status", "pending"),
+            "spec": spec if isinstance(spec, dict) else {},
+            "clients": clients,
+            "iterations_done": int(raw.get("done") or 0),
+            "created_at": num("created_at") or 0.0,
+            "started_at": num("started_at"),
+            "finished_at": num("finished_at"),
+            "error": raw.get("error") or None,
+            "error_issues": issues,
+        },
+    )

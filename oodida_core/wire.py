@@ -1,0 +1,152 @@
+"""Wire messages: frozen pydantic models with one decode point.
+
+Every message that crosses a process boundary (a Celery task argument, a record in Redis)
+is one of these. ``decode`` is the only place that turns untrusted data into a model; a
+``ValidationError`` never escapes it, it becomes a ``MessageError``.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .errors import MessageError
+
+# Celery task names: the contract between the library, the cloud and the clients.
+TASK_START = "oodida.cloud.start"
+TASK_FINISH_ITERATION = "oodida.cloud.finish_iteration"
+TASK_CANCEL = "oodida.cloud.cancel"
+TASK_ONBOARD = "oodida.edge.onboard"
+
+Status = Literal["pending", "running", "done", "failed", "cancelled"]
+FINAL_STATUSES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
+
+# A cap on anything decoded from text: a message larger than this is refused unread.
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+
+class Wire(BaseModel):
+    """Base of every wire message: immutable, unknown fields refused."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+M = TypeVar("M", bound=Wire)
+
+
+def decode(model: type[M], data: object) -> M:
+    """The one decode point: ``data`` (a dict, JSON text or bytes) to ``model``, or MessageError."""
+    try:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            data = bytes(data).decode("utf-8")
+        if isinstance(data, str):
+            if len(data) > MAX_MESSAGE_BYTES:
+                raise MessageError(f"{model.__name__}: message of {len(data)} bytes is too large")
+            data = json.loads(data)
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '(message)'}: {e['msg']}"
+            for e in exc.errors()[:10]
+        )
+        raise MessageError(f"malformed {model.__name__}: {problems}") from None
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise MessageError(f"malformed {model.__name__}: {exc}") from None
+
+
+class SubmitRequest(Wire):
+    """Library -> cloud: run this spec for this user."""
+
+    assignment_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    user: str = Field(min_length=1, max_length=128)
+    spec: dict[str, Any]
+
+
+class CancelRequest(Wire):
+    assignment_id: str = Field(min_length=1, max_length=64)
+    user: str = Field(min_length=1, max_length=128)
+
+
+class OnboardTask(Wire):
+    """Cloud -> one client: compute one iteration of an assignment on-board."""
+
+    assignment_id: str
+    user: str
+    iteration: int = Field(ge=0)
+    client_id: int = Field(ge=1)
+    method: str
+    signals: tuple[str, ...] = Field(min_length=1)
+    samples: int = Field(ge=1, le=1_000_000)
+    frequency: int = Field(ge=1, le=100)
+    threshold: float | None = None
+    direction: Literal["above", "below"] = "above"
+    sample_size: int | None = None
+    bins: int | None = None
+    model: Any = None
+    deadline: float
+
+
+class OnboardResult(Wire):
+    """One client -> cloud: what one on-board task produced (never an exception)."""
+
+    assignment_id: str
+    iteration: int
+    client_id: int
+    status: Literal["ok", "failed", "skipped"]
+    value: Any = None
+    version: str = "builtin"
+    error: str | None = None
+    started_at: float
+    finished_at: float
+
+
+class IterationResult(Wire):
+    """The outcome of one iteration, as stored and as the analyst reads it."""
+
+    index: int
+    value: Any = None
+    onboard: dict[int, Any] = Field(default_factory=dict)
+    versions: dict[int, str] = Field(default_factory=dict)
+    discarded: dict[int, str] = Field(default_factory=dict)
+    missing: tuple[int, ...] = ()
+    failed: dict[int, str] = Field(default_factory=dict)
+    error: str | None = None  # the off-board step's error, if it failed
+    ended_by: Literal["complete", "deadline", "cancel"] = "complete"
+    started_at: float
+    finished_at: float
+
+
+class ClientInfo(Wire):
+    """A client's entry in the live registry."""
+
+    client_id: int = Field(ge=1)
+    signals: tuple[str, ...]
+    worker: str
+    hostname: str
+    pid: int
+    started_at: float
+    last_seen: float = 0.0
+
+
+class AssignmentRecord(Wire):
+    """An assignment as the library sees it (without its iterations)."""
+
+    id: str
+    user: str
+    status: Status
+    spec: dict[str, Any]
+    clients: tuple[int, ...] = ()
+    iterations_done: int = 0
+    created_at: float
+    started_at: float | None = None
+    finished_at: float | None = None
+    error: str | None = None
+    error_issues: tuple[dict[str, Any], ...] = ()

@@ -1,0 +1,3 @@
+from oodida_edge._worker import main
+
+main()

@@ -1,0 +1,221 @@
+"""``oodida-edge``: one client (``--client-id N``) or a simulated fleet (``--clients 1-100``).
+
+Each client consumes its own queue ``client.<id>``. A fleet is served by ``--processes``
+worker processes, each consuming a contiguous slice of the clients' queues; a supervisor
+process starts them, restarts one that dies, and stops them all on SIGINT/SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+import redis
+from celery import signals
+
+from oodida_core.celery_app import make_celery_app
+from oodida_core.ids import format_ranges, parse_id_ranges
+from oodida_core.keys import Keys, client_queue
+from oodida_core.logs import setup_logging
+from oodida_core.registry import Registry
+from oodida_core.settings import Settings
+from oodida_core.signals import SIGNAL_NAMES
+from oodida_core.wire import ClientInfo
+
+from .runner import OnboardRunner
+from .sensors import SimulatedSensors
+from .tasks import register_edge_tasks
+
+log = logging.getLogger("oodida.edge")
+
+CLIENTS_PER_PROCESS = 50
+
+
+def default_processes(n_clients: int) -> int:
+    return max(1, min(n_clients, math.ceil(n_clients / CLIENTS_PER_PROCESS)))
+
+
+def split(ids: Sequence[int], parts: int) -> list[list[int]]:
+    """Contiguous, nearly equal slices."""
+    parts = max(1, min(parts, len(ids)))
+    size, extra = divmod(len(ids), parts)
+    out, start = [], 0
+    for i in range(parts):
+        end = start + size + (1 if i < extra else 0)
+        out.append(list(ids[start:end]))
+        start = end
+    return out
+
+
+def worker_name(ids: Sequence[int]) -> str:
+    return f"client-{ids[0]}" if len(ids) == 1 else f"clients-{format_ranges(ids).replace(',', '_')}"
+
+
+class Heartbeat(threading.Thread):
+    """Keeps this process's clients live in the registry; re-registers them if Redis lost them."""
+
+    def __init__(self, registry: Registry, infos: list[ClientInfo]) -> None:
+        super().__init__(name="oodida-edge-heartbeat", daemon=True)
+        self.registry = registry
+        self.infos = infos
+        self.ids = [i.client_id for i in infos]
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.registry.settings.heartbeat_interval):
+            try:
+                if len(self.registry.known() & set(self.ids)) < len(self.ids):
+                    self.registry.register(self.infos)
+                else:
+                    self.registry.beat(self.ids)
+            except Exception:
+                log.warning("heartbeat failed (Redis unreachable?); retrying", exc_info=True)
+
+    def stop(self) -> None:
+        self.stopped.set()
+
+
+def serve(ids: list[int], settings: Settings, realtime: bool, concurrency: int, loglevel: str) -> None:
+    """Run one Celery worker process for the clients ``ids``; returns when it shut down."""
+    app = make_celery_app(settings, "oodida-edge")
+    client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+    keys = Keys(settings.key_prefix)
+    register_edge_tasks(app, OnboardRunner(client, keys, SimulatedSensors(), realtime=realtime))
+    registry = Registry(client, settings)
+    host = socket.gethostname()
+    name = f"{worker_name(ids)}@{host}"
+    infos = [
+        ClientInfo(client_id=c, signals=SIGNAL_NAMES, worker=name, hostname=host,
+                   pid=os.getpid(), started_at=time.time())
+        for c in ids
+    ]
+    heartbeat = Heartbeat(registry, infos)
+
+    def on_ready(**_: Any) -> None:
+        registry.register(infos)
+        heartbeat.start()
+        log.info("%s ready: clients %s", name, format_ranges(ids))
+
+    def on_shutdown(**_: Any) -> None:
+        heartbeat.stop()
+        try:
+            registry.unregister(ids)
+        except Exception:
+            log.warning("could not leave the registry", exc_info=True)
+
+    signals.worker_ready.connect(on_ready, weak=False)
+    signals.worker_shutdown.connect(on_shutdown, weak=False)
+    app.worker_main([
+        "worker",
+        "--queues", ",".join(client_queue(c) for c in ids),
+        "--pool", "threads",
+        "--concurrency", str(concurrency or min(len(ids), 16)),
+        "--hostname", name,
+        "--loglevel", loglevel,
+        "--without-mingle",
+        "--without-gossip",
+    ])
+
+
+class Supervisor:
+    """Starts one child process per slice of clients, restarts a child that dies, stops all."""
+
+    def __init__(self, slices: list[list[int]], child_args: list[str], env: dict[str, str]) -> None:
+        self.slices = slices
+        self.child_args = child_args
+        self.env = env
+        self.children: dict[int, subprocess.Popen[bytes]] = {}
+        self.stopping = False
+
+    def _spawn(self, index: int) -> None:
+        ids = format_ranges(self.slices[index])
+        cmd = [sys.executable, "-m", "oodida_edge", "--clients", ids, "--processes", "1", *self.child_args]
+        self.children[index] = subprocess.Popen(cmd, env=self.env)
+
+    def _stop(self, signum: int, _frame: FrameType | None) -> None:
+        self.stopping = True
+        for child in self.children.values():
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._stop)
+        signal.signal(signal.SIGINT, self._stop)
+        for index in range(len(self.slices)):
+            self._spawn(index)
+        restarts: list[float] = []
+        while not self.stopping:
+            time.sleep(0.5)
+            for index, child in list(self.children.items()):
+                code = child.poll()
+                if code is None or self.stopping:
+                    continue
+                now = time.monotonic()
+                restarts = [t for t in restarts if now - t < 60] + [now]
+                if len(restarts) > 10 * len(self.slices):
+                    log.error("edge processes keep dying; giving up")
+                    self._stop(signal.SIGTERM, None)
+                    break
+                log.warning("edge process for clients %s exited with %s; restarting",
+                            format_ranges(self.slices[index]), code)
+                self._spawn(index)
+        deadline = time.monotonic() + 20
+        for child in self.children.values():
+            try:
+                child.wait(max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.kill()
+                child.wait()
+        return 0
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="oodida-edge", description=__doc__)
+    who = parser.add_mutually_exclusive_group(required=True)
+    who.add_argument("--client-id", type=int, help="serve this one client")
+    who.add_argument("--clients", help="serve a simulated fleet, e.g. 1-20 or 1,3,5-9")
+    parser.add_argument("--processes", type=int, help=f"worker processes (default: one per {CLIENTS_PER_PROCESS})")
+    parser.add_argument("--concurrency", type=int, default=0, help="threads per process (default: clients, max 16)")
+    parser.add_argument("--realtime", action="store_true", help="take samples/frequency seconds per task")
+    parser.add_argument("--redis-url", help="broker URL (default: $OODIDA_REDIS_URL)")
+    parser.add_argument("--loglevel", default=os.environ.get("OODIDA_LOGLEVEL", "INFO"))
+    args = parser.parse_args(argv)
+
+    if args.client_id is not None:
+        if args.client_id < 1:
+            parser.error("--client-id must be a positive integer")
+        ids = [args.client_id]
+    else:
+        try:
+            ids = parse_id_ranges(args.clients)
+        except ValueError as exc:
+            parser.error(str(exc))
+    processes = args.processes or default_processes(len(ids))
+    if processes < 1:
+        parser.error("--processes must be at least 1")
+
+    settings = Settings.from_env(redis_url=args.redis_url)
+    setup_logging(args.loglevel)
+    if processes == 1:
+        serve(ids, settings, args.realtime, args.concurrency, args.loglevel)
+        return
+    child_args = ["--loglevel", args.loglevel, "--concurrency", str(args.concurrency)]
+    if args.realtime:
+        child_args.append("--realtime")
+    env = {**os.environ, **settings.to_env()}
+    sys.exit(Supervisor(split(ids, processes), child_args, env).run())
+
+
+if __name__ == "__main__":
+    main()

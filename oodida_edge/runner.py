@@ -1,0 +1,127 @@
+"""One on-board task, start to finish: read the sensors, compute, answer. Never raises.
+
+A header task that raised would fail the whole chord, so every error (a bad message, a
+failing method) becomes a ``failed`` answer that names it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from typing import Any
+
+import redis
+
+from oodida_core.errors import MessageError
+from oodida_core.keys import Keys
+from oodida_core.wire import FINAL_STATUSES, OnboardResult, OnboardTask, decode
+
+from .onboard import OnboardParams, run_builtin
+from .sensors import SensorSource
+
+log = logging.getLogger("oodida.edge")
+
+
+class OnboardRunner:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        sensors: SensorSource,
+        realtime: bool = False,
+    ) -> None:
+        self.redis = client
+        self.keys = keys
+        self.sensors = sensors
+        self.realtime = realtime
+
+    def run(self, message: object) -> dict[str, Any]:
+        started = time.time()
+        try:
+            task = decode(OnboardTask, message)
+        except MessageError as exc:
+            log.warning("rejected an on-board message: %s", exc)
+            return _answer_for_bad_message(message, str(exc), started)
+        try:
+            if self._no_longer_wanted(task):
+                return self._answer(task, "skipped", started, error="assignment ended or iteration done")
+            value = self._compute(task)
+        except Exception as exc:
+            log.warning(
+                "assignment %s iteration %d client %d (user %s): %s: %s",
+                task.assignment_id, task.iteration, task.client_id, task.user,
+                type(exc).__name__, exc,
+            )
+            return self._answer(task, "failed", started, error=f"{type(exc).__name__}: {exc}")
+        return self._answer(task, "ok", started, value=value)
+
+    def _no_longer_wanted(self, task: OnboardTask) -> bool:
+        """A task of a cancelled assignment, or of an iteration already aggregated, is dropped."""
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.hget(self.keys.assignment(task.assignment_id), "status")
+        pipe.hexists(self.keys.iterations(task.assignment_id), str(task.iteration))
+        status, done = pipe.execute()
+        if isinstance(status, bytes):
+            status = status.decode()
+        return bool(done) or status in FINAL_STATUSES
+
+    def _compute(self, task: OnboardTask) -> object:
+        data = self.sensors.read(
+            task.client_id, task.assignment_id, task.iteration,
+            task.signals, task.samples, task.frequency,
+        )
+        if self.realtime:
+            # A real vehicle needs samples / frequency seconds to take the readings.
+            time.sleep(max(0.0, min(task.samples / task.frequency, task.deadline - time.time())))
+        params = OnboardParams(
+            method=task.method,
+            signals=task.signals,
+            threshold=task.threshold,
+            direction=task.direction,
+            sample_size=task.sample_size,
+            bins=task.bins,
+            seed=_seed(task),
+        )
+        return run_builtin(params, data, task.model)
+
+    @staticmethod
+    def _answer(
+        task: OnboardTask, status: str, started: float, value: object = None, error: str | None = None
+    ) -> dict[str, Any]:
+        return OnboardResult(
+            assignment_id=task.assignment_id,
+            iteration=task.iteration,
+            client_id=task.client_id,
+            status=status,  # type: ignore[arg-type]
+            value=value,
+            error=error,
+            started_at=started,
+            finished_at=time.time(),
+        ).to_wire()
+
+
+def _seed(task: OnboardTask) -> int:
+    digest = hashlib.sha256(f"{task.client_id}:{task.assignment_id}:{task.iteration}".encode())
+    return int.from_bytes(digest.digest()[:8], "big")
+
+
+def _answer_for_bad_message(message: object, error: str, started: float) -> dict[str, Any]:
+    """Answer a malformed task with what can be read of it, so the chord still completes."""
+    fields = message if isinstance(message, dict) else {}
+
+    def pick(name: str, kind: type, default: Any) -> Any:
+        value = fields.get(name, default)
+        return value if isinstance(value, kind) and not isinstance(value, bool) else default
+
+    return {
+        "assignment_id": pick("assignment_id", str, ""),
+        "iteration": pick("iteration", int, -1),
+        "client_id": pick("client_id", int, 0),
+        "status": "failed",
+        "value": None,
+        "version": "builtin",
+        "error": error,
+        "started_at": started,
+        "finished_at": time.time(),
+    }

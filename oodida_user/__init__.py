@@ -1,0 +1,22 @@
+"""The analyst's library for OODIDA on Celery and Redis."""
+
+from __future__ import annotations
+
+from oodida_core.errors import AssignmentTimeout, CustomCodeError, OodidaError, SpecError, UnknownAssignment
+from oodida_core.wire import ClientInfo, IterationResult
+
+from .client import Assignment, Oodida
+from .results import Result
+
+__all__ = [
+    "Assignment",
+    "AssignmentTimeout",
+    "ClientInfo",
+    "CustomCodeError",
+    "IterationResult",
+    "Oodida",
+    "OodidaError",
+    "Result",
+    "SpecError",
+    "UnknownAssignment",
+]

@@ -1,0 +1,265 @@
+"""``oodida``: the analyst's and operator's command line (private; the library is the API)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import Any
+
+from oodida_core.errors import OodidaError, SpecError
+from oodida_core.local import LocalSystem
+from oodida_core.spec import spec_json_schema
+
+from .client import Oodida
+from .results import Result
+
+LISTING_1_1: dict[str, Any] = {
+    "name": "Measurement Task",
+    "description": "Average of velocity",
+    "mode": "Measurement",
+    "clients": "all",
+    "signals": ["speed"],
+    "onboard": "average",
+    "offboard": "collect",
+    "frequency": 1,
+    "samples": 1000,
+    "iterations": 1,
+}
+
+
+def _connect(args: argparse.Namespace) -> Oodida:
+    return Oodida(args.redis_url, args.user)
+
+
+def _print_json(value: Any) -> None:
+    print(json.dumps(value, indent=2, default=str))
+
+
+# -- analyst commands ------------------------------------------------------------------------
+def cmd_submit(args: argparse.Namespace) -> int:
+    try:
+        with open(args.spec, encoding="utf-8") as fh:
+            spec = json.load(fh)
+    except OSError as exc:
+        raise OodidaError(f"cannot read {args.spec}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise OodidaError(f"{args.spec} is not valid JSON: {exc}") from None
+    with _connect(args) as o:
+        a = o.submit(spec)
+        print(a.id)
+        if args.wait:
+            result = a.wait(timeout=args.timeout, progress=True)
+            _print_json(result.to_dict()) if args.json else print(result.summary())
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    with _connect(args) as o:
+        result = o.assignment(args.id).result()
+        if args.json:
+            _print_json({k: v for k, v in result.to_dict().items() if k != "iterations"})
+        else:
+            print(result.summary())
+    return 0
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    with _connect(args) as o:
+        a = o.assignment(args.id)
+        result = a.wait(timeout=args.timeout) if args.wait else a.result()
+        _print_json(result.to_dict()) if args.json else print(result.summary())
+    return 0
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    with _connect(args) as o:
+        result = o.assignment(args.id).cancel()
+        print(f"{result.id}: {result.status} after {len(result.iterations)} iteration(s)")
+    return 0
+
+
+def cmd_clients(args: argparse.Namespace) -> int:
+    with _connect(args) as o:
+        clients = o.clients()
+        if args.json:
+            _print_json([c.to_wire() for c in clients])
+            return 0
+        now = time.time()
+        print(f"{len(clients)} live client(s)")
+        for c in clients:
+            print(f"  {c.client_id:>6}  {c.worker:<32} seen {now - c.last_seen:4.1f}s ago  "
+                  f"{','.join(c.signals)}")
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    _print_json(spec_json_schema())
+    return 0
+
+
+# -- operator commands -----------------------------------------------------------------------
+class _Stop:
+    def __init__(self) -> None:
+        self.event = threading.Event()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, self._set)
+
+    def _set(self, signum: int, frame: FrameType | None) -> None:
+        self.event.set()
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    stop = _Stop()
+    system = LocalSystem(
+        args.clients,
+        redis_url=args.redis_url,
+        port=args.port,
+        data_dir=args.data_dir,
+        processes=args.processes,
+        flower=args.flower,
+        flower_port=args.flower_port,
+        realtime=args.realtime,
+        loglevel=args.loglevel,
+    )
+    with system:
+        print(f"OODIDA_REDIS_URL={system.url}", flush=True)
+        if args.flower:
+            print(f"# Flower: http://127.0.0.1:{system.flower_port}/", file=sys.stderr, flush=True)
+        print(f"# {args.clients} client(s) and a cloud worker running; logs in {system.log_dir}; "
+              "Ctrl-C stops everything", file=sys.stderr, flush=True)
+        while not stop.event.wait(1.0):
+            for name, proc in system.procs.items():
+                if proc.poll() is not None:
+                    print(f"# {name} exited with code {proc.returncode}; stopping", file=sys.stderr)
+                    stop.event.set()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    data_dir = tempfile.mkdtemp(prefix="oodida-demo-")
+    started = time.monotonic()
+    try:
+        print(f"starting a local system: embedded Redis, a cloud worker, {args.clients} simulated vehicles")
+        with LocalSystem(args.clients, data_dir=data_dir, loglevel="WARNING") as system:
+            print(f"ready in {time.monotonic() - started:.1f}s on {system.url}\n")
+            with Oodida(system.url, "demo") as o:
+                _demo_run(o, "1. The paper's Listing 1.1: average speed per vehicle", LISTING_1_1)
+                _demo_run(o, "2. Monitoring: readings above 120 km/h, 3 rounds", {
+                    "name": "Speeding", "mode": "monitoring", "clients": "all", "signals": "speed",
+                    "onboard": "threshold", "threshold": 120, "direction": "above",
+                    "frequency": 10, "samples": 600, "iterations": 3,
+                })
+                _demo_run(o, "3. Federated learning: fuel rate from speed and rpm, 3 rounds", {
+                    "name": "Fuel model", "mode": "federated", "clients": "all",
+                    "signals": ["speed", "rpm", "fuel_rate"], "onboard": "train", "offboard": "fedavg",
+                    "frequency": 10, "samples": 2000, "iterations": 3,
+                })
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+    print(f"demo finished in {time.monotonic() - started:.1f}s; every process it started is stopped")
+    return 0
+
+
+def _demo_run(o: Oodida, title: str, spec: dict[str, Any]) -> Result:
+    print(title)
+    print("   spec: " + json.dumps(spec))
+    result = o.submit(spec).wait(timeout=120, progress=False)
+    for it in result.iterations:
+        took = it.finished_at - it.started_at
+        print(f"   iteration {it.index} ({took * 1000:.0f} ms, {len(it.onboard)} clients answered)")
+        if spec["onboard"] == "threshold":
+            for cid, value in sorted(it.onboard.items()):
+                hits = value.get("speed", []) if isinstance(value, dict) else []
+                top = max((h["value"] for h in hits), default=None)
+                print(f"     vehicle {cid}: {len(hits)} readings above 120 km/h"
+                      + (f", top {top:.1f} km/h" if top is not None else ""))
+        elif spec["onboard"] == "train":
+            v = it.value or {}
+            weights = ", ".join(f"{w:+.3f}" for w in v.get("weights", []))
+            print(f"     fedavg weights [{weights}] over {v.get('n_samples')} samples, loss {v.get('loss', 0):.4f}")
+        else:
+            for cid, value in sorted((it.value or {}).items()):
+                print(f"     vehicle {cid}: {json.dumps(value)}")
+    print(f"   status: {result.status}\n")
+    return result
+
+
+# -- parser ----------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="oodida", description="OODIDA fleet analytics on Celery and Redis")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--redis-url", default=os.environ.get("OODIDA_REDIS_URL"),
+                        help="broker URL (default: $OODIDA_REDIS_URL)")
+    common.add_argument("--user", default=os.environ.get("OODIDA_USER"), help="user (default: $OODIDA_USER)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("up", help="run a whole local system until interrupted")
+    p.add_argument("--clients", type=int, default=5)
+    p.add_argument("--port", type=int, help="port of the embedded Redis (default: a free one)")
+    p.add_argument("--redis-url", default=None, help="use this Redis instead of an embedded one")
+    p.add_argument("--flower", action="store_true", help="also start Flower")
+    p.add_argument("--flower-port", type=int, default=5555)
+    p.add_argument("--data-dir", default=".oodida")
+    p.add_argument("--processes", type=int, help="edge worker processes for the fleet")
+    p.add_argument("--realtime", action="store_true", help="clients take samples/frequency seconds")
+    p.add_argument("--loglevel", default="WARNING")
+    p.set_defaults(func=cmd_up)
+
+    p = sub.add_parser("demo", help="run the paper's example on a fresh local system")
+    p.add_argument("--clients", type=int, default=5)
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("submit", parents=[common], help="submit an assignment spec (JSON file)")
+    p.add_argument("spec")
+    p.add_argument("--no-wait", dest="wait", action="store_false", help="print the id and return")
+    p.add_argument("--timeout", type=float)
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_submit)
+
+    for name, func, text in (("status", cmd_status, "an assignment's status"),
+                             ("results", cmd_results, "an assignment's results"),
+                             ("cancel", cmd_cancel, "cancel an assignment")):
+        p = sub.add_parser(name, parents=[common], help=text)
+        p.add_argument("id")
+        if name != "cancel":
+            p.add_argument("--json", action="store_true")
+        if name == "results":
+            p.add_argument("--wait", action="store_true", help="wait until it ended")
+            p.add_argument("--timeout", type=float)
+        p.set_defaults(func=func)
+
+    p = sub.add_parser("clients", parents=[common], help="list live clients")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_clients)
+
+    p = sub.add_parser("schema", help="print the JSON Schema of an assignment spec")
+    p.set_defaults(func=cmd_schema)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        code = args.func(args)
+    except SpecError as exc:
+        print(f"oodida: {exc}", file=sys.stderr)
+        code = 2
+    except OodidaError as exc:
+        print(f"oodida: {exc}", file=sys.stderr)
+        code = 1
+    except KeyboardInterrupt:
+        code = 130
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

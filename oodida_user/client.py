@@ -1,0 +1,258 @@
+"""The analyst's library: submit assignments, follow them, read results, list clients."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Iterator, Mapping
+from types import TracebackType
+from typing import Any
+
+import redis
+from kombu.exceptions import OperationalError
+
+from oodida_core.celery_app import make_celery_app
+from oodida_core.errors import (
+    AssignmentTimeout,
+    OodidaError,
+    SpecError,
+    SpecIssue,
+    UnknownAssignment,
+)
+from oodida_core.keys import CLOUD_QUEUE, Keys
+from oodida_core.registry import Registry
+from oodida_core.settings import Settings
+from oodida_core.spec import AssignmentSpec, DeploySpec, spec_to_wire, validate_spec
+from oodida_core.store import AssignmentStore
+from oodida_core.wire import (
+    FINAL_STATUSES,
+    TASK_CANCEL,
+    TASK_START,
+    AssignmentRecord,
+    CancelRequest,
+    ClientInfo,
+    IterationResult,
+    SubmitRequest,
+)
+
+from .progress import Progress
+from .results import Result, iteration_for_user
+
+USER_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+_POLL_MS = 1000
+
+
+class Oodida:
+    """A connection to an OODIDA system for one analyst.
+
+    >>> o = Oodida("redis://127.0.0.1:6379/0", user="alice")   # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        url: str | None = None,
+        user: str | None = None,
+        *,
+        settings: Settings | None = None,
+        accept_timeout: float = 30.0,
+    ) -> None:
+        base = settings or Settings.from_env()
+        self.settings = base.model_copy(update={k: v for k, v in (("redis_url", url), ("user", user)) if v})
+        self.user = self.settings.user
+        if not self.user:
+            raise OodidaError("no user given: pass user=... or set OODIDA_USER")
+        if not USER_PATTERN.match(self.user):
+            raise OodidaError(f"user name {self.user!r} must be 1-64 letters, digits or . _ @ -")
+        self.accept_timeout = accept_timeout
+        self.redis = redis.Redis.from_url(
+            self.settings.redis_url, socket_connect_timeout=5, socket_timeout=_POLL_MS / 1000 + 10,
+            health_check_interval=30,
+        )
+        try:
+            self.redis.ping()
+        except redis.exceptions.RedisError as exc:
+            self.redis.close()
+            raise OodidaError(f"cannot reach the OODIDA broker at {self.settings.redis_url}: {exc}") from None
+        self.keys = Keys(self.settings.key_prefix)
+        self.store = AssignmentStore(self.redis, self.keys, ttl=self.settings.assignment_ttl)
+        self.registry = Registry(self.redis, self.settings)
+        self.app = make_celery_app(self.settings, "oodida-user")
+
+    # -- assignments -------------------------------------------------------------------------
+    def submit(self, spec: Mapping[str, Any] | AssignmentSpec, *, wait_accepted: bool = True) -> Assignment:
+        """Validate ``spec``, hand it to the cloud and return a handle to follow it.
+
+        Raises SpecError for a bad spec (checked here and again by the cloud, which also
+        checks the clients and their signals), OodidaError when no cloud worker answers.
+        """
+        parsed = spec if isinstance(spec, AssignmentSpec) else validate_spec(spec)
+        if isinstance(parsed, DeploySpec):
+            raise SpecError([SpecIssue("mode", parsed.mode,
+                                       "deployment is not available yet: active-code replacement is not built")])
+        wire = spec_to_wire(parsed)
+        aid = uuid.uuid4().hex[:16]
+        self.store.create(aid, self.user, wire)
+        request = SubmitRequest(assignment_id=aid, user=self.user, spec=wire)
+        self._send(TASK_START, request.to_wire(), f"{aid}-start")
+        handle = Assignment(self, aid)
+        if wait_accepted:
+            handle.wait_accepted(self.accept_timeout)
+        return handle
+
+    def assignment(self, assignment_id: str) -> Assignment:
+        """A handle to one of this user's assignments, by id."""
+        record = self.store.get(assignment_id)
+        if record is None or record.user != self.user:
+            raise UnknownAssignment(f"no assignment {assignment_id!r} of user {self.user!r}")
+        return Assignment(self, assignment_id)
+
+    def assignments(self) -> list[str]:
+        """Ids of this user's assignments, oldest first."""
+        return self.store.user_assignments(self.user)
+
+    def clients(self) -> list[ClientInfo]:
+        """Live clients: id, signals, worker, last heartbeat."""
+        return self.registry.live()
+
+    def _send(self, name: str, message: dict[str, Any], task_id: str) -> None:
+        try:
+            self.app.send_task(name, args=(message,), queue=CLOUD_QUEUE, task_id=task_id)
+        except OperationalError as exc:
+            raise OodidaError(f"cannot reach the OODIDA broker at {self.settings.redis_url}: {exc}") from None
+
+    def close(self) -> None:
+        self.app.close()
+        self.redis.close()
+
+    def __enter__(self) -> Oodida:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class Assignment:
+    """A submitted assignment: follow it, wait for it, cancel it."""
+
+    def __init__(self, oodida: Oodida, assignment_id: str) -> None:
+        self.o = oodida
+        self.id = assignment_id
+
+    def __repr__(self) -> str:
+        return f"<Assignment {self.id} {self.status()}>"
+
+    def record(self) -> AssignmentRecord:
+        record = self.o.store.get(self.id)
+        if record is None or record.user != self.o.user:
+            raise UnknownAssignment(f"assignment {self.id!r} no longer exists (expired or purged)")
+        return record
+
+    def status(self) -> str:
+        return self.record().status
+
+    def result(self) -> Result:
+        """A snapshot: status and every iteration finished so far."""
+        return Result.build(self.record(), self.o.store.iterations(self.id))
+
+    def wait_accepted(self, timeout: float) -> None:
+        """Until the cloud accepted the assignment; SpecError/OodidaError when it refused."""
+        deadline = time.monotonic() + timeout
+        after = "0"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise OodidaError(
+                    f"no cloud worker took assignment {self.id} within {timeout:.0f}s: is oodida-cloud "
+                    "running on this broker? The assignment stays queued until one does."
+                )
+            for entry_id, event in self.o.store.read_events(self.id, after, int(min(remaining, 1) * 1000)):
+                after = entry_id
+                if event.get("type") in ("accepted", "iteration"):
+                    return
+                if event.get("type") == "end":
+                    self._raise_if_rejected()
+                    return
+            if after == "0" and self.status() != "pending":  # events expired or were missed
+                self._raise_if_rejected()
+                return
+
+    def _raise_if_rejected(self) -> None:
+        record = self.record()
+        if record.status != "failed":
+            return
+        if record.error_issues:
+            raise SpecError([
+                SpecIssue(str(i.get("field")), i.get("value"), str(i.get("rule")))
+                for i in record.error_issues
+            ])
+        raise OodidaError(f"assignment {self.id} failed: {record.error}")
+
+    def iterations(self, timeout: float | None = None) -> Iterator[IterationResult]:
+        """Each iteration as soon as it is finished, in order, until the assignment ends."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        offboard = str(self.record().spec.get("offboard", "collect"))
+        after, next_index = "0", 0
+        pending: set[int] = set()
+        ended = False
+        while True:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise AssignmentTimeout(f"assignment {self.id} did not finish within {timeout}s")
+            block = _POLL_MS if deadline is None else max(1, int(min(_POLL_MS, (deadline - time.monotonic()) * 1000)))
+            events = self.o.store.read_events(self.id, after, block)
+            for entry_id, event in events:
+                after = entry_id
+                if event.get("type") == "iteration":
+                    pending.add(int(event["index"]))
+                elif event.get("type") == "end":
+                    ended = True
+            if not events and not ended and self.status() in FINAL_STATUSES:
+                ended = True  # the end was not announced (a cloud worker died): trust the record
+                pending.update(i.index for i in self.o.store.iterations(self.id))
+            while next_index in pending:
+                pending.discard(next_index)
+                it = self.o.store.iteration(self.id, next_index)
+                next_index += 1
+                if it is not None:
+                    yield iteration_for_user(it, offboard)
+            if ended:
+                for index in sorted(pending):
+                    it = self.o.store.iteration(self.id, index)
+                    if it is not None:
+                        yield iteration_for_user(it, offboard)
+                return
+
+    def wait(self, timeout: float | None = None, progress: bool = True) -> Result:
+        """Until the assignment ends; its Result. A progress bar shows on a terminal or notebook.
+
+        ``timeout`` defaults to iterations x the spec's timeout plus a minute; an assignment
+        that runs until cancelled (iterations 0) is waited for without a limit.
+        """
+        record = self.record()
+        total = int(record.spec.get("iterations") or 0)
+        if timeout is None and total:
+            timeout = total * float(record.spec.get("timeout") or 60) + 60
+        with Progress(total or None, enabled=progress, desc=str(record.spec.get("name", self.id))) as bar:
+            for _ in self.iterations(timeout=timeout):
+                bar.update(1)
+        return self.result()
+
+    def cancel(self, timeout: float = 30.0) -> Result:
+        """Stop after the running iteration at the latest; returns the result as it stands."""
+        record = self.record()
+        if record.status not in FINAL_STATUSES:
+            request = CancelRequest(assignment_id=self.id, user=self.o.user)
+            self.o._send(TASK_CANCEL, request.to_wire(), f"{self.id}-cancel-{uuid.uuid4().hex[:6]}")
+            deadline = time.monotonic() + timeout
+            while self.status() not in FINAL_STATUSES:
+                if time.monotonic() > deadline:
+                    raise OodidaError(f"cancel of {self.id} not confirmed within {timeout}s: is oodida-cloud running?")
+                time.sleep(0.05)
+        return self.result()
+
+
