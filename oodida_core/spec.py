@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 from .errors import MISSING, SpecError, SpecIssue
 from .signals import SIGNAL_NAMES
@@ -393,7 +393,7 @@ def _check_keys(data: dict[str, object], mode: str | None, c: _Checker) -> tuple
     for key, value in data.items():
         if key not in ALL_KEYS:
             hint = _did_you_mean(key, allowed) or _did_you_mean(key, ALL_KEYS)
-            c.fail(key, value, f"unknown key{hint}")
+            c.fail(key if len(key) <= 60 else key[:57] + "...", value, f"unknown key{hint}")
         elif key == "filename" and not deploy:
             c.fail(key, value, "only allowed in the deploy_onboard and deploy_offboard modes")
         elif key == "clients" and mode == "deploy_offboard":
@@ -412,6 +412,7 @@ def _check_keys(data: dict[str, object], mode: str | None, c: _Checker) -> tuple
 def _check_combinations(c: _Checker, data: dict[str, object]) -> None:
     ok = c.ok
     custom = " or 'custom'" if CUSTOM_CODE_AVAILABLE else ""
+    before = len(c.issues)
     if c.combine(("mode", "onboard")):
         mode, onboard = ok["mode"], ok["onboard"]
         if mode == "monitoring" and onboard not in ("threshold", "custom"):
@@ -424,7 +425,7 @@ def _check_combinations(c: _Checker, data: dict[str, object]) -> None:
     if federated and "offboard" in ok and ok["offboard"] not in ("fedavg", "collect", "custom"):
         rule = f"federated mode needs offboard 'fedavg' or 'collect'{custom}"
         c.fail("offboard", ok["offboard"], rule)
-    elif c.combine(("onboard", "offboard")):
+    elif c.combine(("onboard", "offboard")) and len(c.issues) == before:  # onboard is fine
         onboard, offboard = ok["onboard"], ok["offboard"]
         if offboard == "fedavg" and onboard not in ("train", "custom"):
             c.fail("offboard", offboard, f"'fedavg' needs onboard 'train'{custom}")
@@ -475,12 +476,7 @@ def _validate(raw: object) -> AssignmentSpec | DeploySpec:
     if c.issues:
         raise SpecError(c.issues)
     model: type[AssignmentSpec | DeploySpec] = DeploySpec if deploy else AssignmentSpec
-    try:
-        return model.model_validate(c.ok)
-    except ValidationError as e:  # a rule above that the model states differently: a bug
-        issues = [SpecIssue(".".join(map(str, err["loc"])) or "spec", _safe(err["input"]), err["msg"])
-                  for err in e.errors()]
-        raise SpecError(issues) from None
+    return model.model_validate(c.ok)  # cannot fail once the checks above passed
 
 
 def validate_spec(raw: object) -> AssignmentSpec | DeploySpec:

@@ -199,7 +199,7 @@ BUILTIN_METHODS: frozenset[str] = frozenset([*_PER_SIGNAL, *_ALIASES, "train"])
 # Federated learning: a linear model trained by full-batch gradient descent.
 
 
-def _initial_weights(model: object | None, k: int, features: Sequence[str]) -> FloatArray:
+def _initial_weights(model: object | None, k: int, features: Sequence[str], target: str) -> FloatArray:
     expected = (
         f'the model input must be None or a dict {{"weights": [{k + 1} numbers]}} '
         f"(an intercept and one weight per feature: {', '.join(features)})"
@@ -208,11 +208,14 @@ def _initial_weights(model: object | None, k: int, features: Sequence[str]) -> F
         return np.zeros(k + 1)
     if not isinstance(model, Mapping) or "weights" not in model:
         raise OnboardError(f"{expected}; got {type(model).__name__} {_short(model)}")
-    model_features = model.get("features")
-    if model_features is not None and list(model_features) != list(features):
+    model_features, model_target = model.get("features"), model.get("target")
+    if (model_features is not None and list(model_features) != list(features)) or (
+        model_target is not None and model_target != target
+    ):
         raise OnboardError(
-            f"the model was trained on features {list(model_features)} but this task uses "
-            f"{list(features)}; use the same signals, in the same order"
+            f"the model was trained on features {model_features} and target {model_target!r} "
+            f"but this task uses {list(features)} and {target!r}; use the same signals, in the "
+            "same order (the target last)"
         )
     weights = model["weights"]
     if not isinstance(weights, (list, tuple)) or len(weights) != k + 1:
@@ -249,7 +252,7 @@ def _train(params: OnboardParams, columns: list[FloatArray], model: object | Non
     if n == 0:
         raise OnboardError("train needs at least one reading per signal, got none")
     k = len(features)
-    w = _initial_weights(model, k, features)
+    w = _initial_weights(model, k, features, target)
     scales = [_scale(s, "train") for s in names]
     x = np.empty((n, k + 1))
     x[:, 0] = 1.0
@@ -259,11 +262,12 @@ def _train(params: OnboardParams, columns: list[FloatArray], model: object | Non
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise OnboardError("train got readings that are NaN or infinite")
     # MSE(w) = w'Aw - 2w'b + c, gradient 2(Aw - b): the steps need only A and b.
-    gram = (x.T @ x) / n
-    xty = (x.T @ y) / n
-    for _ in range(TRAIN_STEPS):
-        w = w - TRAIN_LEARNING_RATE * 2.0 * (gram @ w - xty)
-    residual = x @ w - y
+    with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss, reported below
+        gram = (x.T @ x) / n
+        xty = (x.T @ y) / n
+        for _ in range(TRAIN_STEPS):
+            w = w - TRAIN_LEARNING_RATE * 2.0 * (gram @ w - xty)
+        residual = x @ w - y
     loss = _finite(float(residual @ residual) / n, "the training loss")
     weights = [_finite(v, "a trained weight") for v in w.tolist()]
     return {

@@ -47,6 +47,8 @@ class OnboardRunner:
             if self._no_longer_wanted(task):
                 return self._answer(task, "skipped", started, error="assignment ended or iteration done")
             value = self._compute(task)
+        except _Abandoned:
+            return self._answer(task, "skipped", started, error="assignment ended while reading")
         except Exception as exc:
             log.warning(
                 "assignment %s iteration %d client %d (user %s): %s: %s",
@@ -72,8 +74,7 @@ class OnboardRunner:
             task.signals, task.samples, task.frequency,
         )
         if self.realtime:
-            # A real vehicle needs samples / frequency seconds to take the readings.
-            time.sleep(max(0.0, min(task.samples / task.frequency, task.deadline - time.time())))
+            self._take_time(task)
         params = OnboardParams(
             method=task.method,
             signals=task.signals,
@@ -84,6 +85,15 @@ class OnboardRunner:
             seed=_seed(task),
         )
         return run_builtin(params, data, task.model)
+
+    def _take_time(self, task: OnboardTask) -> None:
+        """A real vehicle needs samples / frequency seconds to take the readings; stop early
+        (and answer ``skipped``) when the assignment ended meanwhile."""
+        until = time.monotonic() + task.samples / task.frequency
+        while (left := until - time.monotonic()) > 0:
+            time.sleep(min(left, 1.0))
+            if left > 1.0 and self._no_longer_wanted(task):
+                raise _Abandoned
 
     @staticmethod
     def _answer(
@@ -99,6 +109,10 @@ class OnboardRunner:
             started_at=started,
             finished_at=time.time(),
         ).to_wire()
+
+
+class _Abandoned(Exception):
+    """The assignment ended while a real-time client was still reading."""
 
 
 def _seed(task: OnboardTask) -> int:

@@ -193,6 +193,17 @@ class Assignment:
             ])
         raise OodidaError(f"assignment {self.id} failed: {record.error}")
 
+    def _wait_end_announced(self, timeout: float) -> bool:
+        """True once the cloud announced the end (after the last iteration was stored)."""
+        deadline = time.monotonic() + timeout
+        after = "0"
+        while (remaining := deadline - time.monotonic()) > 0:
+            for entry_id, event in self.o.store.read_events(self.id, after, int(min(remaining, 1) * 1000) + 1):
+                after = entry_id
+                if event.get("type") == "end":
+                    return True
+        return False
+
     def iterations(self, timeout: float | None = None) -> Iterator[IterationResult]:
         """Each iteration as soon as it is finished, in order, until the assignment ends."""
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -248,11 +259,8 @@ class Assignment:
         if record.status not in FINAL_STATUSES:
             request = CancelRequest(assignment_id=self.id, user=self.o.user)
             self.o._send(TASK_CANCEL, request.to_wire(), f"{self.id}-cancel-{uuid.uuid4().hex[:6]}")
-            deadline = time.monotonic() + timeout
-            while self.status() not in FINAL_STATUSES:
-                if time.monotonic() > deadline:
-                    raise OodidaError(f"cancel of {self.id} not confirmed within {timeout}s: is oodida-cloud running?")
-                time.sleep(0.05)
+        if not self._wait_end_announced(timeout) and self.status() not in FINAL_STATUSES:
+            raise OodidaError(f"cancel of {self.id} not confirmed within {timeout}s: is oodida-cloud running?")
         return self.result()
 
 

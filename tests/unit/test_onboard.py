@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -45,7 +47,7 @@ def assert_plain_json(value: object) -> None:
     walk(value)
 
 
-NUMPY_STATS = {
+NUMPY_STATS: dict[str, Callable[[np.ndarray], Any]] = {
     "average": np.mean,
     "mean": np.mean,
     "min": np.min,
@@ -58,9 +60,7 @@ NUMPY_STATS = {
 
 
 @pytest.mark.parametrize("method", sorted(NUMPY_STATS))
-def test_statistics_equal_numpy_on_the_same_readings(
-    data: dict[str, np.ndarray], method: str
-) -> None:
+def test_statistics_equal_numpy_on_the_same_readings(data: dict[str, np.ndarray], method: str) -> None:
     out = run(method, data)
     assert list(out) == list(SIGS)
     for s in SIGS:
@@ -140,8 +140,7 @@ def test_histogram_counts_out_of_range_readings_in_the_end_bins() -> None:
 def test_histogram_edges_are_the_same_for_every_client() -> None:
     sensors = SimulatedSensors()
     outs = [
-        run("histogram", sensors.read(c, "h", 0, ["rpm"], 500, 1), signals=["rpm"], bins=10)
-        for c in (1, 2)
+        run("histogram", sensors.read(c, "h", 0, ["rpm"], 500, 1), signals=["rpm"], bins=10) for c in (1, 2)
     ]
     assert outs[0]["rpm"]["edges"] == outs[1]["rpm"]["edges"]
     assert outs[0]["rpm"]["counts"] != outs[1]["rpm"]["counts"]
@@ -183,9 +182,7 @@ def test_a_missing_parameter_is_named_in_the_error(
 
 
 @pytest.mark.parametrize(("parameter", "value"), [("bins", 0), ("sample_size", -3)])
-def test_a_non_positive_size_is_an_error(
-    data: dict[str, np.ndarray], parameter: str, value: int
-) -> None:
+def test_a_non_positive_size_is_an_error(data: dict[str, np.ndarray], parameter: str, value: int) -> None:
     method = "histogram" if parameter == "bins" else "sample"
     with pytest.raises(OnboardError, match="positive integer"):
         run(method, data, **{parameter: value})
@@ -235,9 +232,7 @@ TRAIN = ("speed", "rpm", "fuel_rate")  # features speed, rpm; target fuel_rate
 
 
 def reference_train(data: dict[str, np.ndarray], w: np.ndarray) -> tuple[np.ndarray, float]:
-    x = np.column_stack(
-        [np.ones(data["speed"].size)] + [data[s] / SIGNALS[s].scale for s in TRAIN[:-1]]
-    )
+    x = np.column_stack([np.ones(data["speed"].size)] + [data[s] / SIGNALS[s].scale for s in TRAIN[:-1]])
     y = data[TRAIN[-1]] / SIGNALS[TRAIN[-1]].scale
     for _ in range(10):
         w = w - 0.1 * 2.0 / y.size * x.T @ (x @ w - y)
@@ -263,6 +258,21 @@ def test_train_continues_from_the_given_model(data: dict[str, np.ndarray]) -> No
     assert out["loss"] == pytest.approx(loss, rel=1e-9)  # type: ignore[index]
 
 
+def test_train_accepts_an_averaged_model_with_extra_keys(data: dict[str, np.ndarray]) -> None:
+    averaged = {
+        "features": ["speed", "rpm"],
+        "target": "fuel_rate",
+        "weights": [0.1, -0.2, 0.3],
+        "n_samples": 15000,
+        "loss": 0.5,
+        "clients": 3,
+    }
+    out: Any = run_builtin(OnboardParams("train", TRAIN), data, averaged)
+    w, _ = reference_train(data, np.array(averaged["weights"]))
+    np.testing.assert_allclose(out["weights"], w, rtol=1e-9, atol=1e-12)
+    assert out["n_samples"] == 5000
+
+
 def test_train_reduces_the_loss_when_repeated_from_its_own_output(
     data: dict[str, np.ndarray],
 ) -> None:
@@ -272,7 +282,7 @@ def test_train_reduces_the_loss_when_repeated_from_its_own_output(
     for _ in range(5):
         model = run_builtin(params, data, model)
         losses.append(model["loss"])
-    assert all(b < a for a, b in zip(losses, losses[1:], strict=False))
+    assert all(b < a for a, b in itertools.pairwise(losses))
 
 
 @pytest.mark.parametrize(
@@ -285,12 +295,20 @@ def test_train_reduces_the_loss_when_repeated_from_its_own_output(
         {"coefficients": [0.0, 0.0, 0.0]},
         [0.0, 0.0, 0.0],
         {"features": ["rpm", "speed"], "weights": [0.0, 0.0, 0.0]},
+        {"target": "rpm", "weights": [0.0, 0.0, 0.0]},
     ],
-    ids=["too-short", "not-a-list", "not-numbers", "nan", "no-weights", "bare-list", "features"],
+    ids=[
+        "too-short",
+        "not-a-list",
+        "not-numbers",
+        "nan",
+        "no-weights",
+        "bare-list",
+        "other-features",
+        "other-target",
+    ],
 )
-def test_train_rejects_a_model_of_the_wrong_shape(
-    data: dict[str, np.ndarray], model: object
-) -> None:
+def test_train_rejects_a_model_of_the_wrong_shape(data: dict[str, np.ndarray], model: object) -> None:
     with pytest.raises(OnboardError, match="model"):
         run_builtin(OnboardParams("train", TRAIN), data, model)
 

@@ -436,3 +436,8 @@ def test_changing_one_field_of_a_valid_spec_gives_a_spec_or_a_spec_error(
     key: str, value: object
 ) -> None:
     assert_spec_or_spec_error({**LISTING_1_1, key: value})
+
+
+def test_a_wrong_onboard_method_is_not_blamed_on_the_offboard_method_too() -> None:
+    error = problems({**FEDERATED, "onboard": "average"})
+    assert error.fields == ["onboard"]
