@@ -53,16 +53,23 @@ def main(argv: list[str] | None = None) -> None:
 
     signals.worker_ready.connect(on_ready, weak=False)
     # The same flags as oodida_edge / oodida_cloud start their workers with.
-    app.worker_main([
-        "worker",
-        "--queues", args.queues,
-        "--pool", "threads",
-        "--concurrency", str(args.concurrency),
-        "--hostname", name,
-        "--loglevel", args.loglevel,
-        "--without-mingle",
-        "--without-gossip",
-    ])
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            args.queues,
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(args.concurrency),
+            "--hostname",
+            name,
+            "--loglevel",
+            args.loglevel,
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )
 
 
 if __name__ == "__main__":

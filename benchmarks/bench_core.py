@@ -42,8 +42,15 @@ from oodida_user import Oodida
 HERE = Path(__file__).resolve().parent
 WARMUP = 2
 SPEC: dict[str, Any] = {
-    "name": "bench", "mode": "measurement", "clients": "all", "signals": ["speed"],
-    "onboard": "average", "offboard": "collect", "frequency": 1, "samples": 1000, "iterations": 1,
+    "name": "bench",
+    "mode": "measurement",
+    "clients": "all",
+    "signals": ["speed"],
+    "onboard": "average",
+    "offboard": "collect",
+    "frequency": 1,
+    "samples": 1000,
+    "iterations": 1,
 }
 
 
@@ -65,11 +72,26 @@ class BareFleet:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         for name, queues, concurrency in self.layout:
             with open(self.log_dir / f"{name}.log", "ab") as log:
-                self.procs.append(subprocess.Popen(
-                    [sys.executable, str(HERE / "bare_app.py"), "--redis-url", self.url, "--queues", queues,
-                     "--concurrency", str(concurrency), "--name", name],
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                ))
+                self.procs.append(
+                    subprocess.Popen(
+                        [
+                            sys.executable,
+                            str(HERE / "bare_app.py"),
+                            "--redis-url",
+                            self.url,
+                            "--queues",
+                            queues,
+                            "--concurrency",
+                            str(concurrency),
+                            "--name",
+                            name,
+                        ],
+                        stdout=log,
+                        stderr=subprocess.STDOUT,
+                        stdin=subprocess.DEVNULL,
+                        start_new_session=True,
+                    )
+                )
         want = {f"{name}@{socket.gethostname()}".encode() for name, _, _ in self.layout}
         client = redis.Redis.from_url(self.url)
         try:
@@ -146,7 +168,7 @@ def measure(n: int, repeats: int, db0: str, db1: str, tmp: Path) -> dict[str, An
         bares: list[float] = []
         phases: dict[str, list[float]] = {}
         for r in range(repeats):
-            for which in (("ours", "bare") if r % 2 == 0 else ("bare", "ours")):
+            for which in ("ours", "bare") if r % 2 == 0 else ("bare", "ours"):
                 if which == "ours":
                     elapsed, ph = run_ours(o, n)
                     ours.append(elapsed)
@@ -176,8 +198,12 @@ def measure(n: int, repeats: int, db0: str, db1: str, tmp: Path) -> dict[str, An
 
 def machine() -> dict[str, Any]:
     return {
-        "cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
-        "celery": celery.__version__, "kombu": kombu.__version__, "redis-py": redis.__version__,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "celery": celery.__version__,
+        "kombu": kombu.__version__,
+        "redis-py": redis.__version__,
     }
 
 
@@ -219,13 +245,17 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"warning: port {server.port} still in use; kept {tmp}", file=sys.stderr)
 
-    head = (f"{'N':>5} {'ours med':>9} {'ours p90':>9} {'bare med':>9} {'bare p90':>9} {'ratio':>6} "
-            f"{'ours/client':>11}")
+    head = (
+        f"{'N':>5} {'ours med':>9} {'ours p90':>9} {'bare med':>9} {'bare p90':>9} {'ratio':>6} "
+        f"{'ours/client':>11}"
+    )
     print("\n" + head + "\n" + "-" * len(head))
     for r in rows:
-        print(f"{r['clients']:>5} {r['ours_ms']['median']:>9.1f} {r['ours_ms']['p90']:>9.1f} "
-              f"{r['bare_ms']['median']:>9.1f} {r['bare_ms']['p90']:>9.1f} {r['ratio']:>6.2f} "
-              f"{r['ours_per_client_ms']:>11.2f}")
+        print(
+            f"{r['clients']:>5} {r['ours_ms']['median']:>9.1f} {r['ours_ms']['p90']:>9.1f} "
+            f"{r['bare_ms']['median']:>9.1f} {r['bare_ms']['p90']:>9.1f} {r['ratio']:>6.2f} "
+            f"{r['ours_per_client_ms']:>11.2f}"
+        )
     print("(ms; ratio = ours median / bare median; target <= 1.30)")
     for r in rows:
         phases = ", ".join(f"{k} {v:.1f}" for k, v in r["ours_phases_median_ms"].items())

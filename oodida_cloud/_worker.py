@@ -83,16 +83,23 @@ def main(argv: list[str] | None = None) -> None:
 
     signals.worker_ready.connect(on_ready, weak=False)
     signals.worker_shutdown.connect(on_shutdown, weak=False)
-    app.worker_main([
-        "worker",
-        "--queues", CLOUD_QUEUE,
-        "--pool", "threads",
-        "--concurrency", str(settings.cloud_concurrency),
-        "--hostname", f"{name}@{socket.gethostname()}",
-        "--loglevel", args.loglevel,
-        "--without-mingle",
-        "--without-gossip",
-    ])
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            CLOUD_QUEUE,
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(settings.cloud_concurrency),
+            "--hostname",
+            f"{name}@{socket.gethostname()}",
+            "--loglevel",
+            args.loglevel,
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )
 
 
 if __name__ == "__main__":

@@ -56,11 +56,9 @@ def combine(
     except AggregationError as exc:
         value, error = None, str(exc)
 
-    ended_by: Literal["complete", "deadline", "cancel"]
+    ended_by: Literal["complete", "deadline", "cancel"] = "complete"
     if missing:
         ended_by = "cancel" if cancelled else "deadline"
-    else:
-        ended_by = "complete"
     return IterationResult(
         index=index,
         value=value,

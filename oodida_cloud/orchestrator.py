@@ -73,9 +73,12 @@ class Orchestrator:
             check_signals(spec, clients, live)
         except SpecError as exc:
             log.info("assignment %s of %s rejected: %s", aid, user, exc)
-            self.store.finish(aid, "failed", str(exc), [
-                {"field": i.field, "value": _jsonable(i.value), "rule": i.rule} for i in exc.issues
-            ])
+            self.store.finish(
+                aid,
+                "failed",
+                str(exc),
+                [{"field": i.field, "value": _jsonable(i.value), "rule": i.rule} for i in exc.issues],
+            )
             return "failed"
         deadline = time.time() + spec.timeout
         if not self.store.mark_running(aid, clients, spec_to_wire(spec), deadline):
@@ -142,14 +145,25 @@ class Orchestrator:
                     log.warning("assignment %s iteration %d: dropped an answer: %s", aid, index, exc)
             started = float(raw.get("current_started") or time.time()) if index == current else time.time()
             result = combine(
-                spec, aid, index, clients, decoded, started, time.time(),
+                spec,
+                aid,
+                index,
+                clients,
+                decoded,
+                started,
+                time.time(),
                 cancelled=record.status == "cancelled",
             )
             if self.store.put_iteration(aid, result):
                 stored = result
                 log.info(
                     "assignment %s iteration %d: %d kept, %d missing, %d failed (%s)",
-                    aid, index, len(result.onboard), len(result.missing), len(result.failed), reason,
+                    aid,
+                    index,
+                    len(result.onboard),
+                    len(result.missing),
+                    len(result.failed),
+                    reason,
                 )
             else:
                 stored = self.store.iteration(aid, index)
@@ -208,8 +222,11 @@ class Orchestrator:
             return "rejected"
         record = self.store.get(request.assignment_id)
         if record is None or record.user != request.user:
-            log.warning("cancel of %s by %r refused: no such assignment of that user",
-                        request.assignment_id, request.user)
+            log.warning(
+                "cancel of %s by %r refused: no such assignment of that user",
+                request.assignment_id,
+                request.user,
+            )
             return "unknown"
         current = self.store.finish(request.assignment_id, "cancelled", announce=False)
         if current is None:

@@ -19,9 +19,7 @@ def _ranges(ids: Sequence[int]) -> str:
     return format_ranges(ids).replace(",", ", ") or "none"
 
 
-def select_clients(
-    spec: AssignmentSpec, live: Sequence[ClientInfo], known: set[int], seed: str
-) -> list[int]:
+def select_clients(spec: AssignmentSpec, live: Sequence[ClientInfo], known: set[int], seed: str) -> list[int]:
     """The client ids an assignment runs on, sorted; SpecError when it cannot run.
 
     ``all``: every live client. A list: exactly those, each of which must be live.
@@ -42,13 +40,19 @@ def select_clients(
     offline = [c for c in chosen if c in known and c not in live_ids]
     issues = []
     if unknown:
-        issues.append(SpecIssue(
-            "clients", list(wanted), f"unknown client ids {_ranges(unknown)} (live: {_ranges(live_ids)})"
-        ))
+        issues.append(
+            SpecIssue(
+                "clients", list(wanted), f"unknown client ids {_ranges(unknown)} (live: {_ranges(live_ids)})"
+            )
+        )
     if offline:
-        issues.append(SpecIssue(
-            "clients", list(wanted), f"clients {_ranges(offline)} are not live (live: {_ranges(live_ids)})"
-        ))
+        issues.append(
+            SpecIssue(
+                "clients",
+                list(wanted),
+                f"clients {_ranges(offline)} are not live (live: {_ranges(live_ids)})",
+            )
+        )
     if issues:
         raise SpecError(issues)
     return chosen
@@ -64,10 +68,14 @@ def check_signals(spec: AssignmentSpec, selected: Sequence[int], live: Sequence[
             if signal not in offered:
                 lacking.setdefault(signal, []).append(cid)
     if lacking:
-        raise SpecError([
-            SpecIssue("signals", list(spec.signals), f"{signal!r} is not offered by clients {_ranges(ids)}")
-            for signal, ids in lacking.items()
-        ])
+        raise SpecError(
+            [
+                SpecIssue(
+                    "signals", list(spec.signals), f"{signal!r} is not offered by clients {_ranges(ids)}"
+                )
+                for signal, ids in lacking.items()
+            ]
+        )
 
 
 def onboard_tasks(

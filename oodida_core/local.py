@@ -105,15 +105,20 @@ class LocalSystem:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
         self._logs.append(log)
         proc = subprocess.Popen(
-            cmd, env=self._env(), stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,
+            cmd,
+            env=self._env(),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
         self.procs[name] = proc
         return proc
 
     def start_cloud(self, name: str) -> subprocess.Popen[bytes]:
-        return self._spawn(name, [sys.executable, "-m", "oodida_cloud", "--name", name,
-                                  "--loglevel", self.loglevel])
+        return self._spawn(
+            name, [sys.executable, "-m", "oodida_cloud", "--name", name, "--loglevel", self.loglevel]
+        )
 
     def start_edge(self, name: str, clients: str, processes: int | None = None) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "oodida_edge", "--clients", clients, "--loglevel", self.loglevel]
@@ -126,10 +131,20 @@ class LocalSystem:
     def start_flower(self) -> None:
         port = self.flower_port or free_port()
         self.flower_port = port
-        self._spawn("flower", [
-            sys.executable, "-m", "celery", "--broker", self.url, "flower",
-            "--address=127.0.0.1", f"--port={port}", "--persistent=False",
-        ])
+        self._spawn(
+            "flower",
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "--broker",
+                self.url,
+                "flower",
+                "--address=127.0.0.1",
+                f"--port={port}",
+                "--persistent=False",
+            ],
+        )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
             self._check_alive()
@@ -156,14 +171,18 @@ class LocalSystem:
                 time.sleep(0.1)
         finally:
             client.close()
-        raise OodidaError(f"the local system was not ready within {timeout or self.startup_timeout}s "
-                          f"(logs in {self.log_dir})")
+        raise OodidaError(
+            f"the local system was not ready within {timeout or self.startup_timeout}s "
+            f"(logs in {self.log_dir})"
+        )
 
     def _check_alive(self) -> None:
         for name, proc in self.procs.items():
             if proc.poll() is not None:
-                raise OodidaError(f"{name} exited with code {proc.returncode} during start-up "
-                                  f"(see {self.log_dir / (name + '.log')})")
+                raise OodidaError(
+                    f"{name} exited with code {proc.returncode} during start-up "
+                    f"(see {self.log_dir / (name + '.log')})"
+                )
 
     def stop_process(self, name: str, sig: int = signal.SIGTERM, timeout: float = 20.0) -> None:
         proc = self.procs.pop(name, None)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
+from typing import Any
 
 import redis
 
@@ -52,7 +53,7 @@ class Registry:
     def live(self, now: float | None = None) -> list[ClientInfo]:
         """Live clients ordered by id, each with its last heartbeat."""
         now = time.time() if now is None else now
-        seen = self.redis.zrangebyscore(
+        seen: Any = self.redis.zrangebyscore(
             self.keys.heartbeats, now - self.settings.live_window, "+inf", withscores=True
         )
         if not seen:
@@ -84,7 +85,5 @@ class Registry:
 
     def live_cloud_workers(self, now: float | None = None) -> list[str]:
         now = time.time() if now is None else now
-        members = self.redis.zrangebyscore(
-            self.keys.cloud_workers, now - self.settings.live_window, "+inf"
-        )
+        members = self.redis.zrangebyscore(self.keys.cloud_workers, now - self.settings.live_window, "+inf")
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)

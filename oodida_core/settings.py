@@ -41,9 +41,7 @@ class Settings(BaseModel):
     events: bool = Field(True, description="send task events for Flower")
 
     @classmethod
-    def from_env(
-        cls, env: Mapping[str, str] | None = None, **overrides: object
-    ) -> Settings:
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from ``OODIDA_<FIELD>`` variables; explicit overrides win when not None."""
         source = os.environ if env is None else env
         values: dict[str, object] = {}
@@ -56,8 +54,7 @@ class Settings(BaseModel):
             return cls.model_validate(values)
         except ValidationError as exc:
             problems = "; ".join(
-                f"{ENV_PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}"
-                for e in exc.errors()
+                f"{ENV_PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
             )
             raise OodidaError(f"bad settings: {problems}") from None
 

@@ -39,11 +39,15 @@ DEPLOY_MODES = ("deploy_onboard", "deploy_offboard")
 MODES: tuple[str, ...] = ANALYTIC_MODES + DEPLOY_MODES
 SCALAR_METHODS = ("average", "min", "max", "median", "sum", "std", "variance", "count")
 ONBOARD_METHODS: tuple[str, ...] = (
-    *SCALAR_METHODS, "collect", "sample", "histogram", "threshold", "train", "custom"
+    *SCALAR_METHODS,
+    "collect",
+    "sample",
+    "histogram",
+    "threshold",
+    "train",
+    "custom",
 )
-OFFBOARD_METHODS: tuple[str, ...] = (
-    "collect", "average", "min", "max", "median", "sum", "fedavg", "custom"
-)
+OFFBOARD_METHODS: tuple[str, ...] = ("collect", "average", "min", "max", "median", "sum", "fedavg", "custom")
 METHOD_ALIASES: dict[str, str] = {"mean": "average"}
 
 _REDUCERS = ("collect", "average", "min", "max", "median", "sum")
@@ -57,14 +61,25 @@ OFFBOARD_FOR_ONBOARD: dict[str, tuple[str, ...]] = {
 """The off-board methods each on-board method's output can feed ('custom' fits all)."""
 
 ANALYTIC_KEYS = (
-    "name", "description", "mode", "clients", "signals", "onboard", "offboard", "frequency",
-    "samples", "iterations", "timeout", "threshold", "direction", "sample_size", "bins"
+    "name",
+    "description",
+    "mode",
+    "clients",
+    "signals",
+    "onboard",
+    "offboard",
+    "frequency",
+    "samples",
+    "iterations",
+    "timeout",
+    "threshold",
+    "direction",
+    "sample_size",
+    "bins",
 )
 DEPLOY_KEYS = ("mode", "filename", "clients", "name", "description")
 ALL_KEYS = (*ANALYTIC_KEYS, "filename")
-REQUIRED_ANALYTIC = (
-    "name", "mode", "clients", "signals", "onboard", "frequency", "samples", "iterations"
-)
+REQUIRED_ANALYTIC = ("name", "mode", "clients", "signals", "onboard", "frequency", "samples", "iterations")
 REQUIRED_DEPLOY = ("mode", "filename")
 
 MAX_CLIENT_ID = 2**63 - 1
@@ -432,6 +447,17 @@ def _check_combinations(c: _Checker, data: dict[str, object]) -> None:
         elif offboard != "custom" and offboard not in OFFBOARD_FOR_ONBOARD[onboard]:
             fits = ", ".join(OFFBOARD_FOR_ONBOARD[onboard]) + (", custom" if custom else "")
             c.fail("offboard", offboard, f"does not fit onboard {onboard!r} (use one of: {fits})")
+    if (
+        federated
+        and ok.get("offboard") == "collect"
+        and ok.get("onboard") == "train"
+        and ok.get("iterations", 1) != 1
+    ):
+        rule = (
+            "collect gives one model per client, which cannot be the next iteration's model: "
+            "use fedavg, or iterations 1"
+        )
+        c.fail("offboard", "collect", rule)
     if federated and "signals" in ok and len(ok["signals"]) < 2:
         rule = "federated mode needs at least 2 signals: the features, then the target"
         c.fail("signals", data["signals"], rule + " (the last listed signal is the target)")

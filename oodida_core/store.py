@@ -107,8 +107,13 @@ class AssignmentStore:
             self.keys.deadlines,
             self.keys.events(assignment_id),
         ]
-        args = [json.dumps(clients), repr(time.time()), repr(deadline),
-                deadline_member(assignment_id, 0), json.dumps(spec)]
+        args = [
+            json.dumps(clients),
+            repr(time.time()),
+            repr(deadline),
+            deadline_member(assignment_id, 0),
+            json.dumps(spec),
+        ]
         return bool(self._mark_running(keys=keys, args=args))
 
     def put_iteration(self, assignment_id: str, result: IterationResult) -> bool:
@@ -123,8 +128,13 @@ class AssignmentStore:
     def advance(self, assignment_id: str, index: int, next_deadline: float) -> bool:
         """Move the assignment from iteration ``index`` to ``index + 1``; True for one caller."""
         keys = [self.keys.assignment(assignment_id), self.keys.deadlines]
-        args = [index, deadline_member(assignment_id, index),
-                deadline_member(assignment_id, index + 1), repr(next_deadline), repr(time.time())]
+        args: list[str | int] = [
+            index,
+            deadline_member(assignment_id, index),
+            deadline_member(assignment_id, index + 1),
+            repr(next_deadline),
+            repr(time.time()),
+        ]
         return bool(self._advance(keys=keys, args=args))
 
     def finish(
@@ -142,8 +152,15 @@ class AssignmentStore:
             self.keys.events(assignment_id),
             self.keys.deadlines,
         ]
-        args = [status, repr(time.time()), self.ttl, error or "",
-                json.dumps(issues) if issues else "", assignment_id, "1" if announce else "0"]
+        args: list[str | int] = [
+            status,
+            repr(time.time()),
+            self.ttl,
+            error or "",
+            json.dumps(issues) if issues else "",
+            assignment_id,
+            "1" if announce else "0",
+        ]
         current = int(self._finish(keys=keys, args=args))
         return None if current == -2 else current
 
@@ -196,7 +213,7 @@ class AssignmentStore:
     def read_events(
         self, assignment_id: str, after: str = "0", block_ms: int | None = None
     ) -> list[tuple[str, dict[str, str]]]:
-        reply = self.redis.xread({self.keys.events(assignment_id): after}, block=block_ms)
+        reply: Any = self.redis.xread({self.keys.events(assignment_id): after}, block=block_ms)
         out: list[tuple[str, dict[str, str]]] = []
         for _stream, entries in reply or []:
             for entry_id, fields in entries:
@@ -204,7 +221,8 @@ class AssignmentStore:
         return out
 
     def user_assignments(self, user: str) -> list[str]:
-        return [_s(m) or "" for m in self.redis.zrange(self.keys.user_assignments(user), 0, -1)]
+        members: Any = self.redis.zrange(self.keys.user_assignments(user), 0, -1)
+        return [_s(m) or "" for m in members]
 
     def purge(self, assignment_id: str, user: str) -> int:
         pipe = self.redis.pipeline()

@@ -54,8 +54,7 @@ def decode(model: type[M], data: object) -> M:
         return model.model_validate(data)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc']) or '(message)'}: {e['msg']}"
-            for e in exc.errors()[:10]
+            f"{'.'.join(str(p) for p in e['loc']) or '(message)'}: {e['msg']}" for e in exc.errors()[:10]
         )
         raise MessageError(f"malformed {model.__name__}: {problems}") from None
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:

@@ -96,8 +96,14 @@ def serve(ids: list[int], settings: Settings, realtime: bool, concurrency: int, 
     host = socket.gethostname()
     name = f"{worker_name(ids)}@{host}"
     infos = [
-        ClientInfo(client_id=c, signals=SIGNAL_NAMES, worker=name, hostname=host,
-                   pid=os.getpid(), started_at=time.time())
+        ClientInfo(
+            client_id=c,
+            signals=SIGNAL_NAMES,
+            worker=name,
+            hostname=host,
+            pid=os.getpid(),
+            started_at=time.time(),
+        )
         for c in ids
     ]
     heartbeat = Heartbeat(registry, infos)
@@ -116,16 +122,23 @@ def serve(ids: list[int], settings: Settings, realtime: bool, concurrency: int, 
 
     signals.worker_ready.connect(on_ready, weak=False)
     signals.worker_shutdown.connect(on_shutdown, weak=False)
-    app.worker_main([
-        "worker",
-        "--queues", ",".join(client_queue(c) for c in ids),
-        "--pool", "threads",
-        "--concurrency", str(concurrency or min(len(ids), 16)),
-        "--hostname", name,
-        "--loglevel", loglevel,
-        "--without-mingle",
-        "--without-gossip",
-    ])
+    app.worker_main(
+        [
+            "worker",
+            "--queues",
+            ",".join(client_queue(c) for c in ids),
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(concurrency or min(len(ids), 16)),
+            "--hostname",
+            name,
+            "--loglevel",
+            loglevel,
+            "--without-mingle",
+            "--without-gossip",
+        ]
+    )
 
 
 class Supervisor:
@@ -167,8 +180,11 @@ class Supervisor:
                     log.error("edge processes keep dying; giving up")
                     self._stop(signal.SIGTERM, None)
                     break
-                log.warning("edge process for clients %s exited with %s; restarting",
-                            format_ranges(self.slices[index]), code)
+                log.warning(
+                    "edge process for clients %s exited with %s; restarting",
+                    format_ranges(self.slices[index]),
+                    code,
+                )
                 self._spawn(index)
         deadline = time.monotonic() + 20
         for child in self.children.values():
@@ -185,8 +201,12 @@ def main(argv: list[str] | None = None) -> None:
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--client-id", type=int, help="serve this one client")
     who.add_argument("--clients", help="serve a simulated fleet, e.g. 1-20 or 1,3,5-9")
-    parser.add_argument("--processes", type=int, help=f"worker processes (default: one per {CLIENTS_PER_PROCESS})")
-    parser.add_argument("--concurrency", type=int, default=0, help="threads per process (default: clients, max 16)")
+    parser.add_argument(
+        "--processes", type=int, help=f"worker processes (default: one per {CLIENTS_PER_PROCESS})"
+    )
+    parser.add_argument(
+        "--concurrency", type=int, default=0, help="threads per process (default: clients, max 16)"
+    )
     parser.add_argument("--realtime", action="store_true", help="take samples/frequency seconds per task")
     parser.add_argument("--redis-url", help="broker URL (default: $OODIDA_REDIS_URL)")
     parser.add_argument("--loglevel", default=os.environ.get("OODIDA_LOGLEVEL", "INFO"))

@@ -52,8 +52,12 @@ class OnboardRunner:
         except Exception as exc:
             log.warning(
                 "assignment %s iteration %d client %d (user %s): %s: %s",
-                task.assignment_id, task.iteration, task.client_id, task.user,
-                type(exc).__name__, exc,
+                task.assignment_id,
+                task.iteration,
+                task.client_id,
+                task.user,
+                type(exc).__name__,
+                exc,
             )
             return self._answer(task, "failed", started, error=f"{type(exc).__name__}: {exc}")
         return self._answer(task, "ok", started, value=value)
@@ -70,8 +74,12 @@ class OnboardRunner:
 
     def _compute(self, task: OnboardTask) -> object:
         data = self.sensors.read(
-            task.client_id, task.assignment_id, task.iteration,
-            task.signals, task.samples, task.frequency,
+            task.client_id,
+            task.assignment_id,
+            task.iteration,
+            task.signals,
+            task.samples,
+            task.frequency,
         )
         if self.realtime:
             self._take_time(task)

@@ -96,8 +96,10 @@ def cmd_clients(args: argparse.Namespace) -> int:
         now = time.time()
         print(f"{len(clients)} live client(s)")
         for c in clients:
-            print(f"  {c.client_id:>6}  {c.worker:<32} seen {now - c.last_seen:4.1f}s ago  "
-                  f"{','.join(c.signals)}")
+            print(
+                f"  {c.client_id:>6}  {c.worker:<32} seen {now - c.last_seen:4.1f}s ago  "
+                f"{','.join(c.signals)}"
+            )
     return 0
 
 
@@ -134,8 +136,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         print(f"OODIDA_REDIS_URL={system.url}", flush=True)
         if args.flower:
             print(f"# Flower: http://127.0.0.1:{system.flower_port}/", file=sys.stderr, flush=True)
-        print(f"# {args.clients} client(s) and a cloud worker running; logs in {system.log_dir}; "
-              "Ctrl-C stops everything", file=sys.stderr, flush=True)
+        print(
+            f"# {args.clients} client(s) and a cloud worker running; logs in {system.log_dir}; "
+            "Ctrl-C stops everything",
+            file=sys.stderr,
+            flush=True,
+        )
         while not stop.event.wait(1.0):
             for name, proc in system.procs.items():
                 if proc.poll() is not None:
@@ -153,16 +159,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"ready in {time.monotonic() - started:.1f}s on {system.url}\n")
             with Oodida(system.url, "demo") as o:
                 _demo_run(o, "1. The paper's Listing 1.1: average speed per vehicle", LISTING_1_1)
-                _demo_run(o, "2. Monitoring: readings above 120 km/h, 3 rounds", {
-                    "name": "Speeding", "mode": "monitoring", "clients": "all", "signals": "speed",
-                    "onboard": "threshold", "threshold": 120, "direction": "above",
-                    "frequency": 10, "samples": 600, "iterations": 3,
-                })
-                _demo_run(o, "3. Federated learning: fuel rate from speed and rpm, 3 rounds", {
-                    "name": "Fuel model", "mode": "federated", "clients": "all",
-                    "signals": ["speed", "rpm", "fuel_rate"], "onboard": "train", "offboard": "fedavg",
-                    "frequency": 10, "samples": 2000, "iterations": 3,
-                })
+                _demo_run(
+                    o,
+                    "2. Monitoring: readings above 120 km/h, 3 rounds",
+                    {
+                        "name": "Speeding",
+                        "mode": "monitoring",
+                        "clients": "all",
+                        "signals": "speed",
+                        "onboard": "threshold",
+                        "threshold": 120,
+                        "direction": "above",
+                        "frequency": 10,
+                        "samples": 600,
+                        "iterations": 3,
+                    },
+                )
+                _demo_run(
+                    o,
+                    "3. Federated learning: fuel rate from speed and rpm, 3 rounds",
+                    {
+                        "name": "Fuel model",
+                        "mode": "federated",
+                        "clients": "all",
+                        "signals": ["speed", "rpm", "fuel_rate"],
+                        "onboard": "train",
+                        "offboard": "fedavg",
+                        "frequency": 10,
+                        "samples": 2000,
+                        "iterations": 3,
+                    },
+                )
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     print(f"demo finished in {time.monotonic() - started:.1f}s; every process it started is stopped")
@@ -180,12 +207,17 @@ def _demo_run(o: Oodida, title: str, spec: dict[str, Any]) -> Result:
             for cid, value in sorted(it.onboard.items()):
                 hits = value.get("speed", []) if isinstance(value, dict) else []
                 top = max((h["value"] for h in hits), default=None)
-                print(f"     vehicle {cid}: {len(hits)} readings above 120 km/h"
-                      + (f", top {top:.1f} km/h" if top is not None else ""))
+                print(
+                    f"     vehicle {cid}: {len(hits)} readings above 120 km/h"
+                    + (f", top {top:.1f} km/h" if top is not None else "")
+                )
         elif spec["onboard"] == "train":
             v = it.value or {}
             weights = ", ".join(f"{w:+.3f}" for w in v.get("weights", []))
-            print(f"     fedavg weights [{weights}] over {v.get('n_samples')} samples, loss {v.get('loss', 0):.4f}")
+            print(
+                f"     fedavg weights [{weights}] over {v.get('n_samples')} samples, "
+                f"loss {v.get('loss', 0):.4f}"
+            )
         else:
             for cid, value in sorted((it.value or {}).items()):
                 print(f"     vehicle {cid}: {json.dumps(value)}")
@@ -197,8 +229,11 @@ def _demo_run(o: Oodida, title: str, spec: dict[str, Any]) -> Result:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oodida", description="OODIDA fleet analytics on Celery and Redis")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--redis-url", default=os.environ.get("OODIDA_REDIS_URL"),
-                        help="broker URL (default: $OODIDA_REDIS_URL)")
+    common.add_argument(
+        "--redis-url",
+        default=os.environ.get("OODIDA_REDIS_URL"),
+        help="broker URL (default: $OODIDA_REDIS_URL)",
+    )
     common.add_argument("--user", default=os.environ.get("OODIDA_USER"), help="user (default: $OODIDA_USER)")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -225,9 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_submit)
 
-    for name, func, text in (("status", cmd_status, "an assignment's status"),
-                             ("results", cmd_results, "an assignment's results"),
-                             ("cancel", cmd_cancel, "cancel an assignment")):
+    for name, func, text in (
+        ("status", cmd_status, "an assignment's status"),
+        ("results", cmd_results, "an assignment's results"),
+        ("cancel", cmd_cancel, "cancel an assignment"),
+    ):
         p = sub.add_parser(name, parents=[common], help=text)
         p.add_argument("id")
         if name != "cancel":
@@ -258,6 +295,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         code = 1
     except KeyboardInterrupt:
         code = 130
+    except BrokenPipeError:  # output piped into head and the like
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        code = 0
     sys.exit(code)
 
 

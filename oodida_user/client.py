@@ -66,7 +66,9 @@ class Oodida:
             raise OodidaError(f"user name {self.user!r} must be 1-64 letters, digits or . _ @ -")
         self.accept_timeout = accept_timeout
         self.redis = redis.Redis.from_url(
-            self.settings.redis_url, socket_connect_timeout=5, socket_timeout=_POLL_MS / 1000 + 10,
+            self.settings.redis_url,
+            socket_connect_timeout=5,
+            socket_timeout=_POLL_MS / 1000 + 10,
             health_check_interval=30,
         )
         try:
@@ -88,8 +90,15 @@ class Oodida:
         """
         parsed = spec if isinstance(spec, AssignmentSpec) else validate_spec(spec)
         if isinstance(parsed, DeploySpec):
-            raise SpecError([SpecIssue("mode", parsed.mode,
-                                       "deployment is not available yet: active-code replacement is not built")])
+            raise SpecError(
+                [
+                    SpecIssue(
+                        "mode",
+                        parsed.mode,
+                        "deployment is not available yet: active-code replacement is not built",
+                    )
+                ]
+            )
         wire = spec_to_wire(parsed)
         aid = uuid.uuid4().hex[:16]
         self.store.create(aid, self.user, wire)
@@ -187,10 +196,12 @@ class Assignment:
         if record.status != "failed":
             return
         if record.error_issues:
-            raise SpecError([
-                SpecIssue(str(i.get("field")), i.get("value"), str(i.get("rule")))
-                for i in record.error_issues
-            ])
+            raise SpecError(
+                [
+                    SpecIssue(str(i.get("field")), i.get("value"), str(i.get("rule")))
+                    for i in record.error_issues
+                ]
+            )
         raise OodidaError(f"assignment {self.id} failed: {record.error}")
 
     def _wait_end_announced(self, timeout: float) -> bool:
@@ -198,7 +209,9 @@ class Assignment:
         deadline = time.monotonic() + timeout
         after = "0"
         while (remaining := deadline - time.monotonic()) > 0:
-            for entry_id, event in self.o.store.read_events(self.id, after, int(min(remaining, 1) * 1000) + 1):
+            for entry_id, event in self.o.store.read_events(
+                self.id, after, int(min(remaining, 1) * 1000) + 1
+            ):
                 after = entry_id
                 if event.get("type") == "end":
                     return True
@@ -214,7 +227,11 @@ class Assignment:
         while True:
             if deadline is not None and time.monotonic() >= deadline:
                 raise AssignmentTimeout(f"assignment {self.id} did not finish within {timeout}s")
-            block = _POLL_MS if deadline is None else max(1, int(min(_POLL_MS, (deadline - time.monotonic()) * 1000)))
+            block = (
+                _POLL_MS
+                if deadline is None
+                else max(1, int(min(_POLL_MS, (deadline - time.monotonic()) * 1000)))
+            )
             events = self.o.store.read_events(self.id, after, block)
             for entry_id, event in events:
                 after = entry_id
@@ -260,7 +277,7 @@ class Assignment:
             request = CancelRequest(assignment_id=self.id, user=self.o.user)
             self.o._send(TASK_CANCEL, request.to_wire(), f"{self.id}-cancel-{uuid.uuid4().hex[:6]}")
         if not self._wait_end_announced(timeout) and self.status() not in FINAL_STATUSES:
-            raise OodidaError(f"cancel of {self.id} not confirmed within {timeout}s: is oodida-cloud running?")
+            raise OodidaError(
+                f"cancel of {self.id} not confirmed within {timeout}s: is oodida-cloud running?"
+            )
         return self.result()
-
-

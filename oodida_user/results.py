@@ -75,14 +75,18 @@ class Result:
 
     def summary(self, width: int = 100) -> str:
         name = self.spec.get("name", "")
-        lines = [f"assignment {self.id} ({name}): {self.status}, "
-                 f"{len(self.iterations)} iteration(s) on {len(self.clients)} client(s)"]
+        lines = [
+            f"assignment {self.id} ({name}): {self.status}, "
+            f"{len(self.iterations)} iteration(s) on {len(self.clients)} client(s)"
+        ]
         if self.error:
             lines.append(f"  error: {self.error}")
         for it in self.iterations:
             took = it.finished_at - it.started_at
-            counts = (f"kept {len(it.onboard)}, discarded {len(it.discarded)}, "
-                      f"missing {len(it.missing)}, failed {len(it.failed)}")
+            counts = (
+                f"kept {len(it.onboard)}, discarded {len(it.discarded)}, "
+                f"missing {len(it.missing)}, failed {len(it.failed)}"
+            )
             lines.append(f"  iteration {it.index}: {counts}, {took:.2f}s ({it.ended_by})")
             lines.append(f"    value: {_short(it.value, width)}")
             if it.error:

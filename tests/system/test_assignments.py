@@ -8,7 +8,6 @@ import threading
 import numpy as np
 import pytest
 
-from oodida_core.local import LocalSystem
 from oodida_edge.onboard import OnboardParams, run_builtin
 from oodida_edge.sensors import SimulatedSensors
 from oodida_user import Oodida, SpecError
@@ -50,16 +49,22 @@ def test_listing_1_1_returns_the_average_speed_of_each_of_five_clients(oodida: O
 
 
 NUMPY_STATS = {
-    "average": np.mean, "min": np.min, "max": np.max, "median": np.median,
-    "sum": np.sum, "std": np.std, "variance": np.var,
+    "average": np.mean,
+    "min": np.min,
+    "max": np.max,
+    "median": np.median,
+    "sum": np.sum,
+    "std": np.std,
+    "variance": np.var,
 }
 
 
 @pytest.mark.parametrize("method", sorted(NUMPY_STATS))
 def test_each_scalar_onboard_method_matches_numpy(oodida: Oodida, method: str) -> None:
     signals = ["speed", "rpm"]
-    a = oodida.submit({**LISTING_1_1, "onboard": method, "signals": signals, "samples": 500,
-                       "clients": [2, 4]})
+    a = oodida.submit(
+        {**LISTING_1_1, "onboard": method, "signals": signals, "samples": 500, "clients": [2, 4]}
+    )
     result = a.wait(timeout=60)
     for cid in (2, 4):
         data = readings(cid, a.id, 0, signals, 500)
@@ -111,9 +116,19 @@ def test_each_offboard_method_combines_clients_like_numpy(oodida: Oodida, offboa
 
 def test_federated_assignment_passes_each_iterations_model_into_the_next(oodida: Oodida) -> None:
     signals = ["speed", "rpm", "fuel_rate"]
-    a = oodida.submit({"name": "fl", "mode": "federated", "clients": "all", "signals": signals,
-                       "onboard": "train", "offboard": "fedavg", "frequency": 10, "samples": 400,
-                       "iterations": 3})
+    a = oodida.submit(
+        {
+            "name": "fl",
+            "mode": "federated",
+            "clients": "all",
+            "signals": signals,
+            "onboard": "train",
+            "offboard": "fedavg",
+            "frequency": 10,
+            "samples": 400,
+            "iterations": 3,
+        }
+    )
     result = a.wait(timeout=60)
     assert [it.index for it in result.iterations] == [0, 1, 2]
     model = None
@@ -130,9 +145,19 @@ def test_federated_assignment_passes_each_iterations_model_into_the_next(oodida:
 
 
 def test_monitoring_with_zero_iterations_runs_until_cancelled(oodida: Oodida) -> None:
-    a = oodida.submit({"name": "watch", "mode": "monitoring", "clients": [1, 2], "signals": "speed",
-                       "onboard": "threshold", "threshold": 100, "frequency": 10, "samples": 100,
-                       "iterations": 0})
+    a = oodida.submit(
+        {
+            "name": "watch",
+            "mode": "monitoring",
+            "clients": [1, 2],
+            "signals": "speed",
+            "onboard": "threshold",
+            "threshold": 100,
+            "frequency": 10,
+            "samples": 100,
+            "iterations": 0,
+        }
+    )
     seen = []
     for it in a.iterations(timeout=60):
         seen.append(it.index)
@@ -191,8 +216,11 @@ def test_the_cloud_validates_a_spec_that_bypassed_the_library(oodida: Oodida) ->
 
     bad = {**LISTING_1_1, "samples": -5, "frequency": "fast"}
     oodida.store.create("bypass1", oodida.user, bad)
-    oodida.app.send_task(TASK_START, args=(SubmitRequest(assignment_id="bypass1", user=oodida.user,
-                                                          spec=bad).to_wire(),), queue="cloud")
+    oodida.app.send_task(
+        TASK_START,
+        args=(SubmitRequest(assignment_id="bypass1", user=oodida.user, spec=bad).to_wire(),),
+        queue="cloud",
+    )
     a = oodida.assignment("bypass1")
     with pytest.raises(SpecError) as err:
         a.wait_accepted(30)

@@ -13,8 +13,13 @@ from oodida_user import Oodida
 
 pytestmark = pytest.mark.slow
 
-SPEC = {"name": "slow one", "mode": "measurement", "signals": "speed", "onboard": "average",
-        "offboard": "collect"}
+SPEC = {
+    "name": "slow one",
+    "mode": "measurement",
+    "signals": "speed",
+    "onboard": "average",
+    "offboard": "collect",
+}
 
 
 def test_client_killed_mid_assignment_is_missing_after_the_timeout_and_the_next_iteration_runs(
@@ -29,8 +34,9 @@ def test_client_killed_mid_assignment_is_missing_after_the_timeout_and_the_next_
         while 9 not in {c.client_id for c in o.clients()}:
             assert time.monotonic() < deadline, "client 9 never came up"
             time.sleep(0.1)
-        a = o.submit({**SPEC, "clients": [1, 2, 3, 9], "frequency": 10, "samples": 20,
-                      "iterations": 3, "timeout": 4})
+        a = o.submit(
+            {**SPEC, "clients": [1, 2, 3, 9], "frequency": 10, "samples": 20, "iterations": 3, "timeout": 4}
+        )
         its = a.iterations(timeout=60)
         first = next(its)
         assert sorted(first.onboard) == [1, 2, 3, 9]  # 9 answered after 2 s, within the deadline
@@ -58,8 +64,9 @@ def test_a_late_answer_never_triggers_a_second_aggregation(fresh_system: LocalSy
         while 8 not in {c.client_id for c in o.clients()}:
             assert time.monotonic() < deadline
             time.sleep(0.1)
-        a = o.submit({**SPEC, "clients": [1, 8], "frequency": 10, "samples": 30,
-                      "iterations": 2, "timeout": 1})
+        a = o.submit(
+            {**SPEC, "clients": [1, 8], "frequency": 10, "samples": 30, "iterations": 2, "timeout": 1}
+        )
         result = a.wait(timeout=60)
         assert result.status == "done"
         assert [it.missing for it in result.iterations] == [(8,), (8,)]

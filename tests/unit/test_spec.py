@@ -42,7 +42,10 @@ THRESHOLD = {**LISTING_1_1, "mode": "monitoring", "onboard": "threshold", "thres
 SAMPLE = {**LISTING_1_1, "onboard": "sample"}
 HISTOGRAM = {**LISTING_1_1, "onboard": "histogram", "offboard": "sum"}
 FEDERATED = {
-    **LISTING_1_1, "mode": "federated", "signals": ["rpm", "speed"], "onboard": "train",
+    **LISTING_1_1,
+    "mode": "federated",
+    "signals": ["rpm", "speed"],
+    "onboard": "train",
     "offboard": "fedavg",
 }
 DEPLOY = {"mode": "deploy_onboard", "filename": "my_module.py", "clients": [1, 2]}
@@ -79,10 +82,16 @@ def test_the_papers_listing_is_accepted_and_normalised() -> None:
 
 
 def test_names_are_case_insensitive_and_aliases_are_resolved() -> None:
-    spec = validate_spec({
-        **LISTING_1_1, "mode": "MEASUREMENT", "clients": "All", "signals": "Speed",
-        "onboard": "Mean", "offboard": "MEAN",
-    })
+    spec = validate_spec(
+        {
+            **LISTING_1_1,
+            "mode": "MEASUREMENT",
+            "clients": "All",
+            "signals": "Speed",
+            "onboard": "Mean",
+            "offboard": "MEAN",
+        }
+    )
     assert isinstance(spec, AssignmentSpec)
     assert (spec.mode, spec.clients, spec.signals) == ("measurement", "all", ("speed",))
     assert (spec.onboard, spec.offboard) == ("average", "average")
@@ -217,9 +226,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
 
 
 @pytest.mark.parametrize(("raw", "field"), BAD_VALUES)
-def test_a_bad_value_is_rejected_naming_its_field(
-    raw: dict[str, Any], field: str, custom_code: None
-) -> None:
+def test_a_bad_value_is_rejected_naming_its_field(raw: dict[str, Any], field: str, custom_code: None) -> None:
     error = problems(raw)
     assert error.fields == [field], str(error)
     assert field in str(error)
@@ -259,6 +266,11 @@ def test_a_combination_is_not_checked_when_one_of_its_fields_is_bad() -> None:
     error = problems({**LISTING_1_1, "mode": "monitoring", "onboard": "averge"})
     assert error.fields == ["onboard"]
     assert "did you mean 'average'" in error.issues[0].rule
+
+
+def test_a_wrong_onboard_method_is_not_blamed_on_the_offboard_method_too() -> None:
+    error = problems({**FEDERATED, "onboard": "average"})
+    assert error.fields == ["onboard"]
 
 
 def test_custom_code_and_deployment_are_refused_while_not_built() -> None:
@@ -332,8 +344,15 @@ def test_bad_and_repeated_client_ids_are_named() -> None:
 
 
 def test_several_problems_are_reported_together() -> None:
-    raw = {**LISTING_1_1, "name": "", "mode": "measure", "clients": 0, "frequency": 500,
-           "timeout": -1, "extra": True}
+    raw = {
+        **LISTING_1_1,
+        "name": "",
+        "mode": "measure",
+        "clients": 0,
+        "frequency": 500,
+        "timeout": -1,
+        "extra": True,
+    }
     error = problems(raw)
     assert set(error.fields) == {"name", "mode", "clients", "frequency", "timeout", "extra"}
     assert str(error).startswith("the assignment spec has 6 problems:")
@@ -357,9 +376,17 @@ def test_values_that_cannot_be_printed_still_give_a_readable_error() -> None:
 
 @pytest.mark.parametrize(
     "raw",
-    [LISTING_1_1, THRESHOLD, SAMPLE, HISTOGRAM, FEDERATED, DEPLOY,
-     {**LISTING_1_1, "clients": [5, 2]}, {**LISTING_1_1, "clients": 3},
-     {"mode": "deploy_offboard", "filename": "agg.py", "name": "agg"}],
+    [
+        LISTING_1_1,
+        THRESHOLD,
+        SAMPLE,
+        HISTOGRAM,
+        FEDERATED,
+        DEPLOY,
+        {**LISTING_1_1, "clients": [5, 2]},
+        {**LISTING_1_1, "clients": 3},
+        {"mode": "deploy_offboard", "filename": "agg.py", "name": "agg"},
+    ],
 )
 def test_a_spec_survives_the_wire(raw: dict[str, Any], custom_code: None) -> None:
     spec = validate_spec(raw)
@@ -392,8 +419,7 @@ def test_the_schema_is_json_and_names_every_field() -> None:
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
     max_leaves=12,
 )
 known_keys = st.sampled_from([*spec_module.ALL_KEYS, "sampels", "mode"])
@@ -432,12 +458,12 @@ def test_any_dict_of_known_keys_gives_a_spec_or_a_spec_error(raw: dict[str, obje
 
 @settings(max_examples=300, deadline=None)
 @given(st.sampled_from(list(LISTING_1_1)), plausible)
-def test_changing_one_field_of_a_valid_spec_gives_a_spec_or_a_spec_error(
-    key: str, value: object
-) -> None:
+def test_changing_one_field_of_a_valid_spec_gives_a_spec_or_a_spec_error(key: str, value: object) -> None:
     assert_spec_or_spec_error({**LISTING_1_1, key: value})
 
 
-def test_a_wrong_onboard_method_is_not_blamed_on_the_offboard_method_too() -> None:
-    error = problems({**FEDERATED, "onboard": "average"})
-    assert error.fields == ["onboard"]
+def test_federated_collect_over_several_iterations_is_refused_on_offboard() -> None:
+    with pytest.raises(SpecError) as err:
+        validate_spec({**FEDERATED, "offboard": "collect", "iterations": 3})
+    assert err.value.fields == ["offboard"]
+    assert "fedavg" in str(err.value)
