@@ -6,8 +6,8 @@ import socket
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 import redis
+from pydantic import ValidationError
 
 from oodida_core.celery_app import make_celery_app
 from oodida_core.errors import MessageError, OodidaError
