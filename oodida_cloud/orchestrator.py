@@ -7,9 +7,11 @@ several cloud workers: the store's scripts decide which caller wins.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
+from functools import lru_cache
 from typing import Any
 
 import redis
@@ -20,12 +22,11 @@ from oodida_core.keys import CLOUD_QUEUE, Keys, client_queue
 from oodida_core.registry import Registry
 from oodida_core.settings import Settings
 from oodida_core.spec import AssignmentSpec, spec_to_wire, validate_spec
-from oodida_core.store import AssignmentStore
+from oodida_core.store import AssignmentStore, Completion, record_from_hash
 from oodida_core.wire import (
     TASK_FINISH_ITERATION,
     TASK_ONBOARD,
     CancelRequest,
-    IterationResult,
     OnboardResult,
     SubmitRequest,
     decode,
@@ -35,6 +36,14 @@ from .iteration import combine
 from .planning import check_signals, header_task_id, onboard_tasks, select_clients
 
 log = logging.getLogger("oodida.cloud")
+
+
+@lru_cache(maxsize=512)
+def parse_spec(spec_json: str) -> AssignmentSpec:
+    """The stored (already validated) spec of a running assignment, parsed once per worker."""
+    spec = validate_spec(json.loads(spec_json))
+    assert isinstance(spec, AssignmentSpec)
+    return spec
 
 
 class Orchestrator:
@@ -69,7 +78,8 @@ class Orchestrator:
                     "mode", spec.mode, "deployment is not available yet: active-code replacement is not built"
                 )
             live = self.registry.live()
-            clients = select_clients(spec, live, self.registry.known(), seed=aid)
+            known = self.registry.known() if isinstance(spec.clients, (list, tuple)) else set()
+            clients = select_clients(spec, live, known, seed=aid)
             check_signals(spec, clients, live)
         except SpecError as exc:
             log.info("assignment %s of %s rejected: %s", aid, user, exc)
@@ -118,71 +128,54 @@ class Orchestrator:
     def finish_iteration(
         self, answers: list[Any] | None, aid: str, index: int, reason: str = "complete"
     ) -> str:
-        """Aggregate iteration ``index`` once, then move on; any caller after the first only
-        makes sure the assignment moved on."""
+        """Aggregate iteration ``index`` and move on, once: a late chord callback, a repeated
+        deadline or a second cloud worker finds the iteration finished and does nothing."""
         raw = self.store.raw(aid)
         if not raw or "clients" not in raw:
             self.store.drop_deadline(aid, index)
             return "unknown"
-        record = self.store.get(aid)
-        assert record is not None
-        spec = validate_spec(record.spec)
-        assert isinstance(spec, AssignmentSpec)
+        status, current = raw.get("status"), int(raw.get("current") or 0)
+        if index != current or status not in ("running", "cancelled"):
+            return "stale"
+        record = record_from_hash(aid, raw)
+        spec = parse_spec(raw["spec"])
         clients = list(record.clients)
-        current = int(raw.get("current", "0"))
-        if index > current:
-            return "not started"
-
-        stored = self.store.iteration(aid, index)
-        if stored is None:
-            if answers is None or reason != "complete":
-                answers = self._read_answers(aid, index, clients)
-            decoded = []
-            for a in answers:
-                try:
-                    decoded.append(decode(OnboardResult, a))
-                except MessageError as exc:
-                    log.warning("assignment %s iteration %d: dropped an answer: %s", aid, index, exc)
-            started = float(raw.get("current_started") or time.time()) if index == current else time.time()
-            result = combine(
-                spec,
-                aid,
-                index,
-                clients,
-                decoded,
-                started,
-                time.time(),
-                cancelled=record.status == "cancelled",
-            )
-            if self.store.put_iteration(aid, result):
-                stored = result
-                log.info(
-                    "assignment %s iteration %d: %d kept, %d missing, %d failed (%s)",
-                    aid,
-                    index,
-                    len(result.onboard),
-                    len(result.missing),
-                    len(result.failed),
-                    reason,
-                )
-            else:
-                stored = self.store.iteration(aid, index)
-        if stored is None or record.status != "running" or index != current:
-            return "stored"
-        self._advance(aid, record.user, spec, clients, stored)
+        if answers is None or reason != "complete":
+            answers = self._read_answers(aid, index, clients)
+        decoded = []
+        for a in answers:
+            try:
+                decoded.append(decode(OnboardResult, a))
+            except MessageError as exc:
+                log.warning("assignment %s iteration %d: dropped an answer: %s", aid, index, exc)
+        now = time.time()
+        result = combine(
+            spec,
+            aid,
+            index,
+            clients,
+            decoded,
+            float(raw.get("current_started") or now),
+            now,
+            cancelled=status == "cancelled",
+        )
+        last = bool(spec.iterations) and index + 1 >= spec.iterations
+        next_deadline = None if last else now + spec.timeout
+        outcome = self.store.complete_iteration(aid, result, next_deadline)
+        if outcome is Completion.ALREADY_STORED:
+            return "stale"
+        log.info(
+            "assignment %s iteration %d: %d kept, %d missing, %d failed (%s)",
+            aid,
+            index,
+            len(result.onboard),
+            len(result.missing),
+            len(result.failed),
+            reason,
+        )
+        if outcome is Completion.ADVANCED and next_deadline is not None:
+            self.dispatch(aid, record.user, spec, clients, index + 1, result.value, next_deadline)
         return "stored"
-
-    def _advance(
-        self, aid: str, user: str, spec: AssignmentSpec, clients: list[int], done: IterationResult
-    ) -> None:
-        index = done.index
-        if spec.iterations and index + 1 >= spec.iterations:
-            self.store.finish(aid, "done")
-            log.info("assignment %s done", aid)
-            return
-        deadline = time.time() + spec.timeout
-        if self.store.advance(aid, index, deadline):
-            self.dispatch(aid, user, spec, clients, index + 1, done.value, deadline)
 
     def _read_answers(self, aid: str, index: int, clients: Sequence[int]) -> list[Any]:
         """The answers that arrived so far, read straight from the result backend."""
@@ -210,6 +203,7 @@ class Orchestrator:
                 args=(None,),
                 kwargs={"assignment_id": aid, "iteration": index, "reason": "deadline"},
                 queue=CLOUD_QUEUE,
+                ignore_result=True,
             )
         return len(due)
 

@@ -20,6 +20,7 @@ from types import TracebackType
 import redis
 
 from .errors import OodidaError
+from .procs import die_with_parent
 from .redis_server import EmbeddedRedis, free_port
 from .registry import Registry
 from .settings import Settings
@@ -111,6 +112,7 @@ class LocalSystem:
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
         self.procs[name] = proc
         return proc

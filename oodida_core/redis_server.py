@@ -19,6 +19,7 @@ from types import TracebackType
 import redis
 
 from .errors import OodidaError
+from .procs import die_with_parent
 
 
 def find_redis_server() -> str:
@@ -98,6 +99,7 @@ class EmbeddedRedis:
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
         self._wait_ready()
         return self

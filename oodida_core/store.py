@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import time
+from enum import IntEnum
 from typing import Any
 
 import redis
@@ -34,23 +35,27 @@ redis.call('XADD', KEYS[3], '*', 'type', 'accepted')
 return 1
 """
 
-_PUT_ITERATION = """
+_COMPLETE_ITERATION = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('HINCRBY', KEYS[2], 'done', 1)
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'type', 'iteration', 'index', ARGV[1])
 local st = redis.call('HGET', KEYS[2], 'status')
-if st == 'done' or st == 'failed' or st == 'cancelled' then
-  for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+local idx = tonumber(ARGV[1])
+if st ~= 'running' or tonumber(redis.call('HGET', KEYS[2], 'current')) ~= idx then
+  if st == 'done' or st == 'failed' or st == 'cancelled' then
+    for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+  end
+  return 3
 end
-return 1
-"""
-
-_ADVANCE = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-if tonumber(redis.call('HGET', KEYS[1], 'current')) ~= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'current', tonumber(ARGV[1]) + 1, 'current_started', ARGV[5])
-redis.call('ZREM', KEYS[2], ARGV[2])
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[3])
+redis.call('ZREM', KEYS[4], ARGV[6] .. ':' .. ARGV[1])
+if ARGV[4] == '' then
+  redis.call('HSET', KEYS[2], 'status', 'done', 'finished_at', ARGV[5])
+  redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', 'done')
+  for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+  return 2
+end
+redis.call('HSET', KEYS[2], 'current', idx + 1, 'current_started', ARGV[5])
+redis.call('ZADD', KEYS[4], ARGV[4], ARGV[6] .. ':' .. (idx + 1))
 return 1
 """
 
@@ -74,6 +79,13 @@ return due
 """
 
 
+class Completion(IntEnum):
+    ALREADY_STORED = 0  # someone else stored this iteration: nothing to do
+    ADVANCED = 1  # stored; the caller dispatches the next iteration
+    DONE = 2  # stored; that was the last iteration
+    STORED = 3  # stored; the assignment had ended (cancelled): no next iteration
+
+
 def _s(value: bytes | str | None) -> str | None:
     return value.decode() if isinstance(value, bytes) else value
 
@@ -87,8 +99,7 @@ class AssignmentStore:
         self.ttl = ttl
         self._create = client.register_script(_CREATE)
         self._mark_running = client.register_script(_MARK_RUNNING)
-        self._put_iteration = client.register_script(_PUT_ITERATION)
-        self._advance = client.register_script(_ADVANCE)
+        self._complete = client.register_script(_COMPLETE_ITERATION)
         self._finish = client.register_script(_FINISH)
         self._claim = client.register_script(_CLAIM_DEADLINES)
 
@@ -116,26 +127,26 @@ class AssignmentStore:
         ]
         return bool(self._mark_running(keys=keys, args=args))
 
-    def put_iteration(self, assignment_id: str, result: IterationResult) -> bool:
-        """Store an iteration's result; False when it was already stored (by anyone)."""
+    def complete_iteration(
+        self, assignment_id: str, result: IterationResult, next_deadline: float | None
+    ) -> Completion:
+        """Store an iteration's result and, in the same step, move the assignment on: to the
+        next iteration (its deadline armed) or, when ``next_deadline`` is None, to done."""
         keys = [
             self.keys.iterations(assignment_id),
             self.keys.assignment(assignment_id),
             self.keys.events(assignment_id),
+            self.keys.deadlines,
         ]
-        return bool(self._put_iteration(keys=keys, args=[result.index, result.to_json(), self.ttl]))
-
-    def advance(self, assignment_id: str, index: int, next_deadline: float) -> bool:
-        """Move the assignment from iteration ``index`` to ``index + 1``; True for one caller."""
-        keys = [self.keys.assignment(assignment_id), self.keys.deadlines]
         args: list[str | int] = [
-            index,
-            deadline_member(assignment_id, index),
-            deadline_member(assignment_id, index + 1),
-            repr(next_deadline),
+            result.index,
+            result.to_json(),
+            self.ttl,
+            "" if next_deadline is None else repr(next_deadline),
             repr(time.time()),
+            assignment_id,
         ]
-        return bool(self._advance(keys=keys, args=args))
+        return Completion(int(self._complete(keys=keys, args=args)))
 
     def finish(
         self,

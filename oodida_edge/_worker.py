@@ -28,6 +28,7 @@ from oodida_core.celery_app import make_celery_app
 from oodida_core.ids import format_ranges, parse_id_ranges
 from oodida_core.keys import Keys, client_queue
 from oodida_core.logs import setup_logging
+from oodida_core.procs import die_with_parent
 from oodida_core.registry import Registry
 from oodida_core.settings import Settings
 from oodida_core.signals import SIGNAL_NAMES
@@ -154,7 +155,7 @@ class Supervisor:
     def _spawn(self, index: int) -> None:
         ids = format_ranges(self.slices[index])
         cmd = [sys.executable, "-m", "oodida_edge", "--clients", ids, "--processes", "1", *self.child_args]
-        self.children[index] = subprocess.Popen(cmd, env=self.env)
+        self.children[index] = subprocess.Popen(cmd, env=self.env, preexec_fn=die_with_parent())
 
     def _stop(self, signum: int, _frame: FrameType | None) -> None:
         self.stopping = True

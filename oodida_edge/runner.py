@@ -44,8 +44,8 @@ class OnboardRunner:
             log.warning("rejected an on-board message: %s", exc)
             return _answer_for_bad_message(message, str(exc), started)
         try:
-            if self._no_longer_wanted(task):
-                return self._answer(task, "skipped", started, error="assignment ended or iteration done")
+            if started > task.deadline:  # the iteration is over: a redelivered or stale task
+                return self._answer(task, "skipped", started, error="the iteration's deadline passed")
             value = self._compute(task)
         except _Abandoned:
             return self._answer(task, "skipped", started, error="assignment ended while reading")
@@ -63,7 +63,7 @@ class OnboardRunner:
         return self._answer(task, "ok", started, value=value)
 
     def _no_longer_wanted(self, task: OnboardTask) -> bool:
-        """A task of a cancelled assignment, or of an iteration already aggregated, is dropped."""
+        """A task of an assignment that ended, or of an iteration already aggregated."""
         pipe = self.redis.pipeline(transaction=False)
         pipe.hget(self.keys.assignment(task.assignment_id), "status")
         pipe.hexists(self.keys.iterations(task.assignment_id), str(task.iteration))

@@ -126,7 +126,7 @@ class Oodida:
 
     def _send(self, name: str, message: dict[str, Any], task_id: str) -> None:
         try:
-            self.app.send_task(name, args=(message,), queue=CLOUD_QUEUE, task_id=task_id)
+            self.app.send_task(name, args=(message,), queue=CLOUD_QUEUE, task_id=task_id, ignore_result=True)
         except OperationalError as exc:
             raise OodidaError(f"cannot reach the OODIDA broker at {self.settings.redis_url}: {exc}") from None
 

@@ -73,6 +73,7 @@ def test_a_user_is_required_and_must_be_a_plain_name(
 def test_submit_without_a_cloud_worker_says_so(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with (
         LocalSystem(1, data_dir=tmp_path, cloud_workers=0) as s,
-        Oodida(s.url, user="u", accept_timeout=1) as o,pytest.raises(OodidaError, match="no cloud worker")
+        Oodida(s.url, user="u", accept_timeout=1) as o,
+        pytest.raises(OodidaError, match="no cloud worker"),
     ):
         o.submit(SPEC)
