@@ -12,6 +12,7 @@ from typing import Any
 
 import redis
 from celery import signals
+from celery._state import _set_task_join_will_block
 
 from oodida_core.celery_app import make_celery_app
 from oodida_core.keys import CLOUD_QUEUE
@@ -75,6 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     watcher = Watcher(orchestrator, name)
 
     def on_ready(**_: Any) -> None:
+        # The cloud publishes chords and never waits on their results: without this, the
+        # threads pool would SUBSCRIBE to every header task's result channel.
+        _set_task_join_will_block(True)
         watcher.start()
         log.info("cloud worker %s ready on %s", name, settings.redis_url)
 

@@ -15,7 +15,7 @@ from functools import lru_cache
 from typing import Any
 
 import redis
-from celery import Celery, chord
+from celery import Celery
 
 from oodida_core.errors import MessageError, SpecError
 from oodida_core.keys import CLOUD_QUEUE, Keys, client_queue
@@ -32,6 +32,7 @@ from oodida_core.wire import (
     decode,
 )
 
+from .dispatch import HeaderTask, publish_chord
 from .iteration import combine
 from .planning import check_signals, header_task_id, onboard_tasks, select_clients
 
@@ -109,11 +110,11 @@ class Orchestrator:
     ) -> None:
         """Run one iteration as a chord: a header task per client queue, the callback on cloud."""
         header = [
-            self.app.signature(
+            HeaderTask(
                 TASK_ONBOARD,
-                args=(task.to_wire(),),
-                queue=client_queue(task.client_id),
-                task_id=header_task_id(aid, index, task.client_id),
+                task.to_wire(),
+                header_task_id(aid, index, task.client_id),
+                client_queue(task.client_id),
             )
             for task in onboard_tasks(spec, aid, user, index, clients, model, deadline)
         ]
@@ -122,7 +123,7 @@ class Orchestrator:
             kwargs={"assignment_id": aid, "iteration": index},
             queue=CLOUD_QUEUE,
         )
-        chord(header, app=self.app)(callback)
+        publish_chord(self.app, header, callback)
 
     # -- finish an iteration -----------------------------------------------------------------
     def finish_iteration(

@@ -17,6 +17,8 @@ mix, mass, gear ratios, driving style), derived from its id alone.
 from __future__ import annotations
 
 import hashlib
+import math
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -139,6 +141,78 @@ _ORDER: tuple[str, ...] = (
     "battery_voltage",
 )
 
+# What each signal is computed from. A request computes the closure of what it asks for and
+# nothing else: speed alone needs only the speed profile.
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "speed": (),
+    "acceleration": ("speed",),
+    "rpm": ("speed",),
+    "fuel_rate": ("speed", "rpm"),
+    "engine_temp": ("speed",),
+    "battery_voltage": ("rpm", "fuel_rate"),
+}
+
+# Each signal draws its random numbers from a stream of its own, keyed by this fixed index, so
+# that computing or skipping one signal never shifts another's draws. Never renumber.
+_STREAM: dict[str, int] = {name: k for k, name in enumerate(_ORDER)}
+
+
+@lru_cache(maxsize=64)
+def _closure(signals: tuple[str, ...]) -> frozenset[str]:
+    """The signals to compute for a request of `signals`: those and all they depend on."""
+    todo, done = list(signals), set()
+    while todo:
+        s = todo.pop()
+        if s not in done:
+            done.add(s)
+            todo.extend(_NEEDS[s])
+    return frozenset(done)
+
+
+_local = threading.local()
+
+
+def _stream(key: bytes, signal: str) -> np.random.Generator:
+    """The random stream of `signal` in the drive `key`, from its start.
+
+    Its PCG64 state and increment are a hash of (key, the signal's stream index), so streams
+    are independent of each other and of what else a request asks for. Constructing a PCG64
+    costs ~10 us (its SeedSequence); setting the state of a per-thread one costs ~2 us. Each
+    signal has its own generator object, so the streams of one drive never alias.
+    """
+    k = _STREAM[signal]
+    digest = hashlib.sha256(key + bytes((k,))).digest()
+    gens: list[np.random.Generator] | None = getattr(_local, "gens", None)
+    if gens is None:
+        gens = _local.gens = [np.random.Generator(np.random.PCG64(0)) for _ in _ORDER]
+    gen = gens[k]
+    gen.bit_generator.state = {
+        "bit_generator": "PCG64",
+        "state": {
+            "state": int.from_bytes(digest[:16], "little"),
+            "inc": int.from_bytes(digest[16:], "little") | 1,  # PCG needs an odd increment
+        },
+        "has_uint32": 0,
+        "uinteger": 0,
+    }
+    return gen
+
+
+@dataclass(frozen=True)
+class _Gearbox:
+    """What rpm needs of a vehicle, as arrays (derived once per client)."""
+
+    rpm_per_kmh: FloatArray  # engine rpm per km/h in each gear
+    upshift_speed: FloatArray  # km/h from which gear g + 1 is usable (g = 0, 1, ...)
+
+
+@lru_cache(maxsize=4096)
+def _gearbox(client_id: int) -> _Gearbox:
+    p = vehicle_profile(client_id)
+    ratios = np.asarray(p.gear_ratios)
+    rpm_per_kmh = p.final_drive * 60.0 / (3.6 * 2.0 * np.pi * p.wheel_radius) * ratios
+    return _Gearbox(rpm_per_kmh, p.upshift_rpm / rpm_per_kmh[1:])
+
 
 def _drive_segments(
     r: np.random.Generator, p: VehicleProfile, duration: float
@@ -168,22 +242,20 @@ def _drive_segments(
             np.clip(45.0 + 12.0 * z, 15.0, 75.0),
             np.clip(p.highway_speed + 15.0 * z, 80.0, 180.0),
         )
-        target = np.where(stop, 0.0, target)
-        hold = np.where(
-            stop,
-            3.0 + 42.0 * u_hold,
-            np.where(urban, 5.0 - 25.0 * np.log1p(-u_hold), 20.0 - 120.0 * np.log1p(-u_hold)),
-        )
+        target[stop] = 0.0
+        log_hold = np.log1p(-u_hold)
+        hold = np.where(urban, 5.0 - 25.0 * log_hold, 20.0 - 120.0 * log_hold)
+        hold[stop] = 3.0 + 42.0 * u_hold[stop]
         start = np.concatenate([[v_prev], target[:-1]])
         dv = target - start
-        mean_v = 0.5 * (target + start)
         rate = np.where(dv >= 0.0, p.accel_rate, p.brake_rate) * (0.7 + 0.5 * u_rate)
-        rate = rate / (1.0 + mean_v / 100.0)  # cars gain speed slower when already fast
+        rate /= 1.0 + (target + start) / 200.0  # cars gain speed slower when already fast
         ramp = np.maximum(np.abs(dv) / 3.6 / rate, 0.5)
-        seg_t = t_end + np.cumsum(np.column_stack([ramp, hold]).ravel())
-        seg_v = np.repeat(target, 2)
+        seg_t = np.column_stack([ramp, hold]).ravel()
+        seg_t[0] += t_end
+        np.cumsum(seg_t, out=seg_t)
         knots_t.append(seg_t)
-        knots_v.append(seg_v)
+        knots_v.append(np.repeat(target, 2))
         t_end = float(seg_t[-1])
         v_prev = float(target[-1])
     return np.concatenate(knots_t), np.concatenate(knots_v)
@@ -192,108 +264,178 @@ def _drive_segments(
 def _moving_average(x: FloatArray, window: int) -> FloatArray:
     """Trailing moving average over `window` samples (shorter at the start)."""
     if window <= 1:
-        return x
+        return x.copy()
     c = np.cumsum(x)
     out = c.copy()
-    out[window:] = c[window:] - c[:-window]
-    counts = np.minimum(np.arange(1, x.size + 1), window)
-    return out / counts
+    out[window:] -= c[:-window]
+    head = min(window, x.size)
+    out[:head] /= np.arange(1, head + 1)
+    out[head:] /= window
+    return out
 
 
-def _sine(step: float, phase: float, n: int, block: int = 1024) -> FloatArray:
-    """sin(step * i + phase) for i in range(n), several times faster than np.sin over n.
+def _sines(steps: FloatArray, phases: FloatArray, amps: FloatArray, n: int) -> FloatArray:
+    """sum over k of amps[k] * sin(steps[k] * i + phases[k]), for i in range(n).
 
-    With i = block * j + k: sin(a_j + b_k) = sin(a_j) cos(b_k) + cos(a_j) sin(b_k), so only
-    about 2 * (n / block + block) sines and cosines are evaluated.
+    With i = block * j + m: sin(a_j + b_m) = sin(a_j) cos(b_m) + cos(a_j) sin(b_m), so only
+    about 4 * sqrt(n) sines and cosines per k are evaluated, and the sum over k of those
+    products is one small matrix product ((rows x 2k) @ (2k x block)), instead of n sines per
+    k (which are slow: ~14 ns each).
     """
-    if n <= 2 * block:
-        return np.sin(step * np.arange(n, dtype=np.float64) + phase)
+    block = max(1, math.isqrt(n - 1) + 1)  # ceil(sqrt(n))
     rows = -(-n // block)
-    a = step * block * np.arange(rows, dtype=np.float64) + phase
-    b = step * np.arange(block, dtype=np.float64)
-    out = np.sin(a)[:, None] * np.cos(b) + np.cos(a)[:, None] * np.sin(b)
-    return out.ravel()[:n]
+    a = np.multiply.outer(block * np.arange(rows, dtype=np.float64), steps) + phases
+    b = np.multiply.outer(steps, np.arange(block, dtype=np.float64))
+    left = np.concatenate([np.sin(a) * amps, np.cos(a) * amps], axis=1)
+    right = np.concatenate([np.cos(b), np.sin(b)], axis=0)
+    return (left @ right).ravel()[:n]
+
+
+def _derivative(x: FloatArray, dt: float) -> FloatArray:
+    """np.gradient(x, dt) (central differences, one-sided at the ends), without its overhead."""
+    out = np.zeros_like(x)
+    if x.size > 1:
+        np.subtract(x[2:], x[:-2], out=out[1:-1])
+        out[1:-1] /= 2.0 * dt
+        out[0] = (x[1] - x[0]) / dt
+        out[-1] = (x[-1] - x[-2]) / dt
+    return out
 
 
 def simulate_drive(
-    client_id: int, assignment_id: str, iteration: int, samples: int, frequency: int
+    client_id: int,
+    assignment_id: str,
+    iteration: int,
+    samples: int,
+    frequency: int,
+    signals: Sequence[str] = _ORDER,
 ) -> dict[str, FloatArray]:
-    """Every signal of one simulated drive: `samples` readings at `frequency` Hz."""
+    """`signals` (and what they depend on) of one simulated drive: `samples` readings at
+    `frequency` Hz. Every signal reads the same whatever else is computed with it."""
+    need = _closure(tuple(signals))
     p = vehicle_profile(client_id)
-    r = np.random.default_rng(_seed("oodida-drive", int(client_id), assignment_id, int(iteration)))
+    key = hashlib.sha256(
+        "\x1f".join(("oodida-drive", str(int(client_id)), assignment_id, str(int(iteration)))).encode()
+    ).digest()
     n = samples
     dt = 1.0 / frequency
-    t = np.arange(n, dtype=np.float64) * dt
-    duration = n * dt
+    t = np.arange(n, dtype=np.float64)
+    t *= dt
+    out: dict[str, FloatArray] = {}
 
     # Speed: smooth ramps between holds, with a gentle multiplicative wobble while moving.
-    knot_t, knot_v = _drive_segments(r, p, duration)
+    r = _stream(key, "speed")
+    knot_t, knot_v = _drive_segments(r, p, n * dt)
     pos = np.interp(t, knot_t, np.arange(knot_t.size, dtype=np.float64))
-    i = np.minimum(pos.astype(np.intp), knot_t.size - 2)
-    u = pos - i
-    v0 = knot_v[i]
-    base = v0 + (knot_v[i + 1] - v0) * (u * u * (3.0 - 2.0 * u))
+    i = pos.astype(np.intp)
+    np.minimum(i, knot_t.size - 2, out=i)
+    u = pos
+    u -= i
+    smooth = 3.0 - 2.0 * u  # smoothstep u * u * (3 - 2 u) from one knot to the next
+    smooth *= u
+    smooth *= u
+    smooth *= np.diff(knot_v)[i]
+    smooth += knot_v[i]  # the speed without the wobble
     periods = r.uniform(25.0, 140.0, size=3)
     phases = r.uniform(0.0, 2.0 * np.pi, size=3)
     amps = r.uniform(0.004, 0.012, size=3)
-    wobble = np.zeros(n)
-    for period, phase, amp in zip(periods, phases, amps, strict=True):
-        wobble += amp * _sine(2.0 * np.pi / period * dt, phase, n)
-    speed = np.clip(base * (1.0 + wobble), 0.0, 195.0)
+    speed = _sines(2.0 * np.pi / periods * dt, phases, amps, n)
+    speed += 1.0
+    speed *= smooth
+    np.clip(speed, 0.0, 195.0, out=speed)
+    out["speed"] = speed
+    if need == {"speed"}:
+        return out
     v = speed / 3.6  # m/s
-
-    noise = r.standard_normal((5, n))
+    a_true = _derivative(v, dt)
 
     # Acceleration: the derivative of speed, plus a little sensor noise.
-    a_true = np.gradient(v, dt) if n > 1 else np.zeros(n)
-    acceleration = np.clip(a_true + 0.03 * noise[0], -9.5, 9.5)
+    if "acceleration" in need:
+        acceleration = _stream(key, "acceleration").standard_normal(n)
+        acceleration *= 0.03
+        acceleration += a_true
+        out["acceleration"] = np.clip(acceleration, -9.5, 9.5, out=acceleration)
 
     # Rpm: the highest gear that keeps the engine above the driver's upshift rpm (which the
     # driver raises when accelerating), clutch slipping above idle when pulling away.
-    ratios = np.asarray(p.gear_ratios)
-    rpm_per_kmh = p.final_drive * 60.0 / (3.6 * 2.0 * np.pi * p.wheel_radius)  # at ratio 1
-    upshift_speed = p.upshift_rpm / (rpm_per_kmh * ratios[1:])  # km/h where gear g+1 is usable
-    pull = np.clip(a_true, 0.0, 3.0)  # how hard the engine pulls
-    push = 1.0 + 0.3 * pull
-    gear = np.searchsorted(upshift_speed, speed / push, side="right")
-    rpm_wheels = speed * rpm_per_kmh * ratios[gear]
-    moving = speed > 0.05
-    launch = np.where(moving, p.idle_rpm + 350.0 * pull, p.idle_rpm)
-    rpm = np.maximum(rpm_wheels, launch) + 12.0 * noise[1]
-    rpm = np.clip(rpm, 0.75 * p.idle_rpm, 6500.0)
+    if "rpm" in need:
+        box = _gearbox(client_id)
+        pull = np.clip(a_true, 0.0, 3.0)  # how hard the engine pulls
+        push = 0.3 * pull
+        push += 1.0
+        gear = np.searchsorted(box.upshift_speed, np.divide(speed, push, out=push), side="right")
+        launch = 350.0 * pull
+        launch[speed <= 0.05] = 0.0  # standing still: idling
+        launch += p.idle_rpm
+        rpm = box.rpm_per_kmh[gear]
+        rpm *= speed
+        np.maximum(rpm, launch, out=rpm)
+        noise = _stream(key, "rpm").standard_normal(n)
+        noise *= 12.0
+        rpm += noise
+        out["rpm"] = rpm = np.clip(rpm, 0.75 * p.idle_rpm, 6500.0, out=rpm)
+
+    # Power at the wheels, kW: what accelerating and rolling and air drag take.
+    if "fuel_rate" in need or "engine_temp" in need:
+        power = a_true + _G * p.rolling
+        power *= p.mass
+        power += (0.5 * _AIR_DENSITY * p.cda) * (v * v)
+        power *= v
+        power /= 1000.0
+        np.clip(power, 0.0, p.max_power, out=power)
 
     # Fuel: engine friction grows with rpm; on top, the fuel for the power at the wheels.
-    force = p.mass * (a_true + _G * p.rolling) + 0.5 * _AIR_DENSITY * p.cda * v * v
-    power = np.clip(force * v / 1000.0, 0.0, p.max_power)  # kW
-    fuel = p.idle_fuel * (rpm / p.idle_rpm) ** 0.8 + _LITRES_PER_KWH * power
-    fuel_rate = np.clip(fuel * (1.0 + 0.02 * noise[2]), 0.2, 38.0)
+    if "fuel_rate" in need:
+        fuel = rpm / p.idle_rpm
+        fuel **= 0.8
+        fuel *= p.idle_fuel
+        fuel += _LITRES_PER_KWH * power
+        noise = _stream(key, "fuel_rate").standard_normal(n)
+        noise *= 0.02
+        noise += 1.0
+        fuel *= noise
+        out["fuel_rate"] = fuel_rate = np.clip(fuel, 0.2, 38.0, out=fuel)
 
     # Engine temperature: from the start temperature towards the operating point; load adds a
     # few degrees (averaged over a minute), the thermostat cycles slowly.
-    ambient = min(max(p.ambient_mean + 5.0 * float(r.standard_normal()), -25.0), 40.0)
-    warm_start = r.random() < 0.5
-    start_temp = float(r.uniform(ambient, p.operating_temp)) if warm_start else ambient
-    load = _moving_average(power, max(1, int(60 * frequency))) / p.max_power
-    thermostat = 1.5 * _sine(2.0 * np.pi / 300.0 * dt, float(r.uniform(0.0, 2.0 * np.pi)), n)
-    target_temp = p.operating_temp + thermostat + 5.0 * load
-    warming = np.exp(-t / p.warmup_tau)
-    engine_temp = target_temp + (start_temp - target_temp) * warming + 0.15 * noise[3]
-    engine_temp = np.clip(engine_temp, -29.0, 105.0)
+    if "engine_temp" in need:
+        r = _stream(key, "engine_temp")
+        ambient = min(max(p.ambient_mean + 5.0 * float(r.standard_normal()), -25.0), 40.0)
+        warm_start = r.random() < 0.5
+        start_temp = float(r.uniform(ambient, p.operating_temp)) if warm_start else ambient
+        thermostat_phase = float(r.uniform(0.0, 2.0 * np.pi))
+        temp = _moving_average(power, max(1, int(60 * frequency)))
+        temp *= 5.0 / p.max_power  # load
+        temp += _sines(np.array([2.0 * np.pi / 300.0 * dt]), np.array([thermostat_phase]), np.array([1.5]), n)
+        temp += p.operating_temp  # the temperature the engine heads for
+        # Beyond 40 time constants the warm-up is far below a rounding error of the target.
+        warm = min(n, int(40.0 * p.warmup_tau * frequency) + 1)
+        warming = np.exp(t[:warm] * (-1.0 / p.warmup_tau))
+        warming *= start_temp - temp[:warm]
+        temp[:warm] += warming
+        noise = r.standard_normal(n)
+        noise *= 0.15
+        temp += noise
+        out["engine_temp"] = np.clip(temp, -29.0, 105.0, out=temp)
 
     # Battery: resting voltage at idle, the alternator's regulation voltage once rpm is up.
-    charging = 1.0 / (1.0 + np.exp((p.idle_rpm + 350.0 - rpm) / 80.0))
-    rest = 12.55 - 0.1 * np.clip(fuel_rate / 40.0, 0.0, 1.0)
-    battery_voltage = rest + (p.charge_voltage - rest) * charging + 0.02 * noise[4]
-    battery_voltage = np.clip(battery_voltage, 12.0, 14.6)
+    if "battery_voltage" in need:
+        charging = p.idle_rpm + 350.0 - rpm
+        charging /= 80.0
+        np.exp(charging, out=charging)
+        charging += 1.0
+        np.reciprocal(charging, out=charging)
+        rest = fuel_rate * (-0.1 / 40.0)  # fuel_rate < 40 l/h, so rest stays above 12.45 V
+        rest += 12.55
+        volts = p.charge_voltage - rest
+        volts *= charging
+        volts += rest
+        noise = _stream(key, "battery_voltage").standard_normal(n)
+        noise *= 0.02
+        volts += noise
+        out["battery_voltage"] = np.clip(volts, 12.0, 14.6, out=volts)
 
-    return {
-        "speed": speed,
-        "acceleration": acceleration,
-        "rpm": rpm,
-        "fuel_rate": fuel_rate,
-        "engine_temp": engine_temp,
-        "battery_voltage": battery_voltage,
-    }
+    return out
 
 
 class SimulatedSensors:
@@ -313,7 +455,7 @@ class SimulatedSensors:
     ) -> dict[str, FloatArray]:
         if isinstance(signals, str):
             signals = [signals]
-        unknown = [s for s in signals if s not in SIGNALS or s not in _ORDER]
+        unknown = [s for s in signals if s not in SIGNALS or s not in _STREAM]
         if unknown:
             raise SensorError(
                 f"unknown signal(s) {', '.join(map(repr, unknown))}; "
@@ -325,5 +467,5 @@ class SimulatedSensors:
             raise SensorError(f"frequency must be a positive integer (Hz), got {frequency!r}")
         if samples == 0:
             return {s: np.zeros(0) for s in signals}
-        drive = simulate_drive(client_id, assignment_id, iteration, samples, frequency)
-        return {s: np.ascontiguousarray(drive[s], dtype=np.float64) for s in signals}
+        drive = simulate_drive(client_id, assignment_id, iteration, samples, frequency, signals)
+        return {s: drive[s] for s in signals}
