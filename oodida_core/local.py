@@ -102,12 +102,14 @@ class LocalSystem:
     def _env(self) -> dict[str, str]:
         return {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
 
-    def _spawn(self, name: str, cmd: list[str]) -> subprocess.Popen[bytes]:
+    def _spawn(
+        self, name: str, cmd: list[str], extra_env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
         self._logs.append(log)
         proc = subprocess.Popen(
             cmd,
-            env=self._env(),
+            env={**self._env(), **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -146,6 +148,8 @@ class LocalSystem:
                 f"--port={port}",
                 "--persistent=False",
             ],
+            # Bound to 127.0.0.1 for local use: the HTTP API answers without a login there.
+            {"FLOWER_UNAUTHENTICATED_API": "true"},
         )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:

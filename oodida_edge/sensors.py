@@ -2,9 +2,10 @@
 
 `SimulatedSensors` fakes a vehicle. Every reading of one task is a deterministic function of
 (client id, assignment id, iteration, samples, frequency): the same request always gives the
-same readings, on any machine and in any process. The whole drive is simulated at once, for
-every signal, and the requested signals are picked from it, so a signal reads the same whether
-it is asked for alone or together with others.
+same readings, on any machine and in any process. Only the requested signals and what they are
+computed from are simulated (speed alone needs only the speed profile), and each signal draws
+its random numbers from a stream of its own, so a signal reads the same whether it is asked for
+alone or together with others.
 
 The physics is deliberately simple but coherent: a speed profile of stops, accelerations,
 cruising and braking; acceleration is its derivative; rpm follows from speed through the
