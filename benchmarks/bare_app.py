@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--queues", required=True)
     parser.add_argument("--concurrency", type=int, required=True)
     parser.add_argument("--name", required=True)
+    parser.add_argument("--pool", default="threads")
     parser.add_argument("--loglevel", default="WARNING")
     args = parser.parse_args(argv)
     app = make_app(args.redis_url)
@@ -59,7 +60,7 @@ def main(argv: list[str] | None = None) -> None:
             "--queues",
             args.queues,
             "--pool",
-            "threads",
+            args.pool,
             "--concurrency",
             str(args.concurrency),
             "--hostname",

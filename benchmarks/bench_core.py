@@ -36,7 +36,7 @@ from celery import Celery, chord
 from oodida_core.keys import CLOUD_QUEUE, client_queue
 from oodida_core.local import LocalSystem
 from oodida_core.redis_server import EmbeddedRedis
-from oodida_edge._worker import default_processes, split, worker_name
+from oodida_edge._worker import EDGE_POOL, default_processes, edge_concurrency, split, worker_name
 from oodida_user import Oodida
 
 HERE = Path(__file__).resolve().parent
@@ -63,7 +63,7 @@ class BareFleet:
         self.log_dir = log_dir
         slices = split(list(range(1, n + 1)), default_processes(n)) if n else []
         self.layout = [("bare-cloud", CLOUD_QUEUE, cloud_concurrency)] + [
-            (f"bare-{worker_name(ids)}", ",".join(client_queue(c) for c in ids), min(len(ids), 16))
+            (f"bare-{worker_name(ids)}", ",".join(client_queue(c) for c in ids), edge_concurrency(len(ids)))
             for ids in slices
         ]
         self.procs: list[subprocess.Popen[bytes]] = []
@@ -85,6 +85,8 @@ class BareFleet:
                             str(concurrency),
                             "--name",
                             name,
+                            "--pool",
+                            "threads" if name == "bare-cloud" else EDGE_POOL,
                         ],
                         stdout=log,
                         stderr=subprocess.STDOUT,

@@ -64,14 +64,6 @@ class Orchestrator:
             log.warning("rejected a start message: %s", exc)
             return "rejected"
         aid, user = request.assignment_id, request.user
-        record = self.store.get(aid)
-        if record is None:  # published without the library: record it now
-            self.store.create(aid, user, request.spec)
-        elif record.user != user:
-            log.warning("assignment %s: start by %r refused, it belongs to another user", aid, user)
-            return "rejected"
-        elif record.status != "pending":
-            return record.status  # a redelivered start: already handled
         try:
             spec = validate_spec(request.spec)
             if not isinstance(spec, AssignmentSpec):
@@ -83,20 +75,34 @@ class Orchestrator:
             clients = select_clients(spec, live, known, seed=aid)
             check_signals(spec, clients, live)
         except SpecError as exc:
-            log.info("assignment %s of %s rejected: %s", aid, user, exc)
-            self.store.finish(
-                aid,
-                "failed",
-                str(exc),
-                [{"field": i.field, "value": _jsonable(i.value), "rule": i.rule} for i in exc.issues],
-            )
-            return "failed"
+            return self._reject(aid, user, request.spec, exc)
         deadline = time.time() + spec.timeout
-        if not self.store.mark_running(aid, clients, spec_to_wire(spec), deadline):
-            return "duplicate"
+        outcome = self.store.mark_running(aid, user, clients, spec_to_wire(spec), deadline)
+        if outcome == -1:  # published without the library: record it, then start it
+            self.store.create(aid, user, request.spec)
+            outcome = self.store.mark_running(aid, user, clients, spec_to_wire(spec), deadline)
+        if outcome == -2:
+            log.warning("assignment %s: start by %r refused, it belongs to another user", aid, user)
+            return "rejected"
+        if outcome != 1:
+            return "duplicate"  # a redelivered start: already handled
         log.info("assignment %s of %s: %s on %d clients", aid, user, spec.name, len(clients))
         self.dispatch(aid, user, spec, clients, 0, None, deadline)
         return "running"
+
+    def _reject(self, aid: str, user: str, raw_spec: dict[str, Any], exc: SpecError) -> str:
+        record = self.store.get(aid)
+        if record is None:
+            self.store.create(aid, user, raw_spec)
+        elif record.user != user:
+            log.warning("assignment %s: start by %r refused, it belongs to another user", aid, user)
+            return "rejected"
+        elif record.status != "pending":
+            return "duplicate"
+        log.info("assignment %s of %s rejected: %s", aid, user, exc)
+        issues = [{"field": i.field, "value": _jsonable(i.value), "rule": i.rule} for i in exc.issues]
+        self.store.finish(aid, "failed", str(exc), issues)
+        return "failed"
 
     def dispatch(
         self,

@@ -17,12 +17,24 @@ from .keys import Keys
 from .settings import Settings
 from .wire import ClientInfo, decode
 
+# Live clients in one round trip: [last beat, info JSON or false] per client.
+_LIVE = """
+local seen = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'WITHSCORES')
+local out = {}
+for i = 1, #seen, 2 do
+  out[#out + 1] = seen[i + 1]
+  out[#out + 1] = redis.call('HGET', KEYS[2], seen[i])
+end
+return out
+"""
+
 
 class Registry:
     def __init__(self, client: redis.Redis, settings: Settings) -> None:
         self.redis = client
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
+        self._live = client.register_script(_LIVE)
 
     # -- clients -----------------------------------------------------------------------------
     def register(self, infos: Iterable[ClientInfo]) -> None:
@@ -53,16 +65,13 @@ class Registry:
     def live(self, now: float | None = None) -> list[ClientInfo]:
         """Live clients ordered by id, each with its last heartbeat."""
         now = time.time() if now is None else now
-        seen: Any = self.redis.zrangebyscore(
-            self.keys.heartbeats, now - self.settings.live_window, "+inf", withscores=True
+        flat: Any = self._live(
+            keys=[self.keys.heartbeats, self.keys.clients], args=[repr(now - self.settings.live_window)]
         )
-        if not seen:
-            return []
-        ids = [member for member, _ in seen]
-        raw = self.redis.hmget(self.keys.clients, ids)
         out: list[ClientInfo] = []
-        for (_member, score), data in zip(seen, raw, strict=True):
-            if data is None:
+        for i in range(0, len(flat), 2):
+            score, data = flat[i], flat[i + 1]
+            if not data:
                 continue
             try:
                 info = decode(ClientInfo, data)

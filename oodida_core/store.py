@@ -27,7 +27,10 @@ return 1
 """
 
 _MARK_RUNNING = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'pending' then return 0 end
+local st = redis.call('HGET', KEYS[1], 'status')
+if not st then return -1 end
+if redis.call('HGET', KEYS[1], 'user') ~= ARGV[6] then return -2 end
+if st ~= 'pending' then return 0 end
 redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2], 'clients', ARGV[1],
            'current', 0, 'current_started', ARGV[2], 'spec', ARGV[5])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
@@ -111,8 +114,10 @@ class AssignmentStore:
 
     # -- writes by the cloud -----------------------------------------------------------------
     def mark_running(
-        self, assignment_id: str, clients: list[int], spec: dict[str, Any], deadline: float
-    ) -> bool:
+        self, assignment_id: str, user: str, clients: list[int], spec: dict[str, Any], deadline: float
+    ) -> int:
+        """pending -> running with its clients and first deadline. 1: done; 0: it was not
+        pending; -1: no such assignment; -2: it belongs to another user."""
         keys = [
             self.keys.assignment(assignment_id),
             self.keys.deadlines,
@@ -124,8 +129,9 @@ class AssignmentStore:
             repr(deadline),
             deadline_member(assignment_id, 0),
             json.dumps(spec),
+            user,
         ]
-        return bool(self._mark_running(keys=keys, args=args))
+        return int(self._mark_running(keys=keys, args=args))
 
     def complete_iteration(
         self, assignment_id: str, result: IterationResult, next_deadline: float | None
@@ -208,6 +214,20 @@ class AssignmentStore:
     def get(self, assignment_id: str) -> AssignmentRecord | None:
         raw = self.raw(assignment_id)
         return record_from_hash(assignment_id, raw) if raw else None
+
+    def snapshot(self, assignment_id: str) -> tuple[AssignmentRecord | None, list[IterationResult]]:
+        """The record and every stored iteration, read in one round trip."""
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.hgetall(self.keys.assignment(assignment_id))
+        pipe.hgetall(self.keys.iterations(assignment_id))
+        raw_record, raw_iterations = pipe.execute()
+        if not raw_record:
+            return None, []
+        record = record_from_hash(assignment_id, {_s(k) or "": _s(v) or "" for k, v in raw_record.items()})
+        iterations = sorted(
+            (decode(IterationResult, v) for v in raw_iterations.values()), key=lambda r: r.index
+        )
+        return record, iterations
 
     def iteration(self, assignment_id: str, index: int) -> IterationResult | None:
         data = self.redis.hget(self.keys.iterations(assignment_id), str(index))

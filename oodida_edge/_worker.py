@@ -41,6 +41,14 @@ from .tasks import register_edge_tasks
 log = logging.getLogger("oodida.edge")
 
 CLIENTS_PER_PROCESS = 50
+EDGE_POOL = os.environ.get("OODIDA_EDGE_POOL", "threads")
+
+
+def edge_concurrency(n_clients: int, requested: int = 0) -> int:
+    """Tasks one edge process runs at once: solo runs one; threads one per client, up to 16."""
+    if EDGE_POOL == "solo":
+        return 1
+    return requested or min(n_clients, 16)
 
 
 def default_processes(n_clients: int) -> int:

@@ -104,7 +104,7 @@ class Oodida:
         self.store.create(aid, self.user, wire)
         request = SubmitRequest(assignment_id=aid, user=self.user, spec=wire)
         self._send(TASK_START, request.to_wire(), f"{aid}-start")
-        handle = Assignment(self, aid)
+        handle = Assignment(self, aid, wire)
         if wait_accepted:
             handle.wait_accepted(self.accept_timeout)
         return handle
@@ -126,7 +126,15 @@ class Oodida:
 
     def _send(self, name: str, message: dict[str, Any], task_id: str) -> None:
         try:
-            self.app.send_task(name, args=(message,), queue=CLOUD_QUEUE, task_id=task_id, ignore_result=True)
+            with self.app.producer_or_acquire() as producer, producer.batch():  # message + event: one trip
+                self.app.send_task(
+                    name,
+                    args=(message,),
+                    queue=CLOUD_QUEUE,
+                    task_id=task_id,
+                    ignore_result=True,
+                    producer=producer,
+                )
         except OperationalError as exc:
             raise OodidaError(f"cannot reach the OODIDA broker at {self.settings.redis_url}: {exc}") from None
 
@@ -149,9 +157,17 @@ class Oodida:
 class Assignment:
     """A submitted assignment: follow it, wait for it, cancel it."""
 
-    def __init__(self, oodida: Oodida, assignment_id: str) -> None:
+    def __init__(self, oodida: Oodida, assignment_id: str, spec: dict[str, Any] | None = None) -> None:
         self.o = oodida
         self.id = assignment_id
+        self._spec = spec
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The assignment's spec as the library validated it."""
+        if self._spec is None:
+            self._spec = dict(self.record().spec)
+        return self._spec
 
     def __repr__(self) -> str:
         return f"<Assignment {self.id} {self.status()}>"
@@ -167,7 +183,10 @@ class Assignment:
 
     def result(self) -> Result:
         """A snapshot: status and every iteration finished so far."""
-        return Result.build(self.record(), self.o.store.iterations(self.id))
+        record, iterations = self.o.store.snapshot(self.id)
+        if record is None or record.user != self.o.user:
+            raise UnknownAssignment(f"assignment {self.id!r} no longer exists (expired or purged)")
+        return Result.build(record, iterations)
 
     def wait_accepted(self, timeout: float) -> None:
         """Until the cloud accepted the assignment; SpecError/OodidaError when it refused."""
@@ -219,19 +238,26 @@ class Assignment:
 
     def iterations(self, timeout: float | None = None) -> Iterator[IterationResult]:
         """Each iteration as soon as it is finished, in order, until the assignment ends."""
+        offboard = str(self.spec.get("offboard", "collect"))
+        for index in self._finished_indices(timeout):
+            it = self.o.store.iteration(self.id, index)
+            if it is not None:
+                yield iteration_for_user(it, offboard)
+
+    def _finished_indices(self, timeout: float | None) -> Iterator[int]:
+        """Indices of finished iterations, in order, as the cloud announces them."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        offboard = str(self.record().spec.get("offboard", "collect"))
         after, next_index = "0", 0
         pending: set[int] = set()
         ended = False
         while True:
-            if deadline is not None and time.monotonic() >= deadline:
-                raise AssignmentTimeout(f"assignment {self.id} did not finish within {timeout}s")
-            block = (
-                _POLL_MS
-                if deadline is None
-                else max(1, int(min(_POLL_MS, (deadline - time.monotonic()) * 1000)))
-            )
+            if deadline is None:
+                block = _POLL_MS
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssignmentTimeout(f"assignment {self.id} did not finish within {timeout}s")
+                block = max(1, int(min(_POLL_MS, left * 1000)))
             events = self.o.store.read_events(self.id, after, block)
             for entry_id, event in events:
                 after = entry_id
@@ -241,18 +267,13 @@ class Assignment:
                     ended = True
             if not events and not ended and self.status() in FINAL_STATUSES:
                 ended = True  # the end was not announced (a cloud worker died): trust the record
-                pending.update(i.index for i in self.o.store.iterations(self.id))
+                pending.update(i.index for i in self.o.store.iterations(self.id) if i.index >= next_index)
             while next_index in pending:
                 pending.discard(next_index)
-                it = self.o.store.iteration(self.id, next_index)
+                yield next_index
                 next_index += 1
-                if it is not None:
-                    yield iteration_for_user(it, offboard)
             if ended:
-                for index in sorted(pending):
-                    it = self.o.store.iteration(self.id, index)
-                    if it is not None:
-                        yield iteration_for_user(it, offboard)
+                yield from sorted(pending)
                 return
 
     def wait(self, timeout: float | None = None, progress: bool = True) -> Result:
@@ -261,12 +282,12 @@ class Assignment:
         ``timeout`` defaults to iterations x the spec's timeout plus a minute; an assignment
         that runs until cancelled (iterations 0) is waited for without a limit.
         """
-        record = self.record()
-        total = int(record.spec.get("iterations") or 0)
+        spec = self.spec
+        total = int(spec.get("iterations") or 0)
         if timeout is None and total:
-            timeout = total * float(record.spec.get("timeout") or 60) + 60
-        with Progress(total or None, enabled=progress, desc=str(record.spec.get("name", self.id))) as bar:
-            for _ in self.iterations(timeout=timeout):
+            timeout = total * float(spec.get("timeout") or 60) + 60
+        with Progress(total or None, enabled=progress, desc=str(spec.get("name", self.id))) as bar:
+            for _ in self._finished_indices(timeout):
                 bar.update(1)
         return self.result()
 
