@@ -26,12 +26,11 @@ class HeaderTask:
     queue: str
 
 
-def publish_chord(app: Celery, header: Sequence[HeaderTask], callback: Signature) -> str:
-    """Publish ``header`` as a chord whose callback is ``callback``; returns the group id."""
-    group_id = uuid.uuid4().hex
+def publish_chord(app: Celery, group_id: str, header: Sequence[HeaderTask], callback: Signature) -> None:
+    """Publish ``header`` as the chord ``group_id`` whose callback is ``callback``."""
     if not header:
         callback.clone(args=([],)).apply_async()
-        return group_id
+        return
     body = callback.clone()
     body.freeze(uuid.uuid4().hex, group_id=group_id)
     app.backend.set_chord_size(group_id, len(header))
@@ -49,4 +48,15 @@ def publish_chord(app: Celery, header: Sequence[HeaderTask], callback: Signature
                 producer=producer,
                 add_to_parent=False,
             )
-    return group_id
+
+
+def discard_chord(app: Celery, group_id: str) -> None:
+    """Close a chord that will not complete (its iteration ended at the deadline): drop its
+    counters and mark it done, as Celery does after a callback, so that a late answer is a
+    no-op instead of counters that sit in Redis until ``result_expires``."""
+    backend: Any = app.backend
+    keys = [backend.get_key_for_group(group_id, suffix) for suffix in ("", ".j", ".t", ".s", ".d")]
+    pipe = backend.client.pipeline()
+    pipe.delete(*keys)
+    pipe.set(backend.get_key_for_group(group_id, ".c"), "done", ex=int(app.conf.result_expires))
+    pipe.execute()

@@ -32,9 +32,9 @@ from oodida_core.wire import (
     decode,
 )
 
-from .dispatch import HeaderTask, publish_chord
+from .dispatch import HeaderTask, discard_chord, publish_chord
 from .iteration import combine
-from .planning import check_signals, header_task_id, onboard_tasks, select_clients
+from .planning import check_signals, chord_group_id, header_task_id, onboard_tasks, select_clients
 
 log = logging.getLogger("oodida.cloud")
 
@@ -129,7 +129,7 @@ class Orchestrator:
             kwargs={"assignment_id": aid, "iteration": index},
             queue=CLOUD_QUEUE,
         )
-        publish_chord(self.app, header, callback)
+        publish_chord(self.app, chord_group_id(aid, index), header, callback)
 
     # -- finish an iteration -----------------------------------------------------------------
     def finish_iteration(
@@ -171,6 +171,8 @@ class Orchestrator:
         outcome = self.store.complete_iteration(aid, result, next_deadline)
         if outcome is Completion.ALREADY_STORED:
             return "stale"
+        if result.missing:
+            discard_chord(self.app, chord_group_id(aid, index))
         log.info(
             "assignment %s iteration %d: %d kept, %d missing, %d failed (%s)",
             aid,

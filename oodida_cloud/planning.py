@@ -109,3 +109,8 @@ def onboard_tasks(
 def header_task_id(assignment_id: str, iteration: int, client_id: int) -> str:
     """Deterministic, readable id of an on-board task (shown in Flower, used to read results)."""
     return f"{assignment_id}-i{iteration}-c{client_id}"
+
+
+def chord_group_id(assignment_id: str, iteration: int) -> str:
+    """Deterministic id of an iteration's chord, so the cloud can find its counters."""
+    return f"{assignment_id}-i{iteration}"
