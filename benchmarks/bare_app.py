@@ -1,4 +1,9 @@
-"""The bare Celery baseline of ``bench_core.py``: a no-op task per client queue and a chord callback.
+"""The bare Celery baselines of ``bench_core.py``: a no-op task per client queue and a chord callback.
+
+``bench.noop`` and ``bench.done`` are the chord the caller publishes itself ("bare"). ``bench.start``
+is the extra hop ("bare+hop"): the caller sends it to the ``cloud`` queue, and the cloud worker
+that runs it publishes that same chord, with the callback under a task id the caller chose, as
+OODIDA's cloud does for an assignment; the caller then waits on that callback's result.
 
 The app is built by the project's own ``make_celery_app`` so that it runs with exactly the same
 settings (serialisers, acks, prefetch, events, transport options) as OODIDA. A worker is started
@@ -13,9 +18,10 @@ import socket
 from typing import Any
 
 import redis
-from celery import Celery, signals
+from celery import Celery, chord, signals
 
 from oodida_core.celery_app import make_celery_app
+from oodida_core.keys import CLOUD_QUEUE, client_queue
 from oodida_core.settings import Settings
 
 READY_KEY = "bench:ready"
@@ -31,6 +37,14 @@ def make_app(redis_url: str) -> Celery:
     @app.task(name="bench.done", acks_late=True, shared=False)
     def done(results: list[Any]) -> int:
         return len(results)
+
+    @app.task(name="bench.start", acks_late=True, ignore_result=True, shared=False)
+    def start(n: int, callback_id: str) -> None:
+        # Plain Celery, as a user would write it: one publish (and task-sent event) per header
+        # task, and the GroupResult that chord() builds subscribes this worker to every header
+        # task's result channel. OODIDA's cloud does neither (oodida_cloud/dispatch.py).
+        header = [noop.s().set(queue=client_queue(i)) for i in range(1, n + 1)]
+        chord(header)(done.s().set(queue=CLOUD_QUEUE, task_id=callback_id))
 
     return app
 
