@@ -13,12 +13,17 @@ from typing import Any
 import redis
 from celery import signals
 from celery._state import _set_task_join_will_block
+from oodida_core.customcode import CodePolicy
+from oodida_core.sandbox import Sandbox
 
 from oodida_core.celery_app import make_celery_app
-from oodida_core.keys import CLOUD_QUEUE
+from oodida_core.coderunner import CodeRunner
+from oodida_core.codestore import CodeStore
+from oodida_core.keys import CLOUD_QUEUE, Keys
 from oodida_core.logs import setup_logging
 from oodida_core.settings import Settings
 
+from .deploy import Deployer
 from .orchestrator import Orchestrator
 from .tasks import register_cloud_tasks
 
@@ -70,8 +75,12 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(args.loglevel)
     app = make_celery_app(settings, "oodida-cloud")
     client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
-    orchestrator = Orchestrator(app, client, settings)
-    register_cloud_tasks(app, orchestrator)
+    policy = CodePolicy.from_env()
+    codestore = CodeStore(client, Keys(settings.key_prefix), ttl=settings.assignment_ttl)
+    sandbox = Sandbox(max_children=settings.cloud_concurrency)
+    orchestrator = Orchestrator(app, client, settings, CodeRunner(codestore, sandbox, policy))
+    deployer = Deployer(app, codestore, orchestrator.registry, policy, sandbox)
+    register_cloud_tasks(app, orchestrator, deployer)
     name = args.name or f"cloud-{os.getpid()}"
     watcher = Watcher(orchestrator, name)
 
@@ -84,6 +93,7 @@ def main(argv: list[str] | None = None) -> None:
 
     def on_shutdown(**_: Any) -> None:
         watcher.stop()
+        sandbox.close()
 
     signals.worker_ready.connect(on_ready, weak=False)
     signals.worker_shutdown.connect(on_shutdown, weak=False)

@@ -6,9 +6,10 @@ result, so a redelivered or late answer cannot change what was aggregated.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
+from oodida_core.errors import CustomCodeError
 from oodida_core.spec import AssignmentSpec
 from oodida_core.wire import IterationResult, OnboardResult
 
@@ -26,6 +27,7 @@ def combine(
     finished_at: float,
     cancelled: bool = False,
     deployed_at: Mapping[str, float] | None = None,
+    custom_offboard: Callable[[list[object]], tuple[object, str]] | None = None,
 ) -> IterationResult:
     """Deduplicate answers by client, vote over code versions, aggregate what is kept."""
     wanted = set(clients)
@@ -51,9 +53,16 @@ def combine(
     vote = majority_vote({cid: a.version for cid, a in ok.items()}, deployed_at or {})
     kept = {cid: ok[cid].value for cid in vote.kept}
     error: str | None = None
+    offboard_version = "builtin"
     try:
-        value = aggregate(spec.offboard, spec.onboard, kept)
-    except AggregationError as exc:
+        if spec.offboard == "custom":
+            if custom_offboard is None:
+                raise AggregationError("off-board custom code is not available here")
+            # The user's module gets the kept values as a list ordered by client id.
+            value, offboard_version = custom_offboard([kept[cid] for cid in sorted(kept)])
+        else:
+            value = aggregate(spec.offboard, spec.onboard, kept)
+    except (AggregationError, CustomCodeError) as exc:
         value, error = None, str(exc)
 
     ended_by: Literal["complete", "deadline", "cancel"] = "complete"
@@ -68,6 +77,7 @@ def combine(
         missing=missing,
         failed=failed,
         error=error,
+        offboard_version=offboard_version,
         ended_by=ended_by,
         started_at=started_at,
         finished_at=finished_at,

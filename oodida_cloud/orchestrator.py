@@ -10,14 +10,15 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from typing import Any
 
 import redis
 from celery import Celery
 
-from oodida_core.errors import MessageError, SpecError
+from oodida_core.coderunner import CodeRunner
+from oodida_core.errors import CustomCodeError, MessageError, SpecError
 from oodida_core.keys import CLOUD_QUEUE, Keys, client_queue
 from oodida_core.registry import Registry
 from oodida_core.settings import Settings
@@ -34,7 +35,14 @@ from oodida_core.wire import (
 
 from .dispatch import HeaderTask, discard_chord, publish_chord
 from .iteration import combine
-from .planning import check_signals, chord_group_id, header_task_id, onboard_tasks, select_clients
+from .planning import (
+    check_custom_code,
+    check_signals,
+    chord_group_id,
+    header_task_id,
+    onboard_tasks,
+    select_clients,
+)
 
 log = logging.getLogger("oodida.cloud")
 
@@ -48,13 +56,15 @@ def parse_spec(spec_json: str) -> AssignmentSpec:
 
 
 class Orchestrator:
-    def __init__(self, app: Celery, client: redis.Redis, settings: Settings) -> None:
+    def __init__(self, app: Celery, client: redis.Redis, settings: Settings, code: CodeRunner) -> None:
         self.app = app
         self.redis = client
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
         self.store = AssignmentStore(client, self.keys, ttl=settings.assignment_ttl)
         self.registry = Registry(client, settings)
+        self.code = code
+        self.codestore = code.store
 
     # -- start -------------------------------------------------------------------------------
     def start(self, message: object) -> str:
@@ -68,12 +78,20 @@ class Orchestrator:
             spec = validate_spec(request.spec)
             if not isinstance(spec, AssignmentSpec):
                 raise SpecError.single(
-                    "mode", spec.mode, "deployment is not available yet: active-code replacement is not built"
+                    "mode",
+                    spec.mode,
+                    "a deployment is not an assignment: send it with deploy_onboard/offboard",
                 )
             live = self.registry.live()
             known = self.registry.known() if isinstance(spec.clients, (list, tuple)) else set()
             clients = select_clients(spec, live, known, seed=aid)
             check_signals(spec, clients, live)
+            if "custom" in (spec.onboard, spec.offboard):
+                check_custom_code(
+                    spec,
+                    self.codestore.onboard_versions(user, clients) if spec.onboard == "custom" else {},
+                    self.codestore.offboard_version(user) if spec.offboard == "custom" else None,
+                )
         except SpecError as exc:
             return self._reject(aid, user, request.spec, exc)
         deadline = time.time() + spec.timeout
@@ -156,6 +174,7 @@ class Orchestrator:
             except MessageError as exc:
                 log.warning("assignment %s iteration %d: dropped an answer: %s", aid, index, exc)
         now = time.time()
+        deployed_at = self.codestore.deployed_at(record.user) if spec.onboard == "custom" else None
         result = combine(
             spec,
             aid,
@@ -165,6 +184,8 @@ class Orchestrator:
             float(raw.get("current_started") or now),
             now,
             cancelled=status == "cancelled",
+            deployed_at=deployed_at,
+            custom_offboard=self._offboard_runner(record.user) if spec.offboard == "custom" else None,
         )
         last = bool(spec.iterations) and index + 1 >= spec.iterations
         next_deadline = None if last else now + spec.timeout
@@ -185,6 +206,15 @@ class Orchestrator:
         if outcome is Completion.ADVANCED and next_deadline is not None:
             self.dispatch(aid, record.user, spec, clients, index + 1, result.value, next_deadline)
         return "stored"
+
+    def _offboard_runner(self, user: str) -> Callable[[list[object]], tuple[object, str]]:
+        def run(values: list[object]) -> tuple[object, str]:
+            version = self.codestore.offboard_version(user)  # the current one, every iteration
+            if version is None:
+                raise CustomCodeError(f"user {user!r} has no off-board code")
+            return self.code.run(version, values), version
+
+        return run
 
     def _read_answers(self, aid: str, index: int, clients: Sequence[int]) -> list[Any]:
         """The answers that arrived so far, read straight from the result backend."""

@@ -6,7 +6,7 @@ Pure functions; the Celery wiring lives in ``orchestrator.py``.
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from oodida_core.errors import SpecError, SpecIssue
@@ -78,6 +78,27 @@ def check_signals(spec: AssignmentSpec, selected: Sequence[int], live: Sequence[
         )
 
 
+def check_custom_code(
+    spec: AssignmentSpec, onboard_versions: Mapping[int, str | None], offboard_version: str | None
+) -> None:
+    """An assignment with custom code needs the user's code on every selected client / cloud."""
+    issues = []
+    if spec.onboard == "custom":
+        lacking = [cid for cid, v in onboard_versions.items() if v is None]
+        if lacking:
+            issues.append(
+                SpecIssue(
+                    "onboard",
+                    "custom",
+                    f"you have no on-board code on clients {_ranges(lacking)}: deploy a module there first",
+                )
+            )
+    if spec.offboard == "custom" and offboard_version is None:
+        issues.append(SpecIssue("offboard", "custom", "you have no off-board code: deploy a module first"))
+    if issues:
+        raise SpecError(issues)
+
+
 def onboard_tasks(
     spec: AssignmentSpec,
     assignment_id: str,
@@ -101,6 +122,7 @@ def onboard_tasks(
         "sample_size": spec.sample_size,
         "bins": spec.bins,
         "model": model,
+        "federated": spec.mode == "federated",
         "deadline": deadline,
     }
     return [OnboardTask(client_id=cid, **common) for cid in clients]

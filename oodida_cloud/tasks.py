@@ -6,12 +6,13 @@ from typing import Any
 
 from celery import Celery
 
-from oodida_core.wire import TASK_CANCEL, TASK_FINISH_ITERATION, TASK_START
+from oodida_core.wire import TASK_CANCEL, TASK_DEPLOY, TASK_FINISH_ITERATION, TASK_START
 
+from .deploy import Deployer
 from .orchestrator import Orchestrator
 
 
-def register_cloud_tasks(app: Celery, orchestrator: Orchestrator) -> None:
+def register_cloud_tasks(app: Celery, orchestrator: Orchestrator, deployer: Deployer) -> None:
     @app.task(name=TASK_START, acks_late=True, ignore_result=True)
     def start(message: object) -> str:
         return orchestrator.start(message)
@@ -29,3 +30,7 @@ def register_cloud_tasks(app: Celery, orchestrator: Orchestrator) -> None:
     @app.task(name=TASK_CANCEL, acks_late=True, ignore_result=True)
     def cancel(message: object) -> str:
         return orchestrator.cancel(message)
+
+    @app.task(name=TASK_DEPLOY, acks_late=True, ignore_result=True)
+    def deploy(message: object) -> str:
+        return deployer.deploy(message)

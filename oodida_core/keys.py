@@ -60,6 +60,35 @@ class Keys:
         """sorted set: ``<assignment id>:<iteration>`` scored by the iteration's deadline."""
         return f"{self.prefix}:deadlines"
 
+    # -- custom code -------------------------------------------------------------------------
+    def code(self, version: str) -> str:
+        """hash: a module's source and file name, stored once per version (content address)."""
+        return f"{self.prefix}:code:{version}"
+
+    def onboard_pointer(self, user: str, client_id: int) -> str:
+        """list: a user's on-board versions on one client, newest first (head = current)."""
+        return f"{self.prefix}:u:{user}:on:{client_id}"
+
+    def offboard_pointer(self, user: str) -> str:
+        """list: a user's off-board versions, newest first (head = current)."""
+        return f"{self.prefix}:u:{user}:off"
+
+    def deployed_at(self, user: str) -> str:
+        """hash: version -> time of the user's latest deployment of it (ties in the vote)."""
+        return f"{self.prefix}:u:{user}:deployed"
+
+    def deployment(self, deploy_id: str) -> str:
+        """hash: a deployment's record (user, role, version, targets, status, error)."""
+        return f"{self.prefix}:d:{deploy_id}"
+
+    def deployment_verdicts(self, deploy_id: str) -> str:
+        """hash: client id -> JSON verdict (accepted, or rejected with the reason)."""
+        return f"{self.prefix}:d:{deploy_id}:v"
+
+    def deployment_events(self, deploy_id: str) -> str:
+        """stream: one entry per verdict and one when the cloud finished its part."""
+        return f"{self.prefix}:d:{deploy_id}:ev"
+
     def assignment_keys(self, assignment_id: str) -> tuple[str, ...]:
         """Every key that holds one assignment's data (for expiry and purge)."""
         return (

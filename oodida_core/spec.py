@@ -19,7 +19,6 @@ from .errors import MISSING, SpecError, SpecIssue
 from .signals import SIGNAL_NAMES
 
 __all__ = [
-    "CUSTOM_CODE_AVAILABLE",
     "METHOD_ALIASES",
     "MODES",
     "OFFBOARD_METHODS",
@@ -31,7 +30,6 @@ __all__ = [
     "validate_spec",
 ]
 
-CUSTOM_CODE_AVAILABLE: bool = False
 """Whether custom code and its deployment are accepted (active-code replacement)."""
 
 ANALYTIC_MODES = ("measurement", "monitoring", "federated")
@@ -83,7 +81,6 @@ REQUIRED_ANALYTIC = ("name", "mode", "clients", "signals", "onboard", "frequency
 REQUIRED_DEPLOY = ("mode", "filename")
 
 MAX_CLIENT_ID = 2**63 - 1
-_NOT_BUILT = "active-code replacement is not built in this version"
 
 ClientId = Annotated[int, Field(gt=0, le=MAX_CLIENT_ID)]
 Clients = Union[  # noqa: UP007 - a runtime alias, kept readable
@@ -263,8 +260,6 @@ def _method(value: object, side: Literal["on-board", "off-board"]) -> str:
         other = "off-board" if onboard else "on-board"
         raise _bad(f"{value.lower()!r} is an {other} method (one of {', '.join(choices)})")
     method = _choice(value, choices, f"{side} method", METHOD_ALIASES)
-    if method == "custom" and not CUSTOM_CODE_AVAILABLE:
-        raise _bad(f"custom code is not available yet: {_NOT_BUILT}")
     return method
 
 
@@ -426,7 +421,7 @@ def _check_keys(data: dict[str, object], mode: str | None, c: _Checker) -> tuple
 
 def _check_combinations(c: _Checker, data: dict[str, object]) -> None:
     ok = c.ok
-    custom = " or 'custom'" if CUSTOM_CODE_AVAILABLE else ""
+    custom = " or 'custom'"
     before = len(c.issues)
     if c.combine(("mode", "onboard")):
         mode, onboard = ok["mode"], ok["onboard"]
@@ -487,9 +482,6 @@ def _validate(raw: object) -> AssignmentSpec | DeploySpec:
         c.check("mode", data["mode"], lambda v: _choice(v, MODES, "mode"))
     mode = c.ok.get("mode")
     allowed = _check_keys(data, mode, c)
-    if mode in DEPLOY_MODES and not CUSTOM_CODE_AVAILABLE:
-        c.fail("mode", data["mode"], f"deployment is not available yet: {_NOT_BUILT}")
-        del c.ok["mode"]
     deploy = _is_deploy(data, mode)
     checks = {**_CHECKS, "name": lambda v: _text(v, 0 if deploy else 1, 200)}
     for key in allowed:

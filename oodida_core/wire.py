@@ -18,7 +18,11 @@ from .errors import MessageError
 TASK_START = "oodida.cloud.start"
 TASK_FINISH_ITERATION = "oodida.cloud.finish_iteration"
 TASK_CANCEL = "oodida.cloud.cancel"
+TASK_DEPLOY = "oodida.cloud.deploy"
 TASK_ONBOARD = "oodida.edge.onboard"
+TASK_INSTALL = "oodida.edge.install"
+
+Role = Literal["onboard", "offboard"]
 
 Status = Literal["pending", "running", "done", "failed", "cancelled"]
 FINAL_STATUSES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
@@ -90,6 +94,7 @@ class OnboardTask(Wire):
     sample_size: int | None = None
     bins: int | None = None
     model: Any = None
+    federated: bool = False
     deadline: float
 
 
@@ -118,6 +123,7 @@ class IterationResult(Wire):
     missing: tuple[int, ...] = ()
     failed: dict[int, str] = Field(default_factory=dict)
     error: str | None = None  # the off-board step's error, if it failed
+    offboard_version: str = "builtin"
     ended_by: Literal["complete", "deadline", "cancel"] = "complete"
     started_at: float
     finished_at: float
@@ -149,3 +155,48 @@ class AssignmentRecord(Wire):
     finished_at: float | None = None
     error: str | None = None
     error_issues: tuple[dict[str, Any], ...] = ()
+
+
+class DeployRequest(Wire):
+    """Library -> cloud: deploy this module for this user."""
+
+    deploy_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    user: str = Field(min_length=1, max_length=128)
+    role: Role
+    filename: str = Field(min_length=1, max_length=255)
+    source: str = Field(max_length=4 * 1024 * 1024)
+    clients: Literal["all"] | tuple[int, ...] | int = "all"
+
+
+class InstallTask(Wire):
+    """Cloud -> one client: make this version the user's on-board code here."""
+
+    deploy_id: str
+    user: str
+    client_id: int = Field(ge=1)
+    version: str
+    filename: str
+    imports: tuple[str, ...] = ()
+
+
+class Verdict(Wire):
+    """One target's answer to a deployment."""
+
+    accepted: bool
+    reason: str = ""
+    at: float
+
+
+class DeploymentRecord(Wire):
+    """A deployment as the library sees it."""
+
+    id: str
+    user: str
+    role: Role
+    filename: str
+    version: str = ""
+    status: Literal["pending", "sent", "done", "failed"]
+    targets: tuple[int, ...] = ()
+    verdicts: dict[int, Verdict] = Field(default_factory=dict)
+    error: str | None = None
+    created_at: float

@@ -23,8 +23,12 @@ from typing import Any
 
 import redis
 from celery import signals
+from oodida_core.customcode import CodePolicy
+from oodida_core.sandbox import Sandbox
 
 from oodida_core.celery_app import make_celery_app
+from oodida_core.coderunner import CodeRunner
+from oodida_core.codestore import CodeStore
 from oodida_core.ids import format_ranges, parse_id_ranges
 from oodida_core.keys import Keys, client_queue
 from oodida_core.logs import setup_logging
@@ -34,6 +38,7 @@ from oodida_core.settings import Settings
 from oodida_core.signals import SIGNAL_NAMES
 from oodida_core.wire import ClientInfo
 
+from .install import Installer
 from .runner import OnboardRunner
 from .sensors import SimulatedSensors
 from .tasks import register_edge_tasks
@@ -100,7 +105,12 @@ def serve(ids: list[int], settings: Settings, realtime: bool, concurrency: int, 
     app = make_celery_app(settings, "oodida-edge")
     client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
     keys = Keys(settings.key_prefix)
-    register_edge_tasks(app, OnboardRunner(client, keys, SimulatedSensors(), realtime=realtime))
+    policy = CodePolicy.from_env()
+    codestore = CodeStore(client, keys, ttl=settings.assignment_ttl)
+    threads = edge_concurrency(len(ids), concurrency)
+    code = CodeRunner(codestore, Sandbox(max_children=threads), policy)
+    runner = OnboardRunner(client, keys, SimulatedSensors(), code, realtime=realtime)
+    register_edge_tasks(app, runner, Installer(codestore, policy, set(ids)))
     registry = Registry(client, settings)
     host = socket.gethostname()
     name = f"{worker_name(ids)}@{host}"
@@ -124,6 +134,7 @@ def serve(ids: list[int], settings: Settings, realtime: bool, concurrency: int, 
 
     def on_shutdown(**_: Any) -> None:
         heartbeat.stop()
+        code.close()
         try:
             registry.unregister(ids)
         except Exception:
@@ -137,9 +148,9 @@ def serve(ids: list[int], settings: Settings, realtime: bool, concurrency: int, 
             "--queues",
             ",".join(client_queue(c) for c in ids),
             "--pool",
-            "threads",
+            EDGE_POOL,
             "--concurrency",
-            str(concurrency or min(len(ids), 16)),
+            str(threads),
             "--hostname",
             name,
             "--loglevel",

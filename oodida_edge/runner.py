@@ -13,7 +13,8 @@ from typing import Any
 
 import redis
 
-from oodida_core.errors import MessageError
+from oodida_core.coderunner import CodeRunner
+from oodida_core.errors import CustomCodeError, MessageError
 from oodida_core.keys import Keys
 from oodida_core.wire import FINAL_STATUSES, OnboardResult, OnboardTask, decode
 
@@ -29,11 +30,14 @@ class OnboardRunner:
         client: redis.Redis,
         keys: Keys,
         sensors: SensorSource,
+        code: CodeRunner,
         realtime: bool = False,
     ) -> None:
         self.redis = client
         self.keys = keys
         self.sensors = sensors
+        self.code = code
+        self.codestore = code.store
         self.realtime = realtime
 
     def run(self, message: object) -> dict[str, Any]:
@@ -46,7 +50,7 @@ class OnboardRunner:
         try:
             if started > task.deadline:  # the iteration is over: a redelivered or stale task
                 return self._answer(task, "skipped", started, error="the iteration's deadline passed")
-            value = self._compute(task)
+            value, version = self._compute(task)
         except _Abandoned:
             return self._answer(task, "skipped", started, error="assignment ended while reading")
         except Exception as exc:
@@ -59,8 +63,11 @@ class OnboardRunner:
                 type(exc).__name__,
                 exc,
             )
-            return self._answer(task, "failed", started, error=f"{type(exc).__name__}: {exc}")
-        return self._answer(task, "ok", started, value=value)
+            text = str(exc) if isinstance(exc, CustomCodeError) else f"{type(exc).__name__}: {exc}"
+            return self._answer(
+                task, "failed", started, error=text, version=getattr(exc, "version", "builtin")
+            )
+        return self._answer(task, "ok", started, value=value, version=version)
 
     def _no_longer_wanted(self, task: OnboardTask) -> bool:
         """A task of an assignment that ended, or of an iteration already aggregated."""
@@ -72,7 +79,8 @@ class OnboardRunner:
             status = status.decode()
         return bool(done) or status in FINAL_STATUSES
 
-    def _compute(self, task: OnboardTask) -> object:
+    def _compute(self, task: OnboardTask) -> tuple[object, str]:
+        """The on-board value and the code version that produced it."""
         data = self.sensors.read(
             task.client_id,
             task.assignment_id,
@@ -83,6 +91,8 @@ class OnboardRunner:
         )
         if self.realtime:
             self._take_time(task)
+        if task.method == "custom":
+            return self._custom(task, data)
         params = OnboardParams(
             method=task.method,
             signals=task.signals,
@@ -92,7 +102,25 @@ class OnboardRunner:
             bins=task.bins,
             seed=_seed(task),
         )
-        return run_builtin(params, data, task.model)
+        return run_builtin(params, data, task.model), "builtin"
+
+    def _custom(self, task: OnboardTask, data: dict[str, Any]) -> tuple[object, str]:
+        """The user's current version on this client, looked up afresh for every task."""
+        version = self.codestore.onboard_version(task.user, task.client_id)
+        if version is None:
+            raise CustomCodeError(f"user {task.user!r} has no on-board code on client {task.client_id}")
+        x: object = (
+            data[task.signals[0]].tolist()
+            if len(task.signals) == 1
+            else {s: data[s].tolist() for s in task.signals}
+        )
+        if task.federated:
+            x = {"data": x, "model": task.model}
+        try:
+            return self.code.run(version, x), version
+        except CustomCodeError as exc:
+            exc.version = version  # type: ignore[attr-defined]  # the failure names its version
+            raise
 
     def _take_time(self, task: OnboardTask) -> None:
         """A real vehicle needs samples / frequency seconds to take the readings; stop early
@@ -105,7 +133,12 @@ class OnboardRunner:
 
     @staticmethod
     def _answer(
-        task: OnboardTask, status: str, started: float, value: object = None, error: str | None = None
+        task: OnboardTask,
+        status: str,
+        started: float,
+        value: object = None,
+        error: str | None = None,
+        version: str = "builtin",
     ) -> dict[str, Any]:
         return OnboardResult(
             assignment_id=task.assignment_id,
@@ -113,6 +146,7 @@ class OnboardRunner:
             client_id=task.client_id,
             status=status,  # type: ignore[arg-type]
             value=value,
+            version=version,
             error=error,
             started_at=started,
             finished_at=time.time(),

@@ -6,6 +6,7 @@ from oodida_core.errors import AssignmentTimeout, CustomCodeError, OodidaError, 
 from oodida_core.wire import ClientInfo, IterationResult
 
 from .client import Assignment, Oodida
+from .deploy import Deployment, DeployReport
 from .results import Result
 
 __all__ = [
@@ -13,6 +14,8 @@ __all__ = [
     "AssignmentTimeout",
     "ClientInfo",
     "CustomCodeError",
+    "DeployReport",
+    "Deployment",
     "IterationResult",
     "Oodida",
     "OodidaError",

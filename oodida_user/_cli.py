@@ -16,6 +16,7 @@ from types import FrameType
 from typing import Any
 
 from oodida_core.errors import OodidaError, SpecError
+from oodida_core.ids import parse_id_ranges
 from oodida_core.local import LocalSystem
 from oodida_core.spec import spec_json_schema
 
@@ -100,6 +101,43 @@ def cmd_clients(args: argparse.Namespace) -> int:
                 f"  {c.client_id:>6}  {c.worker:<32} seen {now - c.last_seen:4.1f}s ago  "
                 f"{','.join(c.signals)}"
             )
+    return 0
+
+
+def _clients_arg(text: str | None) -> str | int | list[int]:
+    if text is None or text == "all":
+        return "all"
+    if text.startswith("k="):
+        return int(text[2:])
+    try:
+        return parse_id_ranges(text)
+    except ValueError as exc:
+        raise OodidaError(f"--clients: {exc}") from None
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    with _connect(args) as o:
+        if args.role == "offboard":
+            if args.clients is not None:
+                raise OodidaError("--clients is for on-board code; off-board code runs in the cloud")
+            deployment = o.deploy_offboard(args.file)
+        else:
+            deployment = o.deploy_onboard(args.file, clients=_clients_arg(args.clients))
+        report = deployment.wait(timeout=args.timeout)
+        print(report)
+    return 0 if not report.rejected else 3
+
+
+def cmd_rollback(args: argparse.Namespace) -> int:
+    with _connect(args) as o:
+        if args.role == "offboard":
+            print(f"off-board code now: {o.rollback_offboard() or 'none'}")
+        else:
+            wanted = _clients_arg(args.clients)
+            if not isinstance(wanted, list):
+                raise OodidaError("rollback onboard needs --clients with ids, e.g. --clients 1-3,7")
+            for cid, version in o.rollback_onboard(wanted).items():
+                print(f"client {cid}: on-board code now {version or 'none'}")
     return 0
 
 
@@ -273,6 +311,18 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--wait", action="store_true", help="wait until it ended")
             p.add_argument("--timeout", type=float)
         p.set_defaults(func=func)
+
+    p = sub.add_parser("deploy", parents=[common], help="deploy a custom module")
+    p.add_argument("role", choices=["onboard", "offboard"])
+    p.add_argument("file")
+    p.add_argument("--clients", help="all (default), ids like 1-3,7, or k=N for N live clients")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the clients' answers")
+    p.set_defaults(func=cmd_deploy)
+
+    p = sub.add_parser("rollback", parents=[common], help="restore your previous custom module")
+    p.add_argument("role", choices=["onboard", "offboard"])
+    p.add_argument("--clients", help="ids like 1-3,7 (onboard)")
+    p.set_defaults(func=cmd_rollback)
 
     p = sub.add_parser("clients", parents=[common], help="list live clients")
     p.add_argument("--json", action="store_true")

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import os
 import re
 import time
 import uuid
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, overload
 
 import redis
 from kombu.exceptions import OperationalError
+from oodida_core.customcode import CodePolicy, check_source
+from oodida_core.sandbox import Sandbox, dry_run
 
 from oodida_core.celery_app import make_celery_app
+from oodida_core.codestore import CodeStore
 from oodida_core.errors import (
     AssignmentTimeout,
+    CustomCodeError,
     OodidaError,
     SpecError,
     SpecIssue,
@@ -28,14 +34,18 @@ from oodida_core.store import AssignmentStore
 from oodida_core.wire import (
     FINAL_STATUSES,
     TASK_CANCEL,
+    TASK_DEPLOY,
     TASK_START,
     AssignmentRecord,
     CancelRequest,
     ClientInfo,
+    DeployRequest,
     IterationResult,
+    Role,
     SubmitRequest,
 )
 
+from .deploy import Deployment
 from .progress import Progress
 from .results import Result, iteration_for_user
 
@@ -79,26 +89,31 @@ class Oodida:
         self.keys = Keys(self.settings.key_prefix)
         self.store = AssignmentStore(self.redis, self.keys, ttl=self.settings.assignment_ttl)
         self.registry = Registry(self.redis, self.settings)
+        self.codestore = CodeStore(self.redis, self.keys, ttl=self.settings.assignment_ttl)
+        self.policy = CodePolicy.from_env()
+        self._sandbox: Sandbox | None = None
         self.app = make_celery_app(self.settings, "oodida-user")
 
     # -- assignments -------------------------------------------------------------------------
-    def submit(self, spec: Mapping[str, Any] | AssignmentSpec, *, wait_accepted: bool = True) -> Assignment:
+    @overload
+    def submit(self, spec: AssignmentSpec, *, wait_accepted: bool = True) -> Assignment: ...
+    @overload
+    def submit(self, spec: Mapping[str, Any], *, wait_accepted: bool = True) -> Any: ...
+
+    def submit(self, spec: Mapping[str, Any] | AssignmentSpec, *, wait_accepted: bool = True) -> Any:
         """Validate ``spec``, hand it to the cloud and return a handle to follow it.
 
         Raises SpecError for a bad spec (checked here and again by the cloud, which also
-        checks the clients and their signals), OodidaError when no cloud worker answers.
+        checks the clients, their signals and the user's custom code), OodidaError when no
+        cloud worker answers. The paper's deploy form (``mode`` ``deploy_onboard`` or
+        ``deploy_offboard`` with ``filename``) returns a Deployment instead.
         """
         parsed = spec if isinstance(spec, AssignmentSpec) else validate_spec(spec)
         if isinstance(parsed, DeploySpec):
-            raise SpecError(
-                [
-                    SpecIssue(
-                        "mode",
-                        parsed.mode,
-                        "deployment is not available yet: active-code replacement is not built",
-                    )
-                ]
-            )
+            if parsed.mode == "deploy_offboard":
+                return self.deploy_offboard(parsed.filename)
+            clients = list(parsed.clients) if isinstance(parsed.clients, tuple) else parsed.clients
+            return self.deploy_onboard(parsed.filename, clients=clients)
         wire = spec_to_wire(parsed)
         aid = uuid.uuid4().hex[:16]
         self.store.create(aid, self.user, wire)
@@ -108,6 +123,68 @@ class Oodida:
         if wait_accepted:
             handle.wait_accepted(self.accept_timeout)
         return handle
+
+    # -- custom code -------------------------------------------------------------------------
+    def deploy_onboard(
+        self, filename: str | os.PathLike[str], clients: str | int | list[int] = "all"
+    ) -> Deployment:
+        """Check a module here, then deploy it as your on-board code on ``clients`` ("all", a
+        list of ids, or k live clients). It takes effect for the next task on each client."""
+        raw = validate_spec({"mode": "deploy_onboard", "filename": str(filename), "clients": clients})
+        assert isinstance(raw, DeploySpec)
+        wanted = raw.clients if not isinstance(raw.clients, list) else tuple(raw.clients)
+        return self._deploy("onboard", filename, wanted)
+
+    def deploy_offboard(self, filename: str | os.PathLike[str]) -> Deployment:
+        """Check a module here, then deploy it as your off-board code in the cloud."""
+        validate_spec({"mode": "deploy_offboard", "filename": str(filename)})
+        return self._deploy("offboard", filename, "all")
+
+    def _deploy(self, role: Role, filename: str | os.PathLike[str], clients: Any) -> Deployment:
+        path = Path(filename)
+        try:
+            source = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise CustomCodeError(f"{path}: no such file") from None
+        except UnicodeDecodeError:
+            raise CustomCodeError(f"{path}: not a UTF-8 text file") from None
+        except OSError as exc:
+            raise CustomCodeError(f"{path}: cannot read it ({exc.strerror})") from None
+        checked = check_source(source, path.name, self.policy)
+        dry_run(checked, role, self.policy, self._local_sandbox())
+        deploy_id = uuid.uuid4().hex[:16]
+        self.codestore.create_deployment(deploy_id, self.user, role, path.name)
+        request = DeployRequest(
+            deploy_id=deploy_id,
+            user=self.user,
+            role=role,
+            filename=path.name,
+            source=source,
+            clients=clients,
+        )
+        self._send(TASK_DEPLOY, request.to_wire(), f"{deploy_id}-deploy")
+        return Deployment(self, deploy_id, checked.version, role)
+
+    def _local_sandbox(self) -> Sandbox:
+        if self._sandbox is None:
+            self._sandbox = Sandbox(max_children=1)
+        return self._sandbox
+
+    def rollback_onboard(self, clients: list[int]) -> dict[int, str | None]:
+        """Restore the previous on-board version on each client: {client: version now}."""
+        return self.codestore.rollback_onboard(self.user, clients)
+
+    def rollback_offboard(self) -> str | None:
+        """Restore the previous off-board version; the version now current."""
+        return self.codestore.rollback_offboard(self.user)
+
+    def code_versions(self, clients: list[int] | None = None) -> dict[str, Any]:
+        """Your current versions: {"offboard": version, "onboard": {client: version}}."""
+        ids = clients if clients is not None else [c.client_id for c in self.clients()]
+        return {
+            "offboard": self.codestore.offboard_version(self.user),
+            "onboard": self.codestore.onboard_versions(self.user, ids),
+        }
 
     def assignment(self, assignment_id: str) -> Assignment:
         """A handle to one of this user's assignments, by id."""
@@ -139,6 +216,8 @@ class Oodida:
             raise OodidaError(f"cannot reach the OODIDA broker at {self.settings.redis_url}: {exc}") from None
 
     def close(self) -> None:
+        if self._sandbox is not None:
+            self._sandbox.close()
         self.app.close()
         self.redis.close()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from oodida_core.local import LocalSystem
-from oodida_user import AssignmentTimeout, Oodida, OodidaError, SpecError, UnknownAssignment
+from oodida_user import AssignmentTimeout, CustomCodeError, Oodida, OodidaError, SpecError, UnknownAssignment
 
 SPEC = {
     "name": "t",
@@ -27,9 +27,9 @@ def test_a_bad_spec_is_refused_before_anything_is_sent(oodida: Oodida) -> None:
     assert oodida.assignments() == before
 
 
-def test_deploy_modes_are_refused_until_active_code_replacement_exists(oodida: Oodida) -> None:
-    with pytest.raises(SpecError, match="not"):
-        oodida.submit({"mode": "deploy_onboard", "filename": "m.py", "clients": [1, 2]})
+def test_deploying_a_missing_file_says_so(oodida: Oodida) -> None:
+    with pytest.raises(CustomCodeError, match="no such file"):
+        oodida.submit({"mode": "deploy_onboard", "filename": "missing_module.py", "clients": [1, 2]})
 
 
 def test_another_users_assignment_is_unknown(system: LocalSystem, oodida: Oodida) -> None:

@@ -51,11 +51,6 @@ FEDERATED = {
 DEPLOY = {"mode": "deploy_onboard", "filename": "my_module.py", "clients": [1, 2]}
 
 
-@pytest.fixture
-def custom_code(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(spec_module, "CUSTOM_CODE_AVAILABLE", True)
-
-
 def problems(raw: object) -> SpecError:
     with pytest.raises(SpecError) as caught:
         validate_spec(raw)
@@ -226,7 +221,7 @@ BAD_VALUES: list[tuple[dict[str, Any], str]] = [
 
 
 @pytest.mark.parametrize(("raw", "field"), BAD_VALUES)
-def test_a_bad_value_is_rejected_naming_its_field(raw: dict[str, Any], field: str, custom_code: None) -> None:
+def test_a_bad_value_is_rejected_naming_its_field(raw: dict[str, Any], field: str) -> None:
     error = problems(raw)
     assert error.fields == [field], str(error)
     assert field in str(error)
@@ -256,7 +251,7 @@ BAD_COMBINATIONS: list[tuple[dict[str, Any], str]] = [
 
 @pytest.mark.parametrize(("raw", "field"), BAD_COMBINATIONS)
 def test_a_bad_combination_is_reported_once_naming_the_field(
-    raw: dict[str, Any], field: str, custom_code: None
+    raw: dict[str, Any], field: str
 ) -> None:
     error = problems(raw)
     assert error.fields == [field], str(error)
@@ -273,17 +268,7 @@ def test_a_wrong_onboard_method_is_not_blamed_on_the_offboard_method_too() -> No
     assert error.fields == ["onboard"]
 
 
-def test_custom_code_and_deployment_are_refused_while_not_built() -> None:
-    error = problems({**LISTING_1_1, "onboard": "custom", "offboard": "Custom"})
-    assert error.fields == ["onboard", "offboard"]
-    assert all("custom code is not available" in i.rule for i in error.issues)
-    for mode in ("deploy_onboard", "deploy_offboard"):
-        error = problems({"mode": mode, "filename": "m.py"})
-        assert error.fields == ["mode"]
-        assert "not available" in error.issues[0].rule
-
-
-def test_custom_code_and_deployment_are_accepted_when_available(custom_code: None) -> None:
+def test_custom_code_and_deployment_are_accepted() -> None:
     for onboard, offboard in [("custom", "custom"), ("custom", "fedavg"), ("histogram", "custom")]:
         spec = validate_spec({**LISTING_1_1, "onboard": onboard, "offboard": offboard})
         assert isinstance(spec, AssignmentSpec) and spec.onboard == onboard
@@ -309,7 +294,7 @@ def test_all_missing_keys_are_listed_at_once() -> None:
     assert "got nothing" in str(error)
 
 
-def test_missing_keys_of_the_deploy_form_are_listed(custom_code: None) -> None:
+def test_missing_keys_of_the_deploy_form_are_listed() -> None:
     assert problems({"mode": "deploy_onboard"}).fields == ["filename"]
     assert set(problems({}).fields) == set(spec_module.REQUIRED_ANALYTIC)
 
@@ -388,7 +373,7 @@ def test_values_that_cannot_be_printed_still_give_a_readable_error() -> None:
         {"mode": "deploy_offboard", "filename": "agg.py", "name": "agg"},
     ],
 )
-def test_a_spec_survives_the_wire(raw: dict[str, Any], custom_code: None) -> None:
+def test_a_spec_survives_the_wire(raw: dict[str, Any]) -> None:
     spec = validate_spec(raw)
     wire = spec_to_wire(spec)
     assert validate_spec(json.loads(json.dumps(wire))) == spec

@@ -1,0 +1,106 @@
+"""Deployments, the cloud's part: check the module again, store it, send it to its targets.
+
+The library checked the module already; the cloud does not trust that. An off-board module
+takes effect here at once. An on-board module goes to each target client as an install task
+on its own queue; each client answers with its verdict. A client that is offline finds the
+install task waiting in its queue when it comes back, before any later task.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+
+from celery import Celery
+
+from oodida_core.codestore import CodeStore
+from oodida_core.customcode import CodePolicy, check_source
+from oodida_core.errors import CustomCodeError, MessageError
+from oodida_core.keys import client_queue
+from oodida_core.registry import Registry
+from oodida_core.sandbox import Sandbox, dry_run
+from oodida_core.wire import TASK_INSTALL, DeployRequest, InstallTask, decode
+
+log = logging.getLogger("oodida.cloud")
+
+
+def deploy_targets(wanted: str | tuple[int, ...] | int, live: list[int], seed: str) -> list[int]:
+    """``all``: every live client; a list: exactly those (offline ones get it when back);
+    ``k``: k live clients picked reproducibly at random, or all of them if fewer."""
+    if wanted == "all":
+        return sorted(live)
+    if isinstance(wanted, int):
+        return (
+            sorted(live) if wanted >= len(live) else sorted(random.Random(seed).sample(sorted(live), wanted))
+        )
+    return sorted(set(wanted)) if isinstance(wanted, tuple) else []
+
+
+class Deployer:
+    def __init__(
+        self, app: Celery, store: CodeStore, registry: Registry, policy: CodePolicy, sandbox: Sandbox
+    ) -> None:
+        self.app = app
+        self.store = store
+        self.registry = registry
+        self.policy = policy
+        self.sandbox = sandbox
+
+    def deploy(self, message: object) -> str:
+        try:
+            req = decode(DeployRequest, message)
+        except MessageError as exc:
+            log.warning("rejected a deploy message: %s", exc)
+            return "rejected"
+        record = self.store.deployment(req.deploy_id)
+        if record is None:  # published without the library: record it now
+            self.store.create_deployment(req.deploy_id, req.user, req.role, req.filename)
+        elif record.user != req.user:
+            log.warning("deployment %s: refused for %r, it belongs to another user", req.deploy_id, req.user)
+            return "rejected"
+        elif record.status != "pending":
+            return "duplicate"
+        try:
+            checked = check_source(req.source, req.filename, self.policy)
+            dry_run(checked, req.role, self.policy, self.sandbox)
+        except CustomCodeError as exc:
+            log.info("deployment %s of %s (%s) refused: %s", req.deploy_id, req.user, req.filename, exc)
+            self.store.deployment_failed(req.deploy_id, str(exc))
+            return "failed"
+        self.store.put_source(checked.version, req.source, req.filename)
+        if req.role == "offboard":
+            self.store.point_offboard(req.user, checked.version)
+            self.store.deployment_sent(req.deploy_id, checked.version, [], status="done")
+            log.info("off-board code of %s is now %s", req.user, checked.version)
+            return "done"
+        live = [c.client_id for c in self.registry.live()]
+        targets = deploy_targets(req.clients, live, req.deploy_id)
+        self.store.deployment_sent(req.deploy_id, checked.version, targets)
+        with self.app.producer_or_acquire() as producer, producer.batch(max_size=1000):
+            for cid in targets:
+                task = InstallTask(
+                    deploy_id=req.deploy_id,
+                    user=req.user,
+                    client_id=cid,
+                    version=checked.version,
+                    filename=req.filename,
+                    imports=checked.imports,
+                )
+                self.app.send_task(
+                    TASK_INSTALL,
+                    args=(task.to_wire(),),
+                    queue=client_queue(cid),
+                    task_id=f"{req.deploy_id}-c{cid}",
+                    ignore_result=True,
+                    producer=producer,
+                )
+        log.info(
+            "deployment %s of %s: %s to %d clients at %.3f",
+            req.deploy_id,
+            req.user,
+            checked.version,
+            len(targets),
+            time.time(),
+        )
+        return "sent"

@@ -1,0 +1,103 @@
+"""Deploying custom code from the analyst's machine, and following a deployment."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from oodida_core.errors import CustomCodeError, OodidaError
+from oodida_core.wire import DeploymentRecord
+
+if TYPE_CHECKING:
+    from .client import Oodida
+
+
+@dataclass(frozen=True)
+class DeployReport:
+    """What became of a deployment: the version, who accepted it, who refused it and why,
+    and which targets have not answered yet (offline clients get it when they come back)."""
+
+    id: str
+    role: str
+    version: str
+    accepted: tuple[int | str, ...]
+    rejected: dict[int, str] = field(default_factory=dict)
+    pending: tuple[int, ...] = ()
+
+    @property
+    def complete(self) -> bool:
+        return not self.pending
+
+    def __str__(self) -> str:
+        where = "the cloud" if self.role == "offboard" else f"{len(self.accepted)} client(s)"
+        lines = [f"deployment {self.id}: {self.version} accepted by {where}"]
+        if self.role == "onboard" and self.accepted:
+            lines.append(f"  accepted: {list(self.accepted)}")
+        for cid, why in sorted(self.rejected.items()):
+            lines.append(f"  client {cid} refused: {why}")
+        if self.pending:
+            lines.append(f"  pending (offline or not answered yet): {list(self.pending)}")
+        return "\n".join(lines)
+
+
+def report_from(record: DeploymentRecord) -> DeployReport:
+    accepted: tuple[int | str, ...]
+    if record.role == "offboard":
+        accepted = ("cloud",) if record.status == "done" else ()
+    else:
+        accepted = tuple(sorted(c for c, v in record.verdicts.items() if v.accepted))
+    rejected = {c: v.reason for c, v in sorted(record.verdicts.items()) if not v.accepted}
+    pending = tuple(c for c in record.targets if c not in record.verdicts)
+    return DeployReport(record.id, record.role, record.version, accepted, rejected, pending)
+
+
+class Deployment:
+    """A deployment under way; ``wait()`` gives its report."""
+
+    def __init__(self, oodida: Oodida, deploy_id: str, version: str, role: str) -> None:
+        self.o = oodida
+        self.id = deploy_id
+        self.version = version
+        self.role = role
+
+    def __repr__(self) -> str:
+        return f"<Deployment {self.id} {self.role} {self.version[:19]}>"
+
+    def record(self) -> DeploymentRecord:
+        record = self.o.codestore.deployment(self.id)
+        if record is None or record.user != self.o.user:
+            raise OodidaError(f"no deployment {self.id!r} of user {self.o.user!r}")
+        return record
+
+    def report(self) -> DeployReport:
+        """The report as it stands (targets that did not answer yet are pending)."""
+        record = self.record()
+        if record.status == "failed":
+            raise CustomCodeError(f"the cloud refused the module: {record.error}")
+        return report_from(record)
+
+    def wait(self, timeout: float = 30.0) -> DeployReport:
+        """Until every target answered, or ``timeout``: then the silent ones are pending.
+        CustomCodeError when the cloud refused the module; OodidaError when no cloud worker
+        took the deployment in time."""
+        deadline = time.monotonic() + timeout
+        after = "0"
+        while True:
+            record = self.record()
+            if record.status == "failed":
+                raise CustomCodeError(f"the cloud refused the module: {record.error}")
+            if record.status == "done" or (
+                record.status == "sent" and all(c in record.verdicts for c in record.targets)
+            ):
+                return report_from(record)
+            left = deadline - time.monotonic()
+            if left <= 0:
+                if record.status == "pending":
+                    raise OodidaError(
+                        f"no cloud worker took deployment {self.id} within {timeout:.0f}s: "
+                        "is oodida-cloud running? It stays queued until one does."
+                    )
+                return report_from(record)
+            for entry in self.o.codestore.read_events(self.id, after, int(min(left, 1.0) * 1000) + 1):
+                after = entry
