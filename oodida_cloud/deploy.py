@@ -85,7 +85,6 @@ class Deployer:
                     client_id=cid,
                     version=checked.version,
                     filename=req.filename,
-                    imports=checked.imports,
                 )
                 self.app.send_task(
                     TASK_INSTALL,

@@ -17,6 +17,7 @@ import builtins
 import contextlib
 import copy
 import json
+import math
 import operator
 import os
 import pickle
@@ -98,16 +99,17 @@ class _Child:
         mine, theirs = socket.socketpair()
         args = [str(theirs.fileno()), str(memory_limit), ",".join(sorted(allowed))]
         started = time.perf_counter()
-        self.proc = subprocess.Popen(
-            [sys.executable, "-I", "-c", _BOOT.format(root=_ROOT), *args],
-            pass_fds=(theirs.fileno(),),
-            env=child_environment(),
-            cwd="/",
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        theirs.close()
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-I", "-c", _BOOT.format(root=_ROOT), *args],
+                pass_fds=(theirs.fileno(),), env=child_environment(), cwd="/",
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            )  # fmt: skip
+        except OSError as exc:
+            mine.close()
+            raise CustomCodeFailure(f"cannot start a sandbox process: {exc}", "unavailable") from None
+        finally:
+            theirs.close()
         self.conn = Connection(mine.detach())
         self.poller = select.poll()
         self.poller.register(self.conn.fileno(), select.POLLIN)
@@ -123,7 +125,7 @@ class _Child:
         self.start_seconds = time.perf_counter() - started
 
     def wait(self, seconds: float) -> bool:
-        return bool(self.poller.poll(max(0, int(seconds * 1000))))
+        return bool(self.poller.poll(max(0, math.ceil(seconds * 1000))))
 
     def kill(self) -> None:
         if self.proc.poll() is None:
@@ -411,17 +413,20 @@ def _limit_resources(memory_limit: int) -> None:  # pragma: no cover - runs in t
     for limit in (resource.RLIMIT_CORE, resource.RLIMIT_FSIZE, resource.RLIMIT_NPROC):
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(limit, (0, 0))
-    try:  # fill every gap below the highest open descriptor, then allow no more
-        null = os.open(os.devnull, os.O_RDONLY)
-        top = max(int(n) for n in os.listdir("/proc/self/fd"))
+
+    def is_open(fd: int) -> bool:
+        try:
+            return os.fstat(fd) is not None
+        except OSError:
+            return False
+
+    with contextlib.suppress(ValueError, OSError):  # fill the gaps below the highest open one,
+        null = os.open(os.devnull, os.O_RDONLY)  # then allow no more descriptors at all
+        top = max(fd for fd in map(int, os.listdir("/proc/self/fd")) if is_open(fd))
         for fd in range(top):
-            try:
-                os.fstat(fd)
-            except OSError:
+            if not is_open(fd):
                 os.dup2(null, fd)
         resource.setrlimit(resource.RLIMIT_NOFILE, (top + 1, top + 1))
-    except (ValueError, OSError):
-        pass
 
 
 _INPLACE: dict[str, Callable[[Any, Any], Any]] = {

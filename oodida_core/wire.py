@@ -176,7 +176,6 @@ class InstallTask(Wire):
     client_id: int = Field(ge=1)
     version: str
     filename: str
-    imports: tuple[str, ...] = ()
 
 
 class Verdict(Wire):

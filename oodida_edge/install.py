@@ -7,29 +7,15 @@ client's own allowlist admits them.
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import time
 
-from oodida_core.customcode import CodePolicy
-
 from oodida_core.codestore import CodeStore
-from oodida_core.errors import MessageError
+from oodida_core.customcode import CodePolicy, check_imports_resolve, check_source
+from oodida_core.errors import CustomCodeError, MessageError
 from oodida_core.wire import InstallTask, Verdict, decode
 
 log = logging.getLogger("oodida.edge")
-
-
-def missing_imports(imports: tuple[str, ...], policy: CodePolicy) -> list[str]:
-    """Why the imports cannot be used on this client (empty: they can)."""
-    problems = []
-    for name in imports:
-        top = name.split(".")[0]
-        if top not in policy.allowed_imports:
-            problems.append(f"import {name!r} is not allowed on this client")
-        elif importlib.util.find_spec(top) is None:
-            problems.append(f"module {top!r} is not installed on this client")
-    return problems
 
 
 class Installer:
@@ -44,7 +30,13 @@ class Installer:
         except MessageError as exc:
             log.warning("rejected an install message: %s", exc)
             return {"accepted": False, "reason": str(exc)}
-        verdict = self._verdict(task)
+        try:
+            verdict = self._verdict(task)
+        except Exception as exc:  # never leave a deployment without an answer
+            log.exception("deployment %s: install on client %d failed", task.deploy_id, task.client_id)
+            verdict = Verdict(
+                accepted=False, reason=f"the client failed to install it: {exc}", at=time.time()
+            )
         if verdict.accepted:
             self.store.point_onboard(task.user, task.client_id, task.version)
         else:
@@ -62,9 +54,12 @@ class Installer:
         now = time.time()
         if task.client_id not in self.client_ids:
             return Verdict(accepted=False, reason=f"client {task.client_id} is not served here", at=now)
-        if self.store.source(task.version) is None:
+        found = self.store.source(task.version)
+        if found is None:
             return Verdict(accepted=False, reason=f"version {task.version} is not stored", at=now)
-        problems = missing_imports(task.imports, self.policy)
-        if problems:
-            return Verdict(accepted=False, reason="; ".join(problems), at=now)
+        source, filename = found
+        try:  # this client's own allowlist, and its own installed packages
+            check_imports_resolve(check_source(source, filename, self.policy))
+        except CustomCodeError as exc:
+            return Verdict(accepted=False, reason=str(exc), at=now)
         return Verdict(accepted=True, at=now)

@@ -350,3 +350,20 @@ def test_library_internals_still_work_inside_the_sandbox(sandbox: Sandbox) -> No
     message, out, day, median = run(sandbox, source)  # type: ignore[misc]
     assert "ufunc 'add'" in message and out == "[1.5 2. ]\n" and day == "2024-01-02T00:00:00"
     assert median == 4.5
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/limits"), reason="needs Linux /proc")
+def test_the_sandbox_process_runs_with_resource_limits_and_no_spare_descriptors() -> None:
+    with Sandbox(POLICY, max_children=1) as box:
+        box.warm()
+        pid = box.child_pids()[0]
+        with open(f"/proc/{pid}/limits") as f:
+            limits = {line[:26].strip(): line[26:].split()[:2] for line in f.read().splitlines()[1:]}
+        descriptors = sorted(int(fd) for fd in os.listdir(f"/proc/{pid}/fd"))
+        with open(f"/proc/{pid}/environ") as f:
+            environ = f.read()
+    assert limits["Max address space"][0] == str(256 * MiB)
+    assert limits["Max processes"] == ["0", "0"] and limits["Max file size"] == ["0", "0"]
+    assert limits["Max open files"] == [str(len(descriptors))] * 2  # every slot taken: no open()
+    assert descriptors == list(range(len(descriptors)))
+    assert "OODIDA" not in environ and "REDIS" not in environ

@@ -250,9 +250,7 @@ BAD_COMBINATIONS: list[tuple[dict[str, Any], str]] = [
 
 
 @pytest.mark.parametrize(("raw", "field"), BAD_COMBINATIONS)
-def test_a_bad_combination_is_reported_once_naming_the_field(
-    raw: dict[str, Any], field: str
-) -> None:
+def test_a_bad_combination_is_reported_once_naming_the_field(raw: dict[str, Any], field: str) -> None:
     error = problems(raw)
     assert error.fields == [field], str(error)
 
