@@ -12,6 +12,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -228,10 +229,54 @@ def cmd_demo(args: argparse.Namespace) -> int:
                         "iterations": 3,
                     },
                 )
+                _demo_replacement(o, Path(data_dir))
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)
     print(f"demo finished in {time.monotonic() - started:.1f}s; every process it started is stopped")
     return 0
+
+
+DEMO_V1 = """# version 1: the average speed
+def custom_code(x):
+    return sum(x) / len(x)
+"""
+DEMO_V2 = """# version 2: the share of readings above 100 km/h
+import numpy as np
+
+def custom_code(x):
+    return float(np.mean(np.asarray(x) > 100.0))
+"""
+
+
+def _demo_replacement(o: Oodida, workdir: Path) -> None:
+    print("4. Active-code replacement in the middle of a running assignment")
+    module = workdir / "my_module.py"
+    module.write_text(DEMO_V1)
+    v1 = o.deploy_onboard(module).wait(timeout=30)
+    print(f"   deployed my_module.py {v1.version[:19]} to clients {list(v1.accepted)}")
+    spec = {
+        "name": "Swap",
+        "mode": "measurement",
+        "clients": "all",
+        "signals": "speed",
+        "onboard": "custom",
+        "offboard": "average",
+        "frequency": 1,
+        "samples": 600,
+        "iterations": 6,
+    }
+    a = o.submit(spec)
+    for it in a.iterations(timeout=120):
+        version = ", ".join(sorted({v[:19] for v in it.versions.values()}))
+        print(f"   iteration {it.index}: fleet value {it.value:.3f} from code {version}")
+        if it.index == 2:
+            module.write_text(DEMO_V2)
+            v2 = o.deploy_onboard(module).wait(timeout=30)
+            print(
+                f"   -- deployed a new my_module.py {v2.version[:19]} while the assignment runs;"
+                " tasks already sent finish on the old version --"
+            )
+    print(f"   status: {a.status()}; no process was restarted\n")
 
 
 def _demo_run(o: Oodida, title: str, spec: dict[str, Any]) -> Result:
