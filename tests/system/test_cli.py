@@ -139,3 +139,21 @@ def test_cli_cancel_and_unknown_assignment(system: LocalSystem, tmp_path: Path) 
 def test_cli_says_when_the_broker_is_unreachable() -> None:
     out = run(["clients"], "redis://127.0.0.1:1/0", timeout=30)
     assert out.returncode == 1 and "cannot reach" in out.stderr
+
+
+@pytest.mark.slow
+def test_demo_runs_listing_1_1_and_a_replacement_mid_assignment_then_stops_everything() -> None:
+    out = subprocess.run([*OODIDA, "demo"], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    for line in (
+        "Listing 1.1",
+        "vehicle 5:",
+        "Federated learning",
+        "Active-code replacement",
+        "while the assignment runs",
+        "no process was restarted",
+        "every process it started is stopped",
+    ):
+        assert line in out.stdout
+    versions = {line.split("from code ")[1] for line in out.stdout.splitlines() if "from code " in line}
+    assert len(versions) == 2  # the iterations ran on two versions

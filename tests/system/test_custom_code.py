@@ -246,6 +246,30 @@ def test_a_runaway_call_is_stopped_by_the_time_limit_and_the_worker_goes_on(
     }
 
 
+def test_a_memory_bomb_is_stopped_by_the_memory_limit_and_the_worker_goes_on(
+    alice: Oodida, tmp_path: Path
+) -> None:
+    alice.deploy_onboard(
+        module(
+            tmp_path,
+            "bomb.py",
+            """
+        def custom_code(x):
+            if len(x) == 99:
+                hog = [0.5] * (10 ** 9)
+                return len(hog)
+            return len(x)
+    """,
+        ),
+        clients=[4],
+    ).wait(timeout=30)
+    result = alice.submit({**SPEC, "clients": [4], "samples": 99}).wait(timeout=60)
+    assert "MiB" in result.iterations[0].failed[4]
+    assert alice.submit({**SPEC, "clients": [4], "samples": 98}).wait(timeout=60).iterations[0].onboard == {
+        4: 98
+    }
+
+
 @pytest.mark.parametrize(
     ("name", "source", "fragment"),
     [
