@@ -47,6 +47,7 @@ log = logging.getLogger("oodida.edge")
 
 CLIENTS_PER_PROCESS = 50
 EDGE_POOL = os.environ.get("OODIDA_EDGE_POOL", "threads")
+SANDBOXES_PER_PROCESS = 2
 
 
 def edge_concurrency(n_clients: int, requested: int = 0) -> int:
@@ -108,7 +109,8 @@ def serve(ids: list[int], settings: Settings, realtime: bool, concurrency: int, 
     policy = CodePolicy.from_env()
     codestore = CodeStore(client, keys, ttl=settings.assignment_ttl)
     threads = edge_concurrency(len(ids), concurrency)
-    code = CodeRunner(codestore, Sandbox(max_children=threads), policy)
+    # Sandbox processes cost ~40 MB each: a few per edge process, shared by its threads.
+    code = CodeRunner(codestore, Sandbox(max_children=min(threads, SANDBOXES_PER_PROCESS)), policy)
     runner = OnboardRunner(client, keys, SimulatedSensors(), code, realtime=realtime)
     register_edge_tasks(app, runner, Installer(codestore, policy, set(ids)))
     registry = Registry(client, settings)
