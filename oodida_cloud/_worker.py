@@ -13,14 +13,14 @@ from typing import Any
 import redis
 from celery import signals
 from celery._state import _set_task_join_will_block
-from oodida_core.customcode import CodePolicy
-from oodida_core.sandbox import Sandbox
 
 from oodida_core.celery_app import make_celery_app
 from oodida_core.coderunner import CodeRunner
 from oodida_core.codestore import CodeStore
+from oodida_core.customcode import CodePolicy
 from oodida_core.keys import CLOUD_QUEUE, Keys
 from oodida_core.logs import setup_logging
+from oodida_core.sandbox import Sandbox
 from oodida_core.settings import Settings
 
 from .deploy import Deployer

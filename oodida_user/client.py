@@ -13,11 +13,10 @@ from typing import Any, overload
 
 import redis
 from kombu.exceptions import OperationalError
-from oodida_core.customcode import CodePolicy, check_source
-from oodida_core.sandbox import Sandbox, dry_run
 
 from oodida_core.celery_app import make_celery_app
 from oodida_core.codestore import CodeStore
+from oodida_core.customcode import CodePolicy, check_source
 from oodida_core.errors import (
     AssignmentTimeout,
     CustomCodeError,
@@ -28,6 +27,7 @@ from oodida_core.errors import (
 )
 from oodida_core.keys import CLOUD_QUEUE, Keys
 from oodida_core.registry import Registry
+from oodida_core.sandbox import Sandbox, dry_run
 from oodida_core.settings import Settings
 from oodida_core.spec import AssignmentSpec, DeploySpec, spec_to_wire, validate_spec
 from oodida_core.store import AssignmentStore
