@@ -43,22 +43,13 @@ from celery import Celery, chord
 from oodida_core.keys import CLOUD_QUEUE, client_queue
 from oodida_core.local import LocalSystem
 from oodida_core.redis_server import EmbeddedRedis
+from oodida_core.spec import LISTING_1_1
 from oodida_edge._worker import EDGE_POOL, default_processes, edge_concurrency, split, worker_name
 from oodida_user import Oodida
 
 HERE = Path(__file__).resolve().parent
 WARMUP = 2
-SPEC: dict[str, Any] = {
-    "name": "bench",
-    "mode": "measurement",
-    "clients": "all",
-    "signals": ["speed"],
-    "onboard": "average",
-    "offboard": "collect",
-    "frequency": 1,
-    "samples": 1000,
-    "iterations": 1,
-}
+SPEC: dict[str, Any] = {**LISTING_1_1, "name": "bench", "mode": "measurement"}
 
 
 class BareFleet:

@@ -11,6 +11,7 @@ import difflib
 import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
+from types import MappingProxyType
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
@@ -19,6 +20,7 @@ from .errors import MISSING, SpecError, SpecIssue
 from .signals import SIGNAL_NAMES
 
 __all__ = [
+    "LISTING_1_1",
     "METHOD_ALIASES",
     "MODES",
     "OFFBOARD_METHODS",
@@ -89,6 +91,23 @@ Clients = Union[  # noqa: UP007 - a runtime alias, kept readable
 _CLIENTS_HELP = (
     '"all", a non-empty list of distinct client ids, or a positive integer k '
     "(k live clients, or all of them if fewer are live)"
+)
+
+
+# The paper's Listing 1.1, verbatim: the example every part of the project starts from.
+LISTING_1_1: Mapping[str, object] = MappingProxyType(
+    {
+        "name": "Measurement Task",
+        "description": "Average of velocity",
+        "mode": "Measurement",
+        "clients": "all",
+        "signals": ["speed"],
+        "onboard": "average",
+        "offboard": "collect",
+        "frequency": 1,
+        "samples": 1000,
+        "iterations": 1,
+    }
 )
 
 

@@ -19,23 +19,13 @@ from typing import Any
 from oodida_core.errors import OodidaError, SpecError
 from oodida_core.ids import parse_id_ranges
 from oodida_core.local import LocalSystem
+from oodida_core.spec import LISTING_1_1 as PAPER_LISTING_1_1
 from oodida_core.spec import spec_json_schema
 
 from .client import Oodida
 from .results import Result
 
-LISTING_1_1: dict[str, Any] = {
-    "name": "Measurement Task",
-    "description": "Average of velocity",
-    "mode": "Measurement",
-    "clients": "all",
-    "signals": ["speed"],
-    "onboard": "average",
-    "offboard": "collect",
-    "frequency": 1,
-    "samples": 1000,
-    "iterations": 1,
-}
+LISTING_1_1: dict[str, Any] = dict(PAPER_LISTING_1_1)
 
 
 def _connect(args: argparse.Namespace) -> Oodida:

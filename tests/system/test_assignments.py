@@ -8,22 +8,12 @@ import threading
 import numpy as np
 import pytest
 
+from oodida_core.spec import LISTING_1_1 as PAPER_LISTING_1_1
 from oodida_edge.onboard import OnboardParams, run_builtin
 from oodida_edge.sensors import SimulatedSensors
 from oodida_user import Oodida, SpecError
 
-LISTING_1_1 = {
-    "name": "Measurement Task",
-    "description": "Average of velocity",
-    "mode": "Measurement",
-    "clients": "all",
-    "signals": ["speed"],
-    "onboard": "average",
-    "offboard": "collect",
-    "frequency": 1,
-    "samples": 1000,
-    "iterations": 1,
-}
+LISTING_1_1 = dict(PAPER_LISTING_1_1)
 
 SENSORS = SimulatedSensors()
 

@@ -16,21 +16,11 @@ import redis
 from oodida_core.local import LocalSystem
 from oodida_core.registry import Registry
 from oodida_core.settings import Settings
+from oodida_core.spec import LISTING_1_1
 
 OODIDA = [sys.executable, "-m", "oodida_user._cli"]
 
-LISTING = {
-    "name": "Measurement Task",
-    "description": "Average of velocity",
-    "mode": "Measurement",
-    "clients": "all",
-    "signals": ["speed"],
-    "onboard": "average",
-    "offboard": "collect",
-    "frequency": 1,
-    "samples": 1000,
-    "iterations": 1,
-}
+LISTING = dict(LISTING_1_1)
 
 
 def run(args: list[str], url: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
