@@ -41,6 +41,7 @@ class LocalSystem:
         flower: bool = False,
         flower_port: int = 5555,
         realtime: bool = False,
+        replay: str | os.PathLike[str] | None = None,
         settings: Settings | None = None,
         log_dir: str | os.PathLike[str] | None = None,
         loglevel: str = "WARNING",
@@ -57,6 +58,7 @@ class LocalSystem:
         self.flower = flower
         self.flower_port = flower_port
         self.realtime = realtime
+        self.replay = str(Path(replay).resolve()) if replay is not None else None
         self.base_settings = settings or Settings.from_env()
         self.log_dir = Path(log_dir) if log_dir else self.data_dir / "logs"
         self.loglevel = loglevel
@@ -124,13 +126,30 @@ class LocalSystem:
             name, [sys.executable, "-m", "oodida_cloud", "--name", name, "--loglevel", self.loglevel]
         )
 
-    def start_edge(self, name: str, clients: str, processes: int | None = None) -> subprocess.Popen[bytes]:
+    def start_edge(
+        self, name: str, clients: str, processes: int | None = None, replay: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """Start ``oodida-edge`` for ``clients``; with ``replay`` (default: the system's), they
+        replay recorded drives from that file or directory instead of simulating."""
         cmd = [sys.executable, "-m", "oodida_edge", "--clients", clients, "--loglevel", self.loglevel]
         if processes:
             cmd += ["--processes", str(processes)]
         if self.realtime:
             cmd.append("--realtime")
+        replay = str(Path(replay).resolve()) if replay is not None else self.replay
+        if replay is not None:
+            cmd += ["--replay", replay]
+            self._check_edge_options(cmd)
         return self._spawn(name, cmd)
+
+    def _check_edge_options(self, cmd: list[str]) -> None:
+        """Refuse bad recorded drives with the edge's own message, not a start-up timeout."""
+        proc = subprocess.run(
+            [*cmd, "--check"], env=self._env(), capture_output=True, text=True, timeout=60, check=False
+        )
+        if proc.returncode != 0:
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            raise OodidaError(lines[-1] if lines else f"oodida-edge exited with {proc.returncode}")
 
     def start_flower(self) -> None:
         port = self.flower_port or free_port()

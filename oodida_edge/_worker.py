@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -39,8 +40,9 @@ from oodida_core.signals import SIGNAL_NAMES
 from oodida_core.wire import ClientInfo
 
 from .install import Installer
+from .replay import ReplayError, ReplaySensors
 from .runner import OnboardRunner
-from .sensors import SimulatedSensors
+from .sensors import SensorSource, SimulatedSensors
 from .tasks import register_edge_tasks
 
 log = logging.getLogger("oodida.edge")
@@ -116,8 +118,28 @@ class Heartbeat(threading.Thread):
         self.stopped.set()
 
 
-def serve(ids: list[int], settings: Settings, realtime: bool, concurrency: int, loglevel: str) -> None:
-    """Run one Celery worker process for the clients ``ids``; returns when it shut down."""
+def serve(
+    ids: list[int],
+    settings: Settings,
+    realtime: bool,
+    concurrency: int,
+    loglevel: str,
+    replay: Path | None = None,
+) -> None:
+    """Run one Celery worker process for the clients ``ids``; returns when it shut down.
+
+    With ``replay``, the clients replay recorded drives (oodida_edge/replay.py) and each
+    registers the signals its recording holds; otherwise they simulate all signals.
+    """
+    sensors: SensorSource
+    if replay is not None:
+        replayed = ReplaySensors(replay)
+        replayed.check(ids)  # a bad file stops the process here, not at the first task
+        offered = {c: replayed.signals_for(c) for c in ids}
+        sensors = replayed
+    else:
+        offered = dict.fromkeys(ids, SIGNAL_NAMES)
+        sensors = SimulatedSensors()
     app = make_celery_app(settings, "oodida-edge")
     client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
     keys = Keys(settings.key_prefix)
@@ -127,7 +149,7 @@ def serve(ids: list[int], settings: Settings, realtime: bool, concurrency: int, 
     threads = edge_concurrency(len(ids), concurrency, pool)
     # Sandbox processes cost ~40 MB each: a few per edge process, shared by its threads.
     code = CodeRunner(codestore, Sandbox(max_children=min(threads, SANDBOXES_PER_PROCESS)), policy)
-    runner = OnboardRunner(client, keys, SimulatedSensors(), code, realtime=realtime)
+    runner = OnboardRunner(client, keys, sensors, code, realtime=realtime)
     register_edge_tasks(app, runner, Installer(codestore, policy, set(ids)))
     registry = Registry(client, settings)
     host = socket.gethostname()
@@ -135,7 +157,7 @@ def serve(ids: list[int], settings: Settings, realtime: bool, concurrency: int, 
     infos = [
         ClientInfo(
             client_id=c,
-            signals=SIGNAL_NAMES,
+            signals=offered[c],
             worker=name,
             hostname=host,
             pid=os.getpid(),
@@ -252,6 +274,16 @@ def main(argv: list[str] | None = None) -> None:
         help="threads per process with --realtime (default: its clients, max 16)",
     )
     parser.add_argument("--realtime", action="store_true", help="take samples/frequency seconds per task")
+    parser.add_argument(
+        "--replay",
+        metavar="DIR|FILE",
+        help="replay recorded drives instead of simulating: a CSV file every client shares "
+        "(each from its own offset), or a directory of <client id>.csv files (a client without "
+        "one shares its drive.csv); the files are validated at start-up",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="only check the options (and --replay's files), then exit"
+    )
     parser.add_argument("--redis-url", help="broker URL (default: $OODIDA_REDIS_URL)")
     parser.add_argument("--loglevel", default=os.environ.get("OODIDA_LOGLEVEL", "INFO"))
     args = parser.parse_args(argv)
@@ -269,14 +301,29 @@ def main(argv: list[str] | None = None) -> None:
     if processes < 1:
         parser.error("--processes must be at least 1")
 
+    replay: Path | None = None
+    if args.replay is not None:
+        replay = Path(args.replay).resolve()
+        try:
+            ReplaySensors(replay).check(ids)
+        except ReplayError as exc:
+            parser.exit(2, f"oodida-edge: --replay: {exc}\n")
+    if args.check:
+        print(
+            f"oodida-edge: clients {format_ranges(ids)}: {'recorded drives' if replay else 'simulated'}, ok"
+        )
+        return
+
     settings = Settings.from_env(redis_url=args.redis_url)
     setup_logging(args.loglevel)
     if processes == 1:
-        serve(ids, settings, args.realtime, args.concurrency, args.loglevel)
+        serve(ids, settings, args.realtime, args.concurrency, args.loglevel, replay)
         return
     child_args = ["--loglevel", args.loglevel, "--concurrency", str(args.concurrency)]
     if args.realtime:
         child_args.append("--realtime")
+    if replay is not None:
+        child_args += ["--replay", str(replay)]
     env = {**os.environ, **settings.to_env()}
     sys.exit(Supervisor(split(ids, processes), child_args, env).run())
 

@@ -159,6 +159,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         flower=args.flower,
         flower_port=args.flower_port,
         realtime=args.realtime,
+        replay=args.replay,
         loglevel=args.loglevel,
     )
     with system:
@@ -319,6 +320,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", default=".oodida")
     p.add_argument("--processes", type=int, help="edge worker processes for the fleet")
     p.add_argument("--realtime", action="store_true", help="clients take samples/frequency seconds")
+    p.add_argument(
+        "--replay",
+        metavar="DIR|FILE",
+        help="clients replay recorded drives: a CSV file they share (each from its own offset), or "
+        "a directory of <client id>.csv files with drive.csv for the rest (e.g. examples/drives)",
+    )
     p.add_argument("--loglevel", default="WARNING")
     p.set_defaults(func=cmd_up)
 
