@@ -189,11 +189,11 @@ class Orchestrator:
         )
         last = bool(spec.iterations) and index + 1 >= spec.iterations
         next_deadline = None if last else now + spec.timeout
+        if result.missing:  # the chord cannot complete: close it before anyone is told
+            discard_chord(self.app, chord_group_id(aid, index))
         outcome = self.store.complete_iteration(aid, result, next_deadline)
         if outcome is Completion.ALREADY_STORED:
             return "stale"
-        if result.missing:
-            discard_chord(self.app, chord_group_id(aid, index))
         log.info(
             "assignment %s iteration %d: %d kept, %d missing, %d failed (%s)",
             aid,
