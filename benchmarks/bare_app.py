@@ -27,8 +27,13 @@ from oodida_core.settings import Settings
 READY_KEY = "bench:ready"
 
 
-def make_app(redis_url: str) -> Celery:
-    app = make_celery_app(Settings.from_env(redis_url=redis_url), "bench-bare")
+def make_app(redis_url: str, stock: bool = False) -> Celery:
+    settings = Settings.from_env(redis_url=redis_url)
+    app = make_celery_app(settings, "bench-bare")
+    if stock:
+        # Celery's own transport defaults (priority_steps [0, 3, 6, 9]: every BRPOP names each
+        # consumed queue four times), as a worker a user starts without tuning would run.
+        app.conf.broker_transport_options = {"visibility_timeout": settings.visibility_timeout}
 
     @app.task(name="bench.noop", acks_late=True, shared=False)
     def noop() -> None:
@@ -57,8 +62,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--name", required=True)
     parser.add_argument("--pool", default="threads")
     parser.add_argument("--loglevel", default="WARNING")
+    parser.add_argument("--stock", action="store_true", help="Celery's default transport options")
     args = parser.parse_args(argv)
-    app = make_app(args.redis_url)
+    app = make_app(args.redis_url, stock=args.stock)
     name = f"{args.name}@{socket.gethostname()}"
 
     def on_ready(**_: Any) -> None:
