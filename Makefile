@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench install clean
+.PHONY: demo test test-fast bench bench-quick install clean
 
 demo: $(STAMP)
 	$(BIN)/oodida demo
@@ -17,8 +17,15 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
+# Every benchmark row of BENCHMARKS.md in one run (about 15 minutes): a table on stdout, JSON and,
+# with matplotlib installed, a PNG in benchmarks/out/.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/bench_core.py
+	mkdir -p benchmarks/out
+	$(BIN)/python benchmarks/bench_fleet.py --json benchmarks/out/fleet.json --plot benchmarks/out/fleet.png
+
+bench-quick: $(STAMP)
+	mkdir -p benchmarks/out
+	$(BIN)/python benchmarks/bench_fleet.py --quick --json benchmarks/out/fleet-quick.json --plot benchmarks/out/fleet-quick.png
 
 install: $(STAMP)
 

@@ -503,7 +503,7 @@ def print_table(r: dict[str, Any]) -> None:
     print(f"sandbox processes of the edge workers: {before} after the warm-ups, {after} at the end")
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -522,17 +522,18 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--task-clients must be between 1 and --clients")
     if args.clients >= EXTRA_CLIENT:
         parser.error(f"--clients must be below {EXTRA_CLIENT}, the restarted client's id")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    return args
 
-    info = machine()
-    print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), flush=True)
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Measure on a Redis server of its own, which it stops again."""
     tmp = Path(tempfile.mkdtemp(prefix="oodida-bench-code-"))
     server = EmbeddedRedis(tmp / "redis")
     try:
         server.start()
         db0, db1 = server.url, server.url.rsplit("/", 1)[0] + "/1"
         print(f"redis-server on port {server.port}: OODIDA on db 0, bare Celery on db 1", flush=True)
-        result = measure(args, db0, db1, tmp)
+        return measure(args, db0, db1, tmp)
     finally:
         server.stop()
         if port_free(server.port):
@@ -540,6 +541,13 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print(f"warning: port {server.port} still in use; kept {tmp}", file=sys.stderr)
 
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    info = machine()
+    print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), flush=True)
+    result = run(args)
     print_table(result)
     if args.json:
         report = {"machine": info, "repeats": args.repeats, "warmup": WARMUP, "result": result}

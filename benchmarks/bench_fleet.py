@@ -17,7 +17,7 @@ Every row measures ours next to a bare Celery baseline in the same run and print
    first 10 against the last 10; next to 50 back-to-back bare chords over the same queues.
 4. memory: resident memory (VmRSS from /proc) of every edge process incl. the supervisor, and
    separately the cloud worker and Redis, for each N of row 1 (measured while only OODIDA was up).
-5. active-code replacement: see ``bench_code.py``.
+5. active-code replacement (stage ``code``): ``bench_code.py`` run in this process, its rows and ratios.
 
 All bare workers are ``benchmarks/bare_app.py`` built by the project's ``make_celery_app`` (the
 same serialiser, late acks, prefetch 1, events, ``priority_steps=[0]``, ...). Each stage starts
@@ -46,6 +46,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import bench_code
 import redis
 from bare_app import READY_KEY, make_app
 from bench_core import HERE, machine, p90, port_free, run_bare, run_ours
@@ -542,6 +543,15 @@ def verdicts(report: dict[str, Any]) -> list[tuple[str, float, str, bool | None]
             (f"ours, iteration last {d['head']} / first {d['head']}", v, f"<= {T_DRIFT}", v <= T_DRIFT)
         )
         out.append((f"bare, chord last {d['head']} / first {d['head']}", d["bare"]["ratio"], "(info)", None))
+    if "code" in report:
+        c = report["code"]
+        v = c["ratio_deploy_bare"]
+        out.append(("deploy to 100 / bare chord over 100", v, "<= 1.5", v <= 1.5))
+        v = c["ratio_restart_deploy"]
+        out.append(("edge restart / deploy", v, ">= 100", v >= 100))
+        v = c["task"]["ratio_task"]
+        out.append(("custom / builtin, per on-board task", v, "<= 1.15", v <= 1.15))
+        out.append(("custom / builtin, per iteration", c["task"]["ratio_iteration"], "(info)", None))
     return out
 
 
@@ -610,7 +620,9 @@ def print_report(report: dict[str, Any]) -> None:
             f"bare chords first {d['bare']['first_ms']:.1f}, last {d['bare']['last_ms']:.1f} "
             f"(ratio {d['bare']['ratio']:.2f})"
         )
-    print("\n5. active-code replacement: benchmarks/bench_code.py (BENCHMARKS.md)")
+    if "code" in report:
+        print("\n5. active-code replacement, 100 clients (bench_code.py)")
+        bench_code.print_table(report["code"])
     print(f"\n{'target':<44} {'value':>8} {'target':>8}  met")
     for label, value, target, met in verdicts(report):
         print(f"{label:<44} {value:>8.2f} {target:>8}  {'-' if met is None else 'yes' if met else 'NO'}")
@@ -677,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--naive-pool", choices=("solo", "threads"), default="solo", help="pool of the naive bare worker"
     )
-    parser.add_argument("--rows", default="scale,throughput,drift", help="which stages to run")
+    parser.add_argument("--rows", default="scale,throughput,drift,code", help="which stages to run")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--plot", type=Path, help="also draw the results here (needs matplotlib)")
     args = parser.parse_args(argv)
@@ -690,8 +702,8 @@ def main(argv: list[str] | None = None) -> int:
     head = 5 if iterations < 30 else 10
     sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     stages = {s.strip() for s in args.rows.split(",") if s.strip()}
-    if not stages <= {"scale", "throughput", "drift"} or (sizes and min(sizes) < 1):
-        parser.error("--rows takes scale,throughput,drift; --sizes positive integers")
+    if not stages <= {"scale", "throughput", "drift", "code"} or (sizes and min(sizes) < 1):
+        parser.error("--rows takes scale,throughput,drift,code; --sizes positive integers")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so every finally runs
 
     info = machine()
@@ -721,6 +733,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"3. drift: one {iterations}-iteration assignment over 100 clients, then bare ...", flush=True
             )
             report["drift"] = drift(100, iterations, head, tmp)
+        if "code" in stages:
+            print("5. active-code replacement (bench_code.py) ...", flush=True)
+            report["code"] = bench_code.run(bench_code.parse(["--repeats", "3" if q else "10"]))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report["elapsed_s"] = time.perf_counter() - t_start
