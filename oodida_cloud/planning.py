@@ -9,6 +9,7 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from oodida_core.chords import chord_group_id as chord_group_id  # re-exported for the cloud
 from oodida_core.errors import SpecError, SpecIssue
 from oodida_core.ids import format_ranges
 from oodida_core.spec import AssignmentSpec
@@ -131,8 +132,3 @@ def onboard_tasks(
 def header_task_id(assignment_id: str, iteration: int, client_id: int) -> str:
     """Deterministic, readable id of an on-board task (shown in Flower, used to read results)."""
     return f"{assignment_id}-i{iteration}-c{client_id}"
-
-
-def chord_group_id(assignment_id: str, iteration: int) -> str:
-    """Deterministic id of an iteration's chord, so the cloud can find its counters."""
-    return f"{assignment_id}-i{iteration}"

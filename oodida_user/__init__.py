@@ -7,10 +7,12 @@ from oodida_core.wire import ClientInfo, IterationResult
 
 from .client import Assignment, Oodida
 from .deploy import Deployment, DeployReport
+from .progress import AssignmentProgress
 from .results import Result
 
 __all__ = [
     "Assignment",
+    "AssignmentProgress",
     "AssignmentTimeout",
     "ClientInfo",
     "CustomCodeError",

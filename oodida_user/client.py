@@ -6,7 +6,7 @@ import os
 import re
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, overload
@@ -15,6 +15,7 @@ import redis
 from kombu.exceptions import OperationalError
 
 from oodida_core.celery_app import make_celery_app
+from oodida_core.chords import answered
 from oodida_core.codestore import CodeStore
 from oodida_core.customcode import CodePolicy, check_source
 from oodida_core.errors import (
@@ -46,11 +47,12 @@ from oodida_core.wire import (
 )
 
 from .deploy import Deployment
-from .progress import Progress
+from .progress import AssignmentProgress, ProgressBar
 from .results import Result, iteration_for_user
 
 USER_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _POLL_MS = 1000
+_BAR_POLL_MS = 300  # how often a progress bar reads the current iteration's answers
 
 
 class Oodida:
@@ -323,21 +325,29 @@ class Assignment:
             if it is not None:
                 yield iteration_for_user(it, offboard)
 
-    def _finished_indices(self, timeout: float | None) -> Iterator[int]:
-        """Indices of finished iterations, in order, as the cloud announces them."""
+    def _finished_indices(
+        self,
+        timeout: float | None,
+        poll_ms: int = _POLL_MS,
+        on_poll: Callable[[], None] | None = None,
+    ) -> Iterator[int]:
+        """Indices of finished iterations, in order, as the cloud announces them; ``on_poll``
+        runs after every read of the event stream (at least every ``poll_ms``)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         after, next_index = "0", 0
         pending: set[int] = set()
         ended = False
         while True:
             if deadline is None:
-                block = _POLL_MS
+                block = poll_ms
             else:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     raise AssignmentTimeout(f"assignment {self.id} did not finish within {timeout}s")
-                block = max(1, int(min(_POLL_MS, left * 1000)))
+                block = max(1, int(min(poll_ms, left * 1000)))
             events = self.o.store.read_events(self.id, after, block)
+            if on_poll is not None:
+                on_poll()
             for entry_id, event in events:
                 after = entry_id
                 if event.get("type") == "iteration":
@@ -365,10 +375,36 @@ class Assignment:
         total = int(spec.get("iterations") or 0)
         if timeout is None and total:
             timeout = total * float(spec.get("timeout") or 60) + 60
-        with Progress(total or None, enabled=progress, desc=str(spec.get("name", self.id))) as bar:
-            for _ in self._finished_indices(timeout):
-                bar.update(1)
+        with ProgressBar(total or None, enabled=progress, desc=str(spec.get("name", self.id))) as bar:
+            if not bar.active:
+                for _ in self._finished_indices(timeout):
+                    pass
+                return self.result()
+            clients = len(self.record().clients)
+
+            def show_answers() -> None:
+                nonlocal clients
+                clients = clients or len(self.record().clients)
+                bar.answered(answered(self.o.app, self.o.redis, self.id, bar.done), clients)
+
+            for _ in self._finished_indices(timeout, _BAR_POLL_MS, show_answers):
+                bar.iteration_done()
         return self.result()
+
+    def progress(self) -> AssignmentProgress:
+        """How far it got: status, iterations done, clients that answered the current one."""
+        record = self.record()
+        total = int(record.spec.get("iterations") or 0) or None
+        count: int | None = 0
+        if record.status == "running":
+            count = answered(self.o.app, self.o.redis, self.id, record.iterations_done)
+        return AssignmentProgress(
+            status=record.status,
+            iterations_done=record.iterations_done,
+            iterations=total,
+            clients=len(record.clients),
+            answered=count,
+        )
 
     def cancel(self, timeout: float = 30.0) -> Result:
         """Stop after the running iteration at the latest; returns the result as it stands."""

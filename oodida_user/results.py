@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import html
 import json
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from oodida_core.wire import AssignmentRecord, IterationResult
+
+from . import analysis
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
 
 
 def _int_keys(value: Any) -> Any:
@@ -73,6 +80,36 @@ class Result:
             "iterations": [i.to_wire() for i in self.iterations],
         }
 
+    # -- analysis ----------------------------------------------------------------------------
+    def rows(self) -> list[analysis.Row]:
+        """The kept on-board values, one row per (client, iteration, signal); see to_frame."""
+        return analysis.onboard_rows(self.iterations, analysis.signals_of(self.spec))
+
+    def to_frame(self) -> Any:
+        """A pandas DataFrame with columns client, iteration, signal, value, version: one row
+        per kept on-board value and signal. A dict keyed by the assignment's signals (what
+        built-in methods return) is split into one row per signal; any other value is one row
+        whose signal is the assignment's signal(s) joined by commas. Lists and dicts stay
+        Python objects in ``value``. Needs pandas (``pip install 'oodida[analysis]'``)."""
+        return analysis.to_frame(self.rows())
+
+    def plot(self, signal: str | None = None, ax: Axes | None = None) -> Figure:
+        """A matplotlib Figure: numeric on-board values per iteration, one line per client and
+        one panel per signal, the fleet's off-board value as a thick black line (unless the
+        off-board method is ``collect``), and a dashed red line with the new version where the
+        code changed. ``ax`` draws one signal into your own axes. Needs matplotlib
+        (``pip install 'oodida[analysis]'``). ``result.plot().savefig("result.png")``."""
+        offboard = str(self.spec.get("offboard", "collect"))
+        return analysis.plot(
+            f"{self.spec.get('name', '')} ({self.id}): on-board values per client",
+            self.iterations,
+            analysis.signals_of(self.spec),
+            None if offboard == "collect" else offboard,
+            signal=signal,
+            ax=ax,
+        )
+
+    # -- rendering ---------------------------------------------------------------------------
     def summary(self, width: int = 100) -> str:
         name = self.spec.get("name", "")
         lines = [
@@ -87,7 +124,9 @@ class Result:
                 f"kept {len(it.onboard)}, discarded {len(it.discarded)}, "
                 f"missing {len(it.missing)}, failed {len(it.failed)}"
             )
-            lines.append(f"  iteration {it.index}: {counts}, {took:.2f}s ({it.ended_by})")
+            code = analysis.code_label(it)
+            code = "" if code in ("builtin", "none") else f", code {code}"
+            lines.append(f"  iteration {it.index}: {counts}, {took:.2f}s ({it.ended_by}){code}")
             lines.append(f"    value: {_short(it.value, width)}")
             if it.error:
                 lines.append(f"    off-board error: {it.error}")
@@ -100,8 +139,57 @@ class Result:
     def __str__(self) -> str:
         return self.summary()
 
-    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # IPython
+    def __repr__(self) -> str:
+        name = self.spec.get("name", "")
+        return (
+            f"<Result {self.id} {name!r} {self.status}: {len(self.iterations)} iteration(s) "
+            f"on {len(self.clients)} client(s)>"
+        )
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:  # IPython's text display
         p.text(self.summary())
+
+    def _repr_html_(self, max_rows: int = 30, width: int = 80) -> str:  # Jupyter
+        """A header line and a table with one row per iteration (the first and last ones
+        when there are more than ``max_rows``)."""
+        e = html.escape
+        head = (
+            f"<b>assignment {e(self.id)}</b> ({e(str(self.spec.get('name', '')))}): "
+            f"<b>{e(self.status)}</b>, {len(self.iterations)} iteration(s) on "
+            f"{len(self.clients)} client(s)"
+        )
+        if self.error:
+            head += f"<br><span style='color:#b00'>error: {e(self.error)}</span>"
+        cols = ("iteration", "value", "kept", "discarded", "missing", "failed", "code", "took", "ended by")
+        its = self.iterations
+        shown: list[IterationResult | None] = list(its)
+        if len(its) > max_rows:
+            shown = [*its[: max_rows - 5], None, *its[-5:]]
+        body = []
+        for it in shown:
+            if it is None:
+                body.append(f"<tr><td colspan='{len(cols)}'>... {len(its) - max_rows} more ...</td></tr>")
+                continue
+            cells = (
+                it.index,
+                _short(it.value, width),
+                len(it.onboard),
+                len(it.discarded),
+                len(it.missing),
+                len(it.failed),
+                analysis.code_label(it),
+                f"{it.finished_at - it.started_at:.2f}s",
+                it.ended_by,
+            )
+            body.append("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in cells) + "</tr>")
+        table = (
+            "<table><thead><tr>"
+            + "".join(f"<th>{c}</th>" for c in cols)
+            + "</tr></thead><tbody>"
+            + "".join(body)
+            + "</tbody></table>"
+        )
+        return f"<div class='oodida-result'><p>{head}</p>{table if its else ''}</div>"
 
 
 def _short(value: Any, width: int) -> str:

@@ -1,0 +1,40 @@
+"""An iteration's chord, as every role names it, and how many clients answered it so far.
+
+The count is read from Celery's own chord state in the result backend: every header task
+that returns records its result in the chord's join key (``<group key>.j``, a sorted set, or
+a list when ``result_chord_ordered`` is off), once per task even when a task is redelivered.
+That costs the clients nothing extra: the answer they send anyway is what is counted. The
+join key is deleted when the chord completes (or is closed at its deadline), and the chord is
+then marked ``done`` under ``<group key>.c``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+from celery import Celery
+
+
+def chord_group_id(assignment_id: str, iteration: int) -> str:
+    """Deterministic id of an iteration's chord, so the cloud and the library find its state."""
+    return f"{assignment_id}-i{iteration}"
+
+
+def answered(app: Celery, client: redis.Redis, assignment_id: str, iteration: int) -> int | None:
+    """How many clients answered iteration ``iteration`` so far (failed answers included);
+    None once its chord was completed or closed (the iteration is being stored)."""
+    backend: Any = app.backend
+    group = chord_group_id(assignment_id, iteration)
+    join_key = backend.get_key_for_group(group, ".j")
+    ordered = bool(getattr(backend, "_chord_zset", True))
+    pipe = client.pipeline(transaction=False)
+    if ordered:
+        pipe.zcard(join_key)
+    else:
+        pipe.llen(join_key)
+    pipe.get(backend.get_key_for_group(group, ".c"))
+    count, closed = pipe.execute()
+    if closed in (b"done", "done") and not count:
+        return None
+    return int(count or 0)
