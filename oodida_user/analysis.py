@@ -157,7 +157,7 @@ def plot(
             if fleet:
                 xs, ys = zip(*sorted(fleet), strict=True)
                 axis.plot(xs, ys, color="black", linewidth=2.5, alpha=0.7, label=f"fleet ({fleet_label})")
-        _mark_versions(axis, changes)
+        _mark_versions(axis, changes, max((it.index for it in iterations), default=0))
         axis.set_ylabel(name)
         axis.grid(alpha=0.3)
         axis.xaxis.set_major_locator(MaxNLocator(integer=True))
@@ -169,22 +169,24 @@ def plot(
     return fig
 
 
-def _mark_versions(axis: Axes, changes: list[tuple[int, str]]) -> None:
+def _mark_versions(axis: Axes, changes: list[tuple[int, str]], last: int) -> None:
     if not changes or (len(changes) == 1 and changes[0][1] == "builtin"):
         return
+    first = changes[0][0]
     for n, (index, label) in enumerate(changes):
         x = index if n == 0 else index - 0.5
         if n:
             axis.axvline(x, color="tab:red", linestyle="--", linewidth=1.2)
+        right_half = n > 0 and x - first > (last - first) / 2  # label left of the line there
         axis.annotate(
             ("code " if n == 0 else "new code ") + label,
             xy=(x, 1.0),
             xycoords=("data", "axes fraction"),
-            xytext=(3, -3),
+            xytext=(-3 if right_half else 3, -3),
             textcoords="offset points",
             rotation=0,
             va="top",
-            ha="left",
+            ha="right" if right_half else "left",
             fontsize=8,
             color="tab:red" if n else "dimgray",
         )
