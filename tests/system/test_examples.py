@@ -43,6 +43,16 @@ EXPECTED: dict[str, list[str]] = {
     "sampling": ["sampled 30 readings from 3 vehicles (done)"],
     "stream_batches": ["batch: 10 minutes of readings", "batch 5:", "stream cancelled after"],
     "mapreduce_count": [f"counted {3000 * CLIENTS} readings from {CLIENTS} vehicles (all; done)"],
+    "federated_learning": [
+        "fleet model of fuel_rate from speed, rpm: loss",
+        f"federated learning done (done): 5 rounds on {CLIENTS} vehicles",
+    ],
+    "results_analysis": [
+        f"done, 6 iteration(s) on {CLIENTS} client(s)",
+        f"to_frame(): {CLIENTS * 6 * 2} rows, columns ['client', 'iteration', 'signal', 'value', 'version']",
+        "mean over the iterations, per vehicle:",
+        "plot saved: ",
+    ],
 }
 
 
@@ -76,6 +86,11 @@ def test_example_runs_against_a_running_system(name: str, examples_system: Local
     out = run_example(name, "--redis-url", examples_system.url)
     for line in EXPECTED[name]:
         assert line in out, f"{name}: {line!r} not in its output:\n{out}"
+    for line in out.splitlines():
+        if line.startswith("plot saved: "):  # results_analysis: a PNG a person can open
+            png = Path(line.removeprefix("plot saved: "))
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 20_000
+            png.unlink()
 
 
 @pytest.mark.slow
