@@ -5,27 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import signal
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from oodida_core.errors import OodidaError, SpecError
 from oodida_core.ids import parse_id_ranges
 from oodida_core.local import LocalSystem
-from oodida_core.spec import LISTING_1_1 as PAPER_LISTING_1_1
 from oodida_core.spec import spec_json_schema
 
 from .client import Oodida
-from .results import Result
-
-LISTING_1_1: dict[str, Any] = dict(PAPER_LISTING_1_1)
+from .demo import add_demo_parser
 
 
 def _connect(args: argparse.Namespace) -> Oodida:
@@ -180,125 +174,6 @@ def cmd_up(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_demo(args: argparse.Namespace) -> int:
-    data_dir = tempfile.mkdtemp(prefix="oodida-demo-")
-    started = time.monotonic()
-    try:
-        print(f"starting a local system: embedded Redis, a cloud worker, {args.clients} simulated vehicles")
-        with LocalSystem(args.clients, data_dir=data_dir, loglevel="WARNING") as system:
-            print(f"ready in {time.monotonic() - started:.1f}s on {system.url}\n")
-            with Oodida(system.url, "demo") as o:
-                _demo_run(o, "1. The paper's Listing 1.1: average speed per vehicle", LISTING_1_1)
-                _demo_run(
-                    o,
-                    "2. Monitoring: readings above 120 km/h, 3 rounds",
-                    {
-                        "name": "Speeding",
-                        "mode": "monitoring",
-                        "clients": "all",
-                        "signals": "speed",
-                        "onboard": "threshold",
-                        "threshold": 120,
-                        "direction": "above",
-                        "frequency": 10,
-                        "samples": 600,
-                        "iterations": 3,
-                    },
-                )
-                _demo_run(
-                    o,
-                    "3. Federated learning: fuel rate from speed and rpm, 3 rounds",
-                    {
-                        "name": "Fuel model",
-                        "mode": "federated",
-                        "clients": "all",
-                        "signals": ["speed", "rpm", "fuel_rate"],
-                        "onboard": "train",
-                        "offboard": "fedavg",
-                        "frequency": 10,
-                        "samples": 2000,
-                        "iterations": 3,
-                    },
-                )
-                _demo_replacement(o, Path(data_dir))
-    finally:
-        shutil.rmtree(data_dir, ignore_errors=True)
-    print(f"demo finished in {time.monotonic() - started:.1f}s; every process it started is stopped")
-    return 0
-
-
-DEMO_V1 = """# version 1: the average speed
-def custom_code(x):
-    return sum(x) / len(x)
-"""
-DEMO_V2 = """# version 2: the share of readings above 100 km/h
-import numpy as np
-
-def custom_code(x):
-    return float(np.mean(np.asarray(x) > 100.0))
-"""
-
-
-def _demo_replacement(o: Oodida, workdir: Path) -> None:
-    print("4. Active-code replacement in the middle of a running assignment")
-    module = workdir / "my_module.py"
-    module.write_text(DEMO_V1)
-    v1 = o.deploy_onboard(module).wait(timeout=30)
-    print(f"   deployed my_module.py {v1.version[:19]} to clients {list(v1.accepted)}")
-    spec = {
-        "name": "Swap",
-        "mode": "measurement",
-        "clients": "all",
-        "signals": "speed",
-        "onboard": "custom",
-        "offboard": "average",
-        "frequency": 1,
-        "samples": 600,
-        "iterations": 6,
-    }
-    a = o.submit(spec)
-    for it in a.iterations(timeout=120):
-        version = ", ".join(sorted({v[:19] for v in it.versions.values()}))
-        print(f"   iteration {it.index}: fleet value {it.value:.3f} from code {version}")
-        if it.index == 2:
-            module.write_text(DEMO_V2)
-            v2 = o.deploy_onboard(module).wait(timeout=30)
-            print(
-                f"   -- deployed a new my_module.py {v2.version[:19]} while the assignment runs;"
-                " tasks already sent finish on the old version --"
-            )
-    print(f"   status: {a.status()}; no process was restarted\n")
-
-
-def _demo_run(o: Oodida, title: str, spec: dict[str, Any]) -> Result:
-    print(title)
-    print("   spec: " + json.dumps(spec))
-    result = o.submit(spec).wait(timeout=120, progress=False)
-    for it in result.iterations:
-        took = it.finished_at - it.started_at
-        print(f"   iteration {it.index} ({took * 1000:.0f} ms, {len(it.onboard)} clients answered)")
-        if spec["onboard"] == "threshold":
-            for cid, value in sorted(it.onboard.items()):
-                hits = value.get("speed", []) if isinstance(value, dict) else []
-                top = max((h["value"] for h in hits), default=None)
-                print(
-                    f"     vehicle {cid}: {len(hits)} readings above 120 km/h"
-                    + (f", top {top:.1f} km/h" if top is not None else "")
-                )
-        elif spec["onboard"] == "train":
-            v = it.value or {}
-            weights = ", ".join(f"{w:+.3f}" for w in v.get("weights", []))
-            print(
-                f"     fedavg weights [{weights}] over {v.get('n_samples')} samples, "
-                f"loss {v.get('loss', 0):.4f}"
-            )
-        else:
-            for cid, value in sorted((it.value or {}).items()):
-                print(f"     vehicle {cid}: {json.dumps(value)}")
-    print(f"   status: {result.status}\n")
-    return result
-
-
 # -- parser ----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oodida", description="OODIDA fleet analytics on Celery and Redis")
@@ -329,9 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--loglevel", default="WARNING")
     p.set_defaults(func=cmd_up)
 
-    p = sub.add_parser("demo", help="run the paper's example on a fresh local system")
-    p.add_argument("--clients", type=int, default=5)
-    p.set_defaults(func=cmd_demo)
+    add_demo_parser(sub)
 
     p = sub.add_parser("submit", parents=[common], help="submit an assignment spec (JSON file)")
     p.add_argument("spec")

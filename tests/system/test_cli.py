@@ -147,3 +147,16 @@ def test_demo_runs_listing_1_1_and_a_replacement_mid_assignment_then_stops_every
         assert line in out.stdout
     versions = {line.split("from code ")[1] for line in out.stdout.splitlines() if "from code " in line}
     assert len(versions) == 2  # the iterations ran on two versions
+    # It ends with a one-screen summary: what ran, on which code, where the data and Flower are.
+    summary = out.stdout[out.stdout.index("== summary") :].splitlines()
+    assert len(summary) <= 24 and all(len(line) <= 96 for line in summary)
+    assert "4 assignments, 13 iterations on 5 simulated vehicles (clients 1-5)" in summary
+    swap = " ".join(summary[summary.index(next(s for s in summary if s.lstrip().startswith("Swap"))) :][:2])
+    assert swap.split()[:3] == ["Swap", "done", "6/6"]
+    first, second = sorted(versions)
+    assert "0-" in swap and first in swap and second in swap, swap
+    flat = " ".join(" ".join(summary).split())
+    data_dir = flat.split("the logs in ")[1].split(": removed now")[0]
+    assert not Path(data_dir).exists() and "(keep them with oodida demo --data-dir DIR)" in flat
+    assert "        or: oodida up --flower, then open http://127.0.0.1:5555/" in summary
+    assert summary[-1].startswith("demo finished in")
