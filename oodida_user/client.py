@@ -387,8 +387,9 @@ class Assignment:
                 clients = clients or len(self.record().clients)
                 bar.answered(answered(self.o.app, self.o.redis, self.id, bar.done), clients)
 
-            for _ in self._finished_indices(timeout, _BAR_POLL_MS, show_answers):
-                bar.iteration_done()
+            for index in self._finished_indices(timeout, _BAR_POLL_MS, show_answers):
+                it = self.o.store.iteration(self.id, index)
+                bar.iteration_done(clients - len(it.missing) if it else None, clients)
         return self.result()
 
     def progress(self) -> AssignmentProgress:

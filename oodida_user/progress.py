@@ -64,10 +64,14 @@ class ProgressBar:
     def active(self) -> bool:
         return self.bar is not None
 
-    def iteration_done(self) -> None:
+    def iteration_done(self, answered: int | None = None, clients: int = 0) -> None:
+        """One more iteration finished; ``answered`` of ``clients`` answered it in time."""
         self.done += 1
         self._answered = -1
         if self.bar is not None:
+            if answered is not None and clients:
+                text = f"iteration {self.done - 1}: {answered}/{clients} clients answered"
+                self.bar.set_postfix_str(text, refresh=False)
             self.bar.update(1)
 
     def answered(self, count: int | None, clients: int) -> None:

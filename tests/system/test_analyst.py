@@ -118,6 +118,8 @@ def test_wait_draws_a_progress_bar_with_the_answers_on_a_terminal(fleet: LocalSy
     assert "Bar test:" in out and "\r" in out, out
     assert "2/2 [" in out and "100%" in out, out  # the bar ends full
     assert "iteration 0: 2/3 clients answered" in out, out  # client 3 was still reading
+    # The last frame: every iteration done, and how many answered the last one.
+    assert "iteration 1: 3/3 clients answered]" in out.split("RESULT")[0].split("\r")[-2], out
 
 
 def test_wait_draws_nothing_into_a_pipe_or_with_progress_false(fleet: LocalSystem, tmp_path: Path) -> None:
