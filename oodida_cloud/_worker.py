@@ -63,13 +63,17 @@ class Watcher(threading.Thread):
             log.warning("could not leave the cloud registry", exc_info=True)
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oodida-cloud", description=__doc__)
     parser.add_argument("--redis-url", help="broker URL (default: $OODIDA_REDIS_URL)")
     parser.add_argument("--concurrency", type=int, help="threads (default: $OODIDA_CLOUD_CONCURRENCY or 4)")
     parser.add_argument("--name", help="worker name (default: cloud-<pid>)")
     parser.add_argument("--loglevel", default=os.environ.get("OODIDA_LOGLEVEL", "INFO"))
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
 
     settings = Settings.from_env(redis_url=args.redis_url, cloud_concurrency=args.concurrency)
     setup_logging(args.loglevel)
@@ -82,14 +86,17 @@ def main(argv: list[str] | None = None) -> None:
     deployer = Deployer(app, codestore, orchestrator.registry, policy, sandbox)
     register_cloud_tasks(app, orchestrator, deployer)
     name = args.name or f"cloud-{os.getpid()}"
-    watcher = Watcher(orchestrator, name)
+    # Registered under its Celery node name, as Flower shows it (`oodida health --cloud` looks
+    # for this host's).
+    node = f"{name}@{socket.gethostname()}"
+    watcher = Watcher(orchestrator, node)
 
     def on_ready(**_: Any) -> None:
         # The cloud publishes chords and never waits on their results: without this, the
         # threads pool would SUBSCRIBE to every header task's result channel.
         _set_task_join_will_block(True)
         watcher.start()
-        log.info("cloud worker %s ready on %s", name, settings.redis_url)
+        log.info("cloud worker %s ready on %s", node, settings.redis_url)
 
     def on_shutdown(**_: Any) -> None:
         watcher.stop()
@@ -107,7 +114,7 @@ def main(argv: list[str] | None = None) -> None:
             "--concurrency",
             str(settings.cloud_concurrency),
             "--hostname",
-            f"{name}@{socket.gethostname()}",
+            node,
             "--loglevel",
             args.loglevel,
             "--without-mingle",

@@ -20,6 +20,7 @@ from oodida_core.errors import CustomCodeError, MessageError
 from oodida_core.keys import client_queue
 from oodida_core.registry import Registry
 from oodida_core.sandbox import Sandbox, dry_run
+from oodida_core.tasklabels import args_label
 from oodida_core.wire import TASK_INSTALL, DeployRequest, InstallTask, decode
 
 log = logging.getLogger("oodida.cloud")
@@ -86,9 +87,11 @@ class Deployer:
                     version=checked.version,
                     filename=req.filename,
                 )
+                message = task.to_wire()
                 self.app.send_task(
                     TASK_INSTALL,
-                    args=(task.to_wire(),),
+                    args=(message,),
+                    argsrepr=args_label(TASK_INSTALL, message),
                     queue=client_queue(cid),
                     task_id=f"{req.deploy_id}-c{cid}",
                     ignore_result=True,

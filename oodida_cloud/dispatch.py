@@ -4,7 +4,9 @@ This is what ``celery.chord(header)(callback)`` does on the Redis backend (set t
 publish every header task with the group id, its index and the callback), without the
 ``GroupResult`` that ``chord`` builds for a caller who waits: that object subscribes to the
 result channel of every header task, which the cloud never reads (it learns the outcome from
-the callback or from its own deadline). The header messages go out in pipelined batches.
+the callback or from its own deadline). The header messages go out in pipelined batches,
+each with its ``task-sent`` event (``task_send_sent_event``) and a readable ``argsrepr``
+(``oodida_core.tasklabels``), so that Flower lists a task for an offline client as sent.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from typing import Any
 
 from celery import Celery
 from celery.canvas import Signature
+
+from oodida_core.tasklabels import args_label
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,7 @@ def publish_chord(app: Celery, group_id: str, header: Sequence[HeaderTask], call
             app.send_task(
                 task.name,
                 args=(task.message,),
+                argsrepr=args_label(task.name, task.message),
                 task_id=task.task_id,
                 queue=task.queue,
                 group_id=group_id,

@@ -24,6 +24,7 @@ from oodida_core.registry import Registry
 from oodida_core.settings import Settings
 from oodida_core.spec import AssignmentSpec, spec_to_wire, validate_spec
 from oodida_core.store import AssignmentStore, Completion, record_from_hash
+from oodida_core.tasklabels import finish_labels
 from oodida_core.wire import (
     TASK_FINISH_ITERATION,
     TASK_ONBOARD,
@@ -142,10 +143,13 @@ class Orchestrator:
             )
             for task in onboard_tasks(spec, aid, user, index, clients, model, deadline)
         ]
+        argsrepr, kwargsrepr = finish_labels(aid, index, user, clients=len(header))
         callback = self.app.signature(
             TASK_FINISH_ITERATION,
             kwargs={"assignment_id": aid, "iteration": index},
             queue=CLOUD_QUEUE,
+            argsrepr=argsrepr,
+            kwargsrepr=kwargsrepr,
         )
         publish_chord(self.app, chord_group_id(aid, index), header, callback)
 
@@ -237,10 +241,13 @@ class Orchestrator:
         """Send a finish task for every iteration whose deadline passed; re-armed until done."""
         due = self.store.claim_due_deadlines(retry_after=max(10.0, 20 * self.settings.deadline_poll))
         for aid, index in due:
+            argsrepr, kwargsrepr = finish_labels(aid, index, self.store.user(aid), reason="deadline")
             self.app.send_task(
                 TASK_FINISH_ITERATION,
                 args=(None,),
                 kwargs={"assignment_id": aid, "iteration": index, "reason": "deadline"},
+                argsrepr=argsrepr,
+                kwargsrepr=kwargsrepr,
                 queue=CLOUD_QUEUE,
                 ignore_result=True,
             )

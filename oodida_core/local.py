@@ -40,6 +40,7 @@ class LocalSystem:
         cloud_workers: int = 1,
         flower: bool = False,
         flower_port: int = 5555,
+        flower_auth: str | None = None,
         realtime: bool = False,
         replay: str | os.PathLike[str] | None = None,
         settings: Settings | None = None,
@@ -57,6 +58,7 @@ class LocalSystem:
         self.n_cloud = cloud_workers
         self.flower = flower
         self.flower_port = flower_port
+        self.flower_auth = flower_auth
         self.realtime = realtime
         self.replay = str(Path(replay).resolve()) if replay is not None else None
         self.base_settings = settings or Settings.from_env()
@@ -152,23 +154,17 @@ class LocalSystem:
             raise OodidaError(lines[-1] if lines else f"oodida-edge exited with {proc.returncode}")
 
     def start_flower(self) -> None:
+        """Flower (``oodida-flower``) on 127.0.0.1, on the same Redis. With ``flower_auth``
+        (``user:password``) its pages and HTTP API ask for that login; without it the pages
+        open to anyone who can reach the port and the HTTP API stays closed, as Flower does
+        by default (an open API would let any web page the operator visits send tasks)."""
         port = self.flower_port or free_port()
         self.flower_port = port
+        env = {"FLOWER_BASIC_AUTH": self.flower_auth} if self.flower_auth else {}
         self._spawn(
             "flower",
-            [
-                sys.executable,
-                "-m",
-                "celery",
-                "--broker",
-                self.url,
-                "flower",
-                "--address=127.0.0.1",
-                f"--port={port}",
-                "--persistent=False",
-            ],
-            # Bound to 127.0.0.1 for local use: the HTTP API answers without a login there.
-            {"FLOWER_UNAUTHENTICATED_API": "true"},
+            [sys.executable, "-m", "oodida_core.flower", "--address=127.0.0.1", f"--port={port}"],
+            env,
         )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:
@@ -180,6 +176,10 @@ class LocalSystem:
             except OSError:
                 time.sleep(0.2)
         raise OodidaError(f"Flower did not answer on port {port} within {self.startup_timeout}s")
+
+    @property
+    def flower_url(self) -> str:
+        return f"http://127.0.0.1:{self.flower_port}/"
 
     def wait_ready(self, clients: int | None = None, timeout: float | None = None) -> None:
         """Wait until a cloud worker and the first ``clients`` clients are live in the registry."""

@@ -211,6 +211,9 @@ class AssignmentStore:
     def status(self, assignment_id: str) -> str | None:
         return _s(self.redis.hget(self.keys.assignment(assignment_id), "status"))
 
+    def user(self, assignment_id: str) -> str | None:
+        return _s(self.redis.hget(self.keys.assignment(assignment_id), "user"))
+
     def get(self, assignment_id: str) -> AssignmentRecord | None:
         raw = self.raw(assignment_id)
         return record_from_hash(assignment_id, raw) if raw else None

@@ -256,7 +256,7 @@ class Supervisor:
         return 0
 
 
-def main(argv: list[str] | None = None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oodida-edge", description=__doc__)
     who = parser.add_mutually_exclusive_group(required=True)
     who.add_argument("--client-id", type=int, help="serve this one client")
@@ -286,6 +286,11 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--redis-url", help="broker URL (default: $OODIDA_REDIS_URL)")
     parser.add_argument("--loglevel", default=os.environ.get("OODIDA_LOGLEVEL", "INFO"))
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
 
     if args.client_id is not None:

@@ -14,8 +14,10 @@ from types import FrameType
 from typing import Any
 
 from oodida_core.errors import OodidaError, SpecError
+from oodida_core.health import check_health
 from oodida_core.ids import parse_id_ranges
 from oodida_core.local import LocalSystem
+from oodida_core.settings import Settings
 from oodida_core.spec import spec_json_schema
 
 from .client import Oodida
@@ -152,6 +154,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         processes=args.processes,
         flower=args.flower,
         flower_port=args.flower_port,
+        flower_auth=args.flower_auth,
         realtime=args.realtime,
         replay=args.replay,
         loglevel=args.loglevel,
@@ -159,7 +162,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     with system:
         print(f"OODIDA_REDIS_URL={system.url}", flush=True)
         if args.flower:
-            print(f"# Flower: http://127.0.0.1:{system.flower_port}/", file=sys.stderr, flush=True)
+            login = (
+                f"login {args.flower_auth.partition(':')[0]!r}"
+                if args.flower_auth
+                else "no login; its HTTP API needs --flower-auth USER:PASSWORD"
+            )
+            print(f"# Flower: {system.flower_url} ({login})", file=sys.stderr, flush=True)
         print(
             f"# {args.clients} client(s) and a cloud worker running; logs in {system.log_dir}; "
             "Ctrl-C stops everything",
@@ -172,6 +180,24 @@ def cmd_up(args: argparse.Namespace) -> int:
                     print(f"# {name} exited with code {proc.returncode}; stopping", file=sys.stderr)
                     stop.event.set()
     return 0
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    try:
+        clients = parse_id_ranges(args.clients) if args.clients else []
+    except ValueError as exc:
+        raise OodidaError(f"--clients: {exc}") from None
+    anything = clients or args.cloud or args.flower
+    settings = Settings.from_env(redis_url=args.redis_url)
+    health = check_health(
+        settings,
+        clients=clients,
+        cloud_here=args.cloud,
+        any_cloud=not anything,
+        flower_url=args.flower,
+    )
+    print(health.report())
+    return 0 if health.healthy else 1
 
 
 # -- parser ----------------------------------------------------------------------------------
@@ -191,7 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, help="port of the embedded Redis (default: a free one)")
     p.add_argument("--redis-url", default=None, help="use this Redis instead of an embedded one")
     p.add_argument("--flower", action="store_true", help="also start Flower")
-    p.add_argument("--flower-port", type=int, default=5555)
+    p.add_argument("--flower-port", type=int, default=5555, help="0: a free port")
+    p.add_argument(
+        "--flower-auth",
+        metavar="USER:PASSWORD",
+        default=os.environ.get("FLOWER_BASIC_AUTH") or None,
+        help="Flower's basic-auth login, which also opens its HTTP API (default: $FLOWER_BASIC_AUTH)",
+    )
     p.add_argument("--data-dir", default=".oodida")
     p.add_argument("--processes", type=int, help="edge worker processes for the fleet")
     p.add_argument("--realtime", action="store_true", help="clients take samples/frequency seconds")
@@ -242,6 +274,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("clients", parents=[common], help="list live clients")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_clients)
+
+    p = sub.add_parser(
+        "health",
+        help="exit 0 if what is named is live (default: Redis and a cloud worker), else 1",
+    )
+    p.add_argument("--redis-url", default=None, help="broker URL (default: $OODIDA_REDIS_URL)")
+    p.add_argument("--clients", metavar="IDS", help="these clients are live, e.g. 1 or 1-50")
+    p.add_argument("--cloud", action="store_true", help="a cloud worker on this host is live")
+    p.add_argument("--flower", metavar="URL", help="Flower at URL answers its /healthcheck")
+    p.set_defaults(func=cmd_health)
 
     p = sub.add_parser("schema", help="print the JSON Schema of an assignment spec")
     p.set_defaults(func=cmd_schema)

@@ -32,6 +32,7 @@ from oodida_core.sandbox import Sandbox, dry_run
 from oodida_core.settings import Settings
 from oodida_core.spec import AssignmentSpec, DeploySpec, spec_to_wire, validate_spec
 from oodida_core.store import AssignmentStore
+from oodida_core.tasklabels import args_label
 from oodida_core.wire import (
     FINAL_STATUSES,
     TASK_CANCEL,
@@ -209,6 +210,7 @@ class Oodida:
                 self.app.send_task(
                     name,
                     args=(message,),
+                    argsrepr=args_label(name, message),
                     queue=CLOUD_QUEUE,
                     task_id=task_id,
                     ignore_result=True,
