@@ -3,7 +3,7 @@
 The broker, the result backend and the transport options come from the ``OODIDA_*`` settings
 (``OODIDA_REDIS_URL``), as for every other process; Flower's own options from its ``FLOWER_*``
 variables (``FLOWER_BASIC_AUTH``, ``FLOWER_URL_PREFIX``, ``FLOWER_PORT``, ...) or from options
-given on the command line (``--port=5555``, ``--basic-auth=user:pass``), which win. Flower
+given on the command line (``--port=5555``, ``--basic_auth=user:pass``), which win. Flower
 binds 127.0.0.1 unless ``--address`` or ``FLOWER_ADDRESS`` says otherwise.
 """
 
@@ -17,14 +17,24 @@ from .celery_app import make_celery_app
 from .errors import OodidaError
 from .settings import Settings
 
+# Flower's options that differ from Flower's defaults, unless the command line or a FLOWER_*
+# variable sets them: bind locally; the task list shows the readable arguments
+# (oodida_core/tasklabels.py: assignment, iteration, client, user) instead of the task ids.
+DEFAULTS = {
+    "address": "127.0.0.1",
+    "tasks_columns": "name,state,args,worker,received,runtime",
+}
+
 
 def flower_argv(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
     """The ``celery`` command line that runs Flower with ``argv`` (Flower's own options)."""
-    out = ["flower"]
     named = {a.lstrip("-").partition("=")[0].replace("-", "_") for a in argv if a.startswith("--")}
-    if "address" not in named and not env.get("FLOWER_ADDRESS"):
-        out.append("--address=127.0.0.1")
-    return [*out, *argv]
+    defaults = [
+        f"--{name}={value}"
+        for name, value in DEFAULTS.items()
+        if name not in named and not env.get("FLOWER_" + name.upper())
+    ]
+    return ["flower", *defaults, *argv]
 
 
 def main(argv: Sequence[str] | None = None) -> None:

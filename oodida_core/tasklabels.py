@@ -3,14 +3,16 @@
 Celery puts ``argsrepr`` and ``kwargsrepr`` in every task message's headers and in its
 ``task-sent`` event; Flower shows them in its task list and searches them. By default they are
 ``repr`` of the arguments, which for an on-board task is a wire message with the model of the
-previous iteration in it. Every publisher in the project passes these labels instead: the
-assignment or deployment id, the iteration, the user and the client, and little else.
+previous iteration in it. Every publisher in the project passes these labels instead, e.g.
+``client=3 iteration=1 assignment=1be9d267fee3458a user=alice method=average signals=speed``:
+the client, the iteration, the assignment or deployment id and the user first.
 
 The functions never raise: a label is built from whatever the message holds.
 """
 
 from __future__ import annotations
 
+import re
 import reprlib
 from collections.abc import Mapping, Sequence
 
@@ -26,15 +28,44 @@ _repr.maxtuple = 8
 _repr.maxdict = 4
 _repr.maxlevel = 2
 
-# The fields of each task's message that its label shows, in order; "spec.name" reads a field
-# of the nested spec.
-LABEL_FIELDS: dict[str, tuple[str, ...]] = {
-    TASK_START: ("assignment_id", "user", "spec.name", "spec.mode", "spec.clients", "spec.iterations"),
-    TASK_CANCEL: ("assignment_id", "user"),
-    TASK_DEPLOY: ("deploy_id", "user", "role", "filename", "clients"),
-    TASK_ONBOARD: ("assignment_id", "iteration", "user", "client_id", "method", "signals"),
-    TASK_INSTALL: ("deploy_id", "user", "client_id", "filename", "version"),
+# The fields of each task's message that its label shows, in order, under a short name;
+# "spec.name" reads a field of the nested spec. Flower cuts long arguments in its task list,
+# so what tells rows of one assignment apart (client, iteration) comes first.
+LABEL_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
+    TASK_START: (
+        ("assignment", "assignment_id"),
+        ("user", "user"),
+        ("name", "spec.name"),
+        ("mode", "spec.mode"),
+        ("clients", "spec.clients"),
+        ("iterations", "spec.iterations"),
+    ),
+    TASK_CANCEL: (("assignment", "assignment_id"), ("user", "user")),
+    TASK_DEPLOY: (
+        ("deployment", "deploy_id"),
+        ("user", "user"),
+        ("role", "role"),
+        ("file", "filename"),
+        ("clients", "clients"),
+    ),
+    TASK_ONBOARD: (
+        ("client", "client_id"),
+        ("iteration", "iteration"),
+        ("assignment", "assignment_id"),
+        ("user", "user"),
+        ("method", "method"),
+        ("signals", "signals"),
+    ),
+    TASK_INSTALL: (
+        ("client", "client_id"),
+        ("deployment", "deploy_id"),
+        ("user", "user"),
+        ("file", "filename"),
+        ("version", "version"),
+    ),
 }
+
+_PLAIN = re.compile(r"[\w.:@+/-]{1,80}")
 
 
 def _value(message: Mapping[str, object], path: str) -> tuple[bool, object]:
@@ -46,9 +77,24 @@ def _value(message: Mapping[str, object], path: str) -> tuple[bool, object]:
     return True, value
 
 
+def _show(value: object) -> str:
+    """Plain words and numbers as they are, lists of them joined by commas, the rest as repr."""
+    if isinstance(value, str) and _PLAIN.fullmatch(value):
+        return value
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return repr(value)
+    if (
+        isinstance(value, (list, tuple))
+        and 0 < len(value) <= 8
+        and all(isinstance(v, (str, int)) and _PLAIN.fullmatch(str(v)) for v in value)
+    ):
+        return ",".join(str(v) for v in value)
+    return _repr.repr(value)
+
+
 def join_fields(fields: Sequence[tuple[str, object]]) -> str:
-    """``[("iteration", 1), ("user", "alice")]`` -> ``iteration=1, user='alice'``, capped."""
-    text = ", ".join(f"{name}={_repr.repr(value)}" for name, value in fields)
+    """``[("iteration", 1), ("user", "alice")]`` -> ``iteration=1 user=alice``, capped."""
+    text = " ".join(f"{name}={_show(value)}" for name, value in fields)
     return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 3] + "..."
 
 
@@ -60,10 +106,10 @@ def args_label(task_name: str, message: object) -> str:
     if fields is None:
         return join_fields([(k, v) for k, v in message.items() if isinstance(k, str)][:6])
     shown = []
-    for path in fields:
+    for label, path in fields:
         found, value = _value(message, path)
         if found:
-            shown.append((path.rpartition(".")[2], value))
+            shown.append((label, value))
     return join_fields(shown)
 
 
@@ -78,14 +124,17 @@ def finish_labels(
 
     Its argument is the list of the iteration's answers, filled in by the chord when the last
     client answered, or None when a deadline or a cancel reads them from the result backend.
+    Flower's task list shows the arguments column only, so that label names the assignment,
+    the iteration and the user too; the keyword label is the keyword arguments as they are.
     """
-    if reason is None:
-        args = f"answers of {clients} client(s)" if clients is not None else "the chord's answers"
-    else:
-        args = f"None ({reason}: answers read from the result backend)"
-    fields: list[tuple[str, object]] = [("assignment_id", assignment_id), ("iteration", iteration)]
+    fields: list[tuple[str, object]] = [("iteration", iteration), ("assignment", assignment_id)]
     if user is not None:
         fields.append(("user", user))
     if reason is not None:
-        fields.append(("reason", reason))
-    return args, join_fields(fields)
+        fields.append(("ended_by", reason))  # the answers are read from the result backend
+    elif clients is not None:
+        fields.append(("answers", clients))  # the chord's: one from each client
+    kwargs: dict[str, object] = {"assignment_id": assignment_id, "iteration": iteration}
+    if reason is not None:
+        kwargs["reason"] = reason
+    return join_fields(fields), _repr.repr(kwargs)
