@@ -37,12 +37,26 @@ def flower_argv(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
     return ["flower", *defaults, *argv]
 
 
+def unknown_options(argv: Sequence[str]) -> list[str]:
+    """The arguments that are not Flower options (Flower itself would drop them silently)."""
+    import flower.options  # noqa: F401 - defines Flower's options
+    from tornado.options import options
+
+    names = {name.replace("-", "_") for name in options._options}
+    return [
+        a for a in argv if a.lstrip("-").partition("=")[0].replace("-", "_") not in names or a[:2] != "--"
+    ]
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] in ("-h", "--help"):
         print(__doc__)
         print("Flower's options: celery flower --help")
         return
+    unknown = unknown_options(args)
+    if unknown:
+        sys.exit(f"oodida-flower: not Flower options: {' '.join(unknown)} (see celery flower --help)")
     try:
         settings = Settings.from_env()
     except OodidaError as exc:

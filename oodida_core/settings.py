@@ -14,6 +14,16 @@ from .errors import OodidaError
 
 ENV_PREFIX = "OODIDA_"
 
+# Read by single processes outside ``Settings``: the workers' log level, the edge's Celery
+# pool (oodida_edge/_worker.py) and the custom-code policy (oodida_core/customcode.py).
+PROCESS_ENV_VARS = (
+    "OODIDA_LOGLEVEL",
+    "OODIDA_EDGE_POOL",
+    "OODIDA_CODE_ALLOWED_IMPORTS",
+    "OODIDA_CODE_TIME_LIMIT",
+    "OODIDA_CODE_MEMORY_LIMIT",
+)
+
 
 class Settings(BaseModel):
     """Everything an OODIDA process needs to know about its surroundings."""
@@ -69,3 +79,10 @@ class Settings(BaseModel):
             ENV_PREFIX + name.upper(): str(value).lower() if isinstance(value, bool) else str(value)
             for name, value in self.model_dump().items()
         }
+
+
+def env_var_names() -> frozenset[str]:
+    """Every ``OODIDA_*`` variable a process of the project reads."""
+    return frozenset(ENV_PREFIX + name.upper() for name in Settings.model_fields) | frozenset(
+        PROCESS_ENV_VARS
+    )

@@ -1,0 +1,173 @@
+"""The docker fleet (docker/Dockerfile, docker/compose.yaml), checked without a Docker engine.
+
+There is none on the development machines or in CI, so nothing here builds or runs a
+container; what can be checked is: the compose file parses, every command and health check
+resolves to an installed console script and parses with that script's own options, every
+``OODIDA_*`` variable is one the project reads (and its default is a valid value), every
+``FLOWER_*`` variable is a Flower option, and the Dockerfile copies what the package needs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shlex
+import sys
+from collections.abc import Iterator
+from importlib.metadata import distribution
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from oodida_core.customcode import CodePolicy
+from oodida_core.flower import unknown_options
+from oodida_core.ids import parse_id_ranges
+from oodida_core.settings import Settings, env_var_names
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKER = ROOT / "docker"
+COMPOSE_TEXT = (DOCKER / "compose.yaml").read_text()
+COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_TEXT)
+SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
+DOCKERFILE = (DOCKER / "Dockerfile").read_text()
+# Services that run the project's image (all but Redis).
+OODIDA = {name: s for name, s in SERVICES.items() if "build" in s}
+PACKAGES = ["oodida_core", "oodida_user", "oodida_cloud", "oodida_edge"]
+
+
+def _scripts() -> dict[str, str]:
+    """The project's console scripts as installed: name -> module:function."""
+    return {ep.name: ep.value for ep in distribution("oodida").entry_points if ep.group == "console_scripts"}
+
+
+def _interpolate(value: str) -> str:
+    """Compose's ``${NAME:-default}`` with nothing set in the environment: the default."""
+    return re.sub(r"\$\{[A-Z0-9_]+(?::?-([^}]*))?(?::?\?[^}]*)?\}", lambda m: m[1] or "", value)
+
+
+def _commands() -> Iterator[tuple[str, list[str]]]:
+    """Every command an OODIDA container runs: its main command and its health check."""
+    for name, service in OODIDA.items():
+        yield f"{name} command", service["command"]
+        test = service["healthcheck"]["test"]
+        assert test[0] in ("CMD", "CMD-SHELL"), f"{name}: health check {test}"
+        yield f"{name} healthcheck", test[1:] if test[0] == "CMD" else shlex.split(test[1])
+
+
+def _check_parses(what: str, argv: list[str]) -> None:
+    scripts = _scripts()
+    script = argv[0]
+    assert script in scripts, f"{what}: {script!r} is not a console script of the project ({sorted(scripts)})"
+    assert (Path(sys.executable).parent / script).exists(), f"{what}: {script} is not installed"
+    args = [_interpolate(a) for a in argv[1:]]
+    module_name = scripts[script].partition(":")[0]
+    if script == "oodida-flower":
+        assert not unknown_options(args), f"{what}: {unknown_options(args)} are not Flower options"
+        return
+    parser = importlib.import_module(module_name).build_parser()
+    try:
+        parser.parse_args(args)
+    except SystemExit:
+        pytest.fail(f"{what}: {script} refuses {args}")
+
+
+def test_the_compose_file_has_redis_a_cloud_worker_several_clients_and_flower() -> None:
+    commands = {name: s["command"] for name, s in OODIDA.items()}
+    assert [c[0] for c in commands.values()].count("oodida-cloud") >= 1
+    assert [c[0] for c in commands.values()].count("oodida-edge") >= 3
+    assert [c[0] for c in commands.values()].count("oodida-flower") == 1
+    redis = SERVICES["redis"]
+    command = " ".join(redis["command"])
+    assert "--appendonly yes" in command and "--maxmemory-policy noeviction" in command
+    assert any(v.endswith(":/data") for v in redis["volumes"]), "Redis keeps its data in a volume"
+
+
+def test_every_command_and_health_check_resolves_to_an_installed_console_script() -> None:
+    checked = 0
+    for what, argv in _commands():
+        _check_parses(what, argv)
+        checked += 1
+    assert checked == 2 * len(OODIDA)
+
+
+def test_every_oodida_service_has_a_health_check_that_checks_its_own_role() -> None:
+    for name, service in OODIDA.items():
+        test = service["healthcheck"]["test"]
+        command = service["command"]
+        if command[0] == "oodida-edge":
+            ids = command[command.index("--client-id") + 1] if "--client-id" in command else None
+            ids = ids or command[command.index("--clients") + 1]
+            assert test[1:] == ["oodida", "health", "--clients", ids], name
+        elif command[0] == "oodida-cloud":
+            assert test[1:] == ["oodida", "health", "--cloud"], name
+        else:
+            assert test[1:4] == ["oodida", "health", "--flower"], name
+
+
+def test_the_clients_have_distinct_ids() -> None:
+    seen: dict[int, str] = {}
+    for name, service in OODIDA.items():
+        command = service["command"]
+        if command[0] != "oodida-edge":
+            continue
+        option = "--client-id" if "--client-id" in command else "--clients"
+        for cid in parse_id_ranges(command[command.index(option) + 1]):
+            assert cid not in seen, f"client {cid} is in both {seen[cid]} and {name}"
+            seen[cid] = name
+    assert len(seen) >= 3
+
+
+def test_every_variable_is_one_the_project_or_flower_reads() -> None:
+    import flower.options  # noqa: F401 - defines Flower's options
+    from tornado.options import options
+
+    flower_names = {n.replace("-", "_") for n in options._options}
+    known = env_var_names()
+    named = set(re.findall(r"\b(OODIDA_[A-Z0-9_]+)", COMPOSE_TEXT + DOCKERFILE))
+    assert named, "the files set no OODIDA_* variable"
+    assert named <= known, f"not read by any OODIDA process: {sorted(named - known)}"
+    for name, service in OODIDA.items():
+        env = service["environment"]
+        assert isinstance(env, dict), f"{name}: environment as a mapping"
+        assert _interpolate(env["OODIDA_REDIS_URL"]).startswith("redis://redis:"), name
+        for key in env:
+            assert key.startswith(("OODIDA_", "FLOWER_")), f"{name}: {key} is neither OODIDA_* nor FLOWER_*"
+            if key.startswith("FLOWER_"):
+                assert key[len("FLOWER_") :].lower() in flower_names, f"{name}: {key} is not a Flower option"
+
+
+def test_the_default_values_are_valid_settings() -> None:
+    for name, service in OODIDA.items():
+        env = {k: _interpolate(str(v)) for k, v in service["environment"].items()}
+        settings = Settings.from_env(env)
+        assert settings.redis_url == "redis://redis:6379/0"
+        CodePolicy.from_env(env)  # raises on a bad time or memory limit
+        assert env.get("OODIDA_LOGLEVEL", "INFO") in ("DEBUG", "INFO", "WARNING", "ERROR"), name
+
+
+def test_flower_asks_for_a_login_and_is_published_on_the_hosts_loopback_only() -> None:
+    flower = next(s for s in OODIDA.values() if s["command"][0] == "oodida-flower")
+    assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
+    assert all(p.startswith("127.0.0.1:") for p in flower["ports"])
+    for service in SERVICES.values():
+        if service is not flower:
+            assert "ports" not in service, "only Flower is published"
+
+
+def test_the_image_is_built_from_the_projects_own_package() -> None:
+    for service in OODIDA.values():
+        build = service["build"]
+        assert (DOCKER / build["context"]).resolve() == ROOT
+        assert (ROOT / build["dockerfile"]).resolve() == DOCKER / "Dockerfile"
+        assert service["image"] == next(iter(OODIDA.values()))["image"], "one image for every role"
+    copied = re.findall(r"^COPY (?!--from)(.+?) \S+$", DOCKERFILE, re.M)
+    sources = {s for line in copied for s in line.split()}
+    for path in sources:
+        assert (ROOT / path).exists(), f"the Dockerfile copies {path}, which does not exist"
+    assert {"pyproject.toml", "README.md", *PACKAGES} <= sources
+    assert sorted(p.name for p in ROOT.glob("oodida_*") if (p / "__init__.py").exists()) == sorted(PACKAGES)
+    assert re.search(r"^USER (?!root)\S+", DOCKERFILE, re.M), "workers do not run as root"
+    cmd = re.findall(r"^CMD \[(.*)\]$", DOCKERFILE, re.M)[-1]
+    assert cmd.split(",")[0].strip().strip('"') in _scripts()
