@@ -1,6 +1,7 @@
 # Two commands on a fresh machine with Python 3.10+ and make:
 #   make demo   - run the demo on an embedded Redis
-#   make test   - lint, type-check and run the whole test suite (what CI runs)
+#   make test   - lint, type-check and run the whole test suite (what CI runs); as root
+#                 with apt-get, first installs Debian's chromium for the browser test
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -12,6 +13,7 @@ demo: $(STAMP)
 	$(BIN)/oodida demo
 
 test: $(STAMP)
+	scripts/optional-tools.sh
 	VENV=$(VENV) scripts/check.sh
 
 test-fast: $(STAMP)

@@ -171,3 +171,14 @@ def test_the_image_is_built_from_the_projects_own_package() -> None:
     assert re.search(r"^USER (?!root)\S+", DOCKERFILE, re.M), "workers do not run as root"
     cmd = re.findall(r"^CMD \[(.*)\]$", DOCKERFILE, re.M)[-1]
     assert cmd.split(",")[0].strip().strip('"') in _scripts()
+
+
+def test_every_oodida_variable_the_code_reads_is_listed_in_the_settings_module() -> None:
+    """``env_var_names()`` is what the files above are checked against: keep it complete."""
+    read = {
+        name
+        for package in PACKAGES
+        for path in (ROOT / package).rglob("*.py")
+        for name in re.findall(r"\b(OODIDA_[A-Z0-9_]+)\b", path.read_text())
+    }
+    assert read and read <= env_var_names(), sorted(read - env_var_names())
