@@ -82,6 +82,11 @@ def test_flower_shows_onboard_tasks_with_assignment_iteration_user_and_client(
     assert sorted(t["kwargs"] for t in steps) == [
         f"{{'assignment_id': '{aid}', 'iteration': {i}}}" for i in (0, 1)
     ]
+    # The search the operator's page shows: every task of the assignment by its arguments.
+    found = flower_system.get_json(f"/api/tasks?search=args:assignment={aid}")
+    assert sorted(t["name"] for t in found.values()) == sorted(
+        ["oodida.cloud.start"] + ["oodida.cloud.finish_iteration"] * 2 + ["oodida.edge.onboard"] * 6
+    )
     start = flower_system.get_json(f"/api/task/info/{aid}-start")
     assert start["name"] == "oodida.cloud.start"
     assert start["args"] == (

@@ -182,3 +182,9 @@ def test_every_oodida_variable_the_code_reads_is_listed_in_the_settings_module()
         for name in re.findall(r"\b(OODIDA_[A-Z0-9_]+)\b", path.read_text())
     }
     assert read and read <= env_var_names(), sorted(read - env_var_names())
+
+
+def test_the_operators_page_lists_every_variable() -> None:
+    page = (ROOT / "docs" / "OPERATORS.md").read_text()
+    missing = sorted(name for name in env_var_names() if f"`{name}`" not in page)
+    assert not missing, f"docs/OPERATORS.md does not list {missing}"
