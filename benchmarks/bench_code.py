@@ -355,7 +355,7 @@ def measure(args: argparse.Namespace, db0: str, db1: str, tmp: Path) -> dict[str
     try:
         system.start()
         bare.start()
-        o, app = Oodida(db0, user=USER, settings=system.settings), make_app(db1)
+        o, app = Oodida(db0, user=USER, token=system.token(USER), settings=system.settings), make_app(db1)
         ctl = make_celery_app(system.settings, "bench-ping")
         registry = Registry(o.redis, system.settings)
 

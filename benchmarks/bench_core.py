@@ -182,7 +182,10 @@ def measure(n: int, repeats: int, db0: str, db1: str, tmp: Path) -> dict[str, An
     try:
         system.start()
         bare.start()
-        o, app = Oodida(db0, user="bench", settings=system.settings), make_app(db1)
+        o, app = (
+            Oodida(db0, user="bench", token=system.token("bench"), settings=system.settings),
+            make_app(db1),
+        )
         for _ in range(WARMUP):
             run_ours(o, n)
             run_bare(app, n)

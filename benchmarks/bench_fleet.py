@@ -269,7 +269,7 @@ def scale(n: int, repeats: int, warmup: int, naive_pool: str, tmp: Path) -> dict
             t0 = time.perf_counter()
             system.start()
             started = time.perf_counter() - t0
-            o = Oodida(db0, user=USER, settings=system.settings)
+            o = Oodida(db0, user=USER, token=system.token(USER), settings=system.settings)
             for _ in range(warmup):
                 run_ours(o, n)
             # Memory while only OODIDA is up (Redis then holds nothing else), after real work.
@@ -400,7 +400,10 @@ def throughput(n: int, threads: int, size: int, window: float, rounds: int, tmp:
             system.start()
             bare.start()
             settings: Settings = system.settings
-            analysts = [Oodida(db0, user=f"{USER}{t}", settings=settings) for t in range(threads)]
+            analysts = [
+                Oodida(db0, user=f"{USER}{t}", token=system.token(f"{USER}{t}"), settings=settings)
+                for t in range(threads)
+            ]
             apps = [make_app(db1) for _ in range(threads)]
 
             def ours_fn(o: Oodida) -> Callable[[list[int]], None]:
@@ -469,7 +472,7 @@ def drift(n: int, iterations: int, head: int, tmp: Path) -> dict[str, Any]:
         try:
             system.start()
             bare.start()
-            o, app = Oodida(db0, user=USER, settings=system.settings), make_app(db1)
+            o, app = Oodida(db0, user=USER, token=system.token(USER), settings=system.settings), make_app(db1)
             run_ours(o, n)
             run_bare(app, n)
             spec = {**small_spec([]), "name": "bench-drift", "clients": "all", "iterations": iterations}

@@ -1,8 +1,9 @@
 """What every example shares: connect to a running system, or start a local one for the run.
 
-``python examples/<name>.py --redis-url redis://...`` uses that system (so does a set
-``OODIDA_REDIS_URL``); without either, the example starts a LocalSystem of its own (an embedded
-Redis, a cloud worker and simulated vehicles in a temporary directory) and stops it at the end.
+``python examples/<name>.py --redis-url redis://... --token ...`` uses that system (so do a set
+``OODIDA_REDIS_URL`` and ``OODIDA_TOKEN``; the user is ``--user``); without a URL, the example
+starts a LocalSystem of its own (an embedded Redis, a cloud worker and simulated vehicles in a
+temporary directory), issues a token for its user there, and stops it at the end.
 """
 
 from __future__ import annotations
@@ -52,11 +53,16 @@ def connect(description: str, default_clients: int = 6) -> Iterator[Oodida]:
     )
     parser.add_argument("--user", default=f"examples-{script}", help="the analyst (default: %(default)s)")
     parser.add_argument(
+        "--token",
+        default=os.environ.get("OODIDA_TOKEN"),
+        help="the analyst's token, from `oodida users add` (default: $OODIDA_TOKEN)",
+    )
+    parser.add_argument(
         "--clients", type=int, default=default_clients, help="vehicles of a local system (default: 6)"
     )
     args = parser.parse_args()
     if args.redis_url:
-        with Oodida(args.redis_url, user=args.user) as o:
+        with Oodida(args.redis_url, user=args.user, token=args.token) as o:
             yield o
         return
     data_dir = tempfile.mkdtemp(prefix=f"oodida-{script}-")
@@ -65,7 +71,7 @@ def connect(description: str, default_clients: int = 6) -> Iterator[Oodida]:
         with LocalSystem(args.clients, data_dir=data_dir) as system:
             took = time.monotonic() - started
             print(f"(started a local system with {args.clients} simulated vehicles in {took:.1f}s)")
-            with Oodida(system.url, user=args.user) as o:
+            with Oodida(system.url, user=args.user, token=system.token(args.user)) as o:
                 yield o
     finally:
         shutil.rmtree(data_dir, ignore_errors=True)

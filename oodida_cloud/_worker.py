@@ -63,6 +63,15 @@ class Watcher(threading.Thread):
             log.warning("could not leave the cloud registry", exc_info=True)
 
 
+def _without_password(url: str) -> str:
+    """The URL as logs show it: a password in it becomes ***."""
+    head, sep, tail = url.rpartition("@")
+    if not sep or ":" not in head.split("//", 1)[-1]:
+        return url
+    scheme, _, cred = head.partition("//")
+    return f"{scheme}//{cred.split(':', 1)[0]}:***@{tail}"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oodida-cloud", description=__doc__)
     parser.add_argument("--redis-url", help="broker URL (default: $OODIDA_REDIS_URL)")
@@ -83,7 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     codestore = CodeStore(client, Keys(settings.key_prefix), ttl=settings.assignment_ttl)
     sandbox = Sandbox(max_children=settings.cloud_concurrency)
     orchestrator = Orchestrator(app, client, settings, CodeRunner(codestore, sandbox, policy))
-    deployer = Deployer(app, codestore, orchestrator.registry, policy, sandbox)
+    deployer = Deployer(app, codestore, orchestrator.registry, policy, sandbox, orchestrator.gate)
     register_cloud_tasks(app, orchestrator, deployer)
     name = args.name or f"cloud-{os.getpid()}"
     # Registered under its Celery node name, as Flower shows it (`oodida health --cloud` looks
@@ -96,7 +105,12 @@ def main(argv: list[str] | None = None) -> None:
         # threads pool would SUBSCRIBE to every header task's result channel.
         _set_task_join_will_block(True)
         watcher.start()
-        log.info("cloud worker %s ready on %s", node, settings.redis_url)
+        log.info(
+            "cloud worker %s ready on %s (authentication %s)",
+            node,
+            _without_password(settings.redis_url),
+            "on" if settings.auth else "OFF",
+        )
 
     def on_shutdown(**_: Any) -> None:
         watcher.stop()

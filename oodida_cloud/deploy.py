@@ -16,12 +16,21 @@ from celery import Celery
 
 from oodida_core.codestore import CodeStore
 from oodida_core.customcode import CodePolicy, check_source
-from oodida_core.errors import CustomCodeError, MessageError
+from oodida_core.errors import CustomCodeError, MessageError, OodidaError
 from oodida_core.keys import client_queue
 from oodida_core.registry import Registry
 from oodida_core.sandbox import Sandbox, dry_run
 from oodida_core.tasklabels import args_label
-from oodida_core.wire import TASK_INSTALL, DeployRequest, InstallTask, decode
+from oodida_core.wire import (
+    TASK_INSTALL,
+    DeployRequest,
+    InstallTask,
+    RollbackRequest,
+    VersionsRequest,
+    decode,
+)
+
+from .gate import Gate
 
 log = logging.getLogger("oodida.cloud")
 
@@ -40,9 +49,16 @@ def deploy_targets(wanted: str | tuple[int, ...] | int, live: list[int], seed: s
 
 class Deployer:
     def __init__(
-        self, app: Celery, store: CodeStore, registry: Registry, policy: CodePolicy, sandbox: Sandbox
+        self,
+        app: Celery,
+        store: CodeStore,
+        registry: Registry,
+        policy: CodePolicy,
+        sandbox: Sandbox,
+        gate: Gate,
     ) -> None:
         self.app = app
+        self.gate = gate
         self.store = store
         self.registry = registry
         self.policy = policy
@@ -54,14 +70,19 @@ class Deployer:
         except MessageError as exc:
             log.warning("rejected a deploy message: %s", exc)
             return "rejected"
+        if not self.gate.admit(req, f"deployment {req.deploy_id} ({req.role}, {req.filename})"):
+            return "rejected"  # before the module is checked or stored
         record = self.store.deployment(req.deploy_id)
-        if record is None:  # published without the library: record it now
+        if record is None:
             self.store.create_deployment(req.deploy_id, req.user, req.role, req.filename)
         elif record.user != req.user:
             log.warning("deployment %s: refused for %r, it belongs to another user", req.deploy_id, req.user)
+            self.gate.refuse(req, "refused", f"deployment id {req.deploy_id} is taken")
             return "rejected"
         elif record.status != "pending":
+            self.gate.ok(req)
             return "duplicate"
+        self.gate.ok(req)  # the library follows the deployment's record from here
         try:
             checked = check_source(req.source, req.filename, self.policy)
             dry_run(checked, req.role, self.policy, self.sandbox)
@@ -106,3 +127,44 @@ class Deployer:
             time.time(),
         )
         return "sent"
+
+    # -- the user's code pointers ------------------------------------------------------------
+    def rollback(self, message: object) -> str:
+        """Restore the requesting user's previous version; only ever that user's pointers."""
+        try:
+            req = decode(RollbackRequest, message)
+        except MessageError as exc:
+            log.warning("rejected a rollback message: %s", exc)
+            return "rejected"
+        if not self.gate.admit(req, f"rollback ({req.role})"):
+            return "rejected"
+        try:
+            if req.role == "offboard":
+                value: object = self.store.rollback_offboard(req.user)
+            else:
+                value = {str(c): v for c, v in self.store.rollback_onboard(req.user, req.clients).items()}
+        except OodidaError as exc:
+            self.gate.refuse(req, "refused", str(exc))
+            return "refused"
+        log.info("rollback of %s's %s code: now %s", req.user, req.role, value)
+        self.gate.ok(req, value)
+        return "done"
+
+    def versions(self, message: object) -> str:
+        """The requesting user's current versions: off-board, and on the clients asked for."""
+        try:
+            req = decode(VersionsRequest, message)
+        except MessageError as exc:
+            log.warning("rejected a versions message: %s", exc)
+            return "rejected"
+        if not self.gate.admit(req, "versions"):
+            return "rejected"
+        onboard = self.store.onboard_versions(req.user, req.clients)
+        self.gate.ok(
+            req,
+            {
+                "offboard": self.store.offboard_version(req.user),
+                "onboard": {str(c): v for c, v in onboard.items()},
+            },
+        )
+        return "ok"

@@ -35,6 +35,7 @@ from oodida_core.wire import (
 )
 
 from .dispatch import HeaderTask, discard_chord, publish_chord
+from .gate import Gate
 from .iteration import combine
 from .planning import (
     check_custom_code,
@@ -66,6 +67,7 @@ class Orchestrator:
         self.registry = Registry(client, settings)
         self.code = code
         self.codestore = code.store
+        self.gate = Gate(client, self.keys, settings.auth)
 
     # -- start -------------------------------------------------------------------------------
     def start(self, message: object) -> str:
@@ -75,6 +77,15 @@ class Orchestrator:
             log.warning("rejected a start message: %s", exc)
             return "rejected"
         aid, user = request.assignment_id, request.user
+        if not self.gate.admit(request, f"start of assignment {aid}"):
+            return "rejected"  # before anything is validated or stored
+        if not self.store.create(aid, user, request.spec):
+            owner = self.store.user(aid)
+            if owner != user:
+                log.warning("assignment %s: start by %r refused, it belongs to another user", aid, user)
+                self.gate.refuse(request, "refused", f"assignment id {aid} is taken")
+                return "rejected"
+        self.gate.ok(request)  # the library follows the assignment's events from here
         try:
             spec = validate_spec(request.spec)
             if not isinstance(spec, AssignmentSpec):
@@ -97,7 +108,7 @@ class Orchestrator:
             return self._reject(aid, user, request.spec, exc)
         deadline = time.time() + spec.timeout
         outcome = self.store.mark_running(aid, user, clients, spec_to_wire(spec), deadline)
-        if outcome == -1:  # published without the library: record it, then start it
+        if outcome == -1:  # expired or purged meanwhile: record it again, then start it
             self.store.create(aid, user, request.spec)
             outcome = self.store.mark_running(aid, user, clients, spec_to_wire(spec), deadline)
         if outcome == -2:
@@ -260,6 +271,8 @@ class Orchestrator:
         except MessageError as exc:
             log.warning("rejected a cancel message: %s", exc)
             return "rejected"
+        if not self.gate.admit(request, f"cancel of assignment {request.assignment_id}"):
+            return "rejected"
         record = self.store.get(request.assignment_id)
         if record is None or record.user != request.user:
             log.warning(
@@ -267,8 +280,12 @@ class Orchestrator:
                 request.assignment_id,
                 request.user,
             )
+            self.gate.refuse(
+                request, "unknown", f"no assignment {request.assignment_id!r} of user {request.user!r}"
+            )
             return "unknown"
         current = self.store.finish(request.assignment_id, "cancelled", announce=False)
+        self.gate.ok(request)
         if current is None:
             return record.status
         try:

@@ -6,7 +6,15 @@ from typing import Any
 
 from celery import Celery
 
-from oodida_core.wire import TASK_CANCEL, TASK_DEPLOY, TASK_FINISH_ITERATION, TASK_START
+from oodida_core.wire import (
+    TASK_AUTHENTICATE,
+    TASK_CANCEL,
+    TASK_DEPLOY,
+    TASK_FINISH_ITERATION,
+    TASK_ROLLBACK,
+    TASK_START,
+    TASK_VERSIONS,
+)
 
 from .deploy import Deployer
 from .orchestrator import Orchestrator
@@ -34,3 +42,15 @@ def register_cloud_tasks(app: Celery, orchestrator: Orchestrator, deployer: Depl
     @app.task(name=TASK_DEPLOY, acks_late=True, ignore_result=True)
     def deploy(message: object) -> str:
         return deployer.deploy(message)
+
+    @app.task(name=TASK_AUTHENTICATE, acks_late=True, ignore_result=True)
+    def authenticate(message: object) -> str:
+        return orchestrator.gate.authenticate(message)
+
+    @app.task(name=TASK_ROLLBACK, acks_late=True, ignore_result=True)
+    def rollback(message: object) -> str:
+        return deployer.rollback(message)
+
+    @app.task(name=TASK_VERSIONS, acks_late=True, ignore_result=True)
+    def versions(message: object) -> str:
+        return deployer.versions(message)

@@ -49,8 +49,11 @@ def _s(value: Any) -> Any:
 
 
 class CodeStore:
-    def __init__(self, client: redis.Redis, keys: Keys, ttl: int = 7 * 86400) -> None:
+    def __init__(
+        self, client: redis.Redis, keys: Keys, ttl: int = 7 * 86400, reader: redis.Redis | None = None
+    ) -> None:
         self.redis = client
+        self.reader = reader or client  # sources are only read here (a read-only ACL user)
         self.keys = keys
         self.ttl = ttl
         self._point = client.register_script(_POINT)
@@ -63,7 +66,7 @@ class CodeStore:
 
     def source(self, version: str) -> tuple[str, str] | None:
         """(source, filename) of a version, or None."""
-        source, filename = self.redis.hmget(self.keys.code(version), ["source", "filename"])
+        source, filename = self.reader.hmget(self.keys.code(version), ["source", "filename"])
         if source is None:
             return None
         return _s(source), _s(filename) or "custom.py"

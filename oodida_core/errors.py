@@ -59,6 +59,10 @@ class MessageError(OodidaError):
     """A wire message could not be decoded: wrong types, missing or unknown fields."""
 
 
+class AuthError(OodidaError, PermissionError):
+    """The cloud refused a request: unknown user, wrong or missing token, or not yours."""
+
+
 class AssignmentTimeout(OodidaError, TimeoutError):
     """Waiting for an assignment took longer than the caller allowed."""
 

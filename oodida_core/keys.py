@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CLOUD_QUEUE = "cloud"
+CLIENT_QUEUES = "client.*"  # every client's queue, as a pattern (ACL rules)
 
 
 def client_queue(client_id: int) -> str:
@@ -37,6 +38,16 @@ class Keys:
     def cloud_workers(self) -> str:
         """sorted set: cloud worker name scored by the time of its last heartbeat."""
         return f"{self.prefix}:cloud:seen"
+
+    # -- users -----------------------------------------------------------------------------
+    @property
+    def users(self) -> str:
+        """hash: user name -> JSON with the token's salted hash (cloud and operator only)."""
+        return f"{self.prefix}:users"
+
+    def reply(self, request_id: str) -> str:
+        """stream: the cloud's answer to one request of the library (short-lived)."""
+        return f"{self.prefix}:r:{request_id}"
 
     # -- assignments -----------------------------------------------------------------------
     def assignment(self, assignment_id: str) -> str:
@@ -88,6 +99,12 @@ class Keys:
     def deployment_events(self, deploy_id: str) -> str:
         """stream: one entry per verdict and one when the cloud finished its part."""
         return f"{self.prefix}:d:{deploy_id}:ev"
+
+    # -- patterns, for the ACL rules of each role (acl.py) ---------------------------------------
+    @property
+    def onboard_pointers(self) -> str:
+        """pattern: every user's on-board pointer on every client."""
+        return f"{self.prefix}:u:*:on:*"
 
     def assignment_keys(self, assignment_id: str) -> tuple[str, ...]:
         """Every key that holds one assignment's data (for expiry and purge)."""

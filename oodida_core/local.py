@@ -3,6 +3,11 @@
 Used by ``oodida up``, ``oodida demo``, the tests and the benchmarks. It starts the other
 roles as separate processes (``python -m oodida_cloud`` / ``oodida_edge``) and imports
 neither; it waits until every part is ready and stops every process it started.
+
+The cloud authenticates users unless ``auth=False`` (``OODIDA_AUTH=off``): ``token(user)``
+issues a user's token, ``client_settings(user)`` gives an analyst everything to connect. With
+``acl=True`` every process talks to Redis as its own ACL user (``acl.py``), and so does the
+analyst of ``client_settings``; this object keeps the admin's URL in ``url``.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -19,7 +25,10 @@ from types import TracebackType
 
 import redis
 
+from . import acl as acl_rules
+from .auth import UserStore
 from .errors import OodidaError
+from .keys import Keys
 from .procs import die_with_parent
 from .redis_server import EmbeddedRedis, free_port
 from .registry import Registry
@@ -44,6 +53,9 @@ class LocalSystem:
         realtime: bool = False,
         replay: str | os.PathLike[str] | None = None,
         settings: Settings | None = None,
+        auth: bool | None = None,
+        acl: bool = False,
+        role_urls: dict[str, str] | None = None,
         log_dir: str | os.PathLike[str] | None = None,
         loglevel: str = "WARNING",
         startup_timeout: float = 60.0,
@@ -62,6 +74,12 @@ class LocalSystem:
         self.realtime = realtime
         self.replay = str(Path(replay).resolve()) if replay is not None else None
         self.base_settings = settings or Settings.from_env()
+        if auth is not None:
+            self.base_settings = self.base_settings.model_copy(update={"auth": auth})
+        self.role_urls = dict(role_urls or {})
+        self.acl = acl
+        self.tokens: dict[str, str] = {}
+        self._tokens_lock = threading.Lock()
         self.log_dir = Path(log_dir) if log_dir else self.data_dir / "logs"
         self.loglevel = loglevel
         self.startup_timeout = startup_timeout
@@ -81,6 +99,8 @@ class LocalSystem:
                 self.redis_server = EmbeddedRedis(self.data_dir, self.port).start()
                 self.url = self.redis_server.url
             self._check_redis()
+            if self.acl:
+                self._apply_acl()
             self.log_dir.mkdir(parents=True, exist_ok=True)
             for i in range(self.n_cloud):
                 self.start_cloud(f"cloud-{i + 1}")
@@ -94,6 +114,29 @@ class LocalSystem:
             raise
         return self
 
+    def _apply_acl(self) -> None:
+        """A Redis user per role (acl.py) with fresh passwords, the passwordless default user
+        switched off; from here on this object talks to Redis as the role admin."""
+        keys = Keys(self.base_settings.key_prefix)
+        passwords = acl_rules.new_passwords()
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=5)
+        try:
+            acl_rules.apply(client, keys, passwords, lock_default=True)
+        finally:
+            client.close()
+        self.role_urls = acl_rules.role_urls(self.url, keys, passwords)
+        self.url = self.role_urls["admin"]
+
+    def client_settings(self, user: str) -> Settings:
+        """What an analyst's library needs for this system: URL(s), user and a token."""
+        update: dict[str, object] = {
+            "redis_url": self.url_for("analyst"),
+            "read_url": self.role_urls.get("analyst-read", ""),
+            "user": user,
+            "token": self.token(user) if self.auth else "",
+        }
+        return self.base_settings.model_copy(update=update)
+
     def _check_redis(self) -> None:
         client = redis.Redis.from_url(self.url, socket_connect_timeout=3)
         try:
@@ -103,17 +146,48 @@ class LocalSystem:
         finally:
             client.close()
 
-    def _env(self) -> dict[str, str]:
-        return {**os.environ, **self.settings.to_env(), "PYTHONUNBUFFERED": "1"}
+    @property
+    def auth(self) -> bool:
+        """Whether the cloud checks users' tokens (``OODIDA_AUTH=off`` turns it off)."""
+        return self.base_settings.auth
+
+    def token(self, user: str) -> str:
+        """A working token for ``user`` on this system: issued the first time it is asked for
+        (a user left from an earlier run with this data directory gets a fresh one)."""
+        with self._tokens_lock:
+            if user not in self.tokens:
+                client = redis.Redis.from_url(self.url, socket_connect_timeout=5)
+                try:
+                    store = UserStore(client, Keys(self.base_settings.key_prefix))
+                    self.tokens[user] = store.add_or_rotate(user)
+                finally:
+                    client.close()
+            return self.tokens[user]
+
+    def url_for(self, role: str) -> str:
+        """The Redis URL a role's processes use: its own (``role_urls``) or the system's."""
+        return self.role_urls.get(role) or self.url
+
+    def _env(self, role: str | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if k != "OODIDA_TOKEN"}  # no worker needs one
+        settings = self.settings
+        if role is not None:
+            read = self.role_urls.get(f"{role}-read", "")
+            settings = settings.model_copy(update={"redis_url": self.url_for(role), "read_url": read})
+        return {**env, **settings.to_env(), "PYTHONUNBUFFERED": "1"}
 
     def _spawn(
-        self, name: str, cmd: list[str], extra_env: dict[str, str] | None = None
+        self,
+        name: str,
+        cmd: list[str],
+        extra_env: dict[str, str] | None = None,
+        role: str | None = None,
     ) -> subprocess.Popen[bytes]:
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed in stop()
         self._logs.append(log)
         proc = subprocess.Popen(
             cmd,
-            env={**self._env(), **(extra_env or {})},
+            env={**self._env(role), **(extra_env or {})},
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -125,7 +199,9 @@ class LocalSystem:
 
     def start_cloud(self, name: str) -> subprocess.Popen[bytes]:
         return self._spawn(
-            name, [sys.executable, "-m", "oodida_cloud", "--name", name, "--loglevel", self.loglevel]
+            name,
+            [sys.executable, "-m", "oodida_cloud", "--name", name, "--loglevel", self.loglevel],
+            role="cloud",
         )
 
     def start_edge(
@@ -142,12 +218,12 @@ class LocalSystem:
         if replay is not None:
             cmd += ["--replay", replay]
             self._check_edge_options(cmd)
-        return self._spawn(name, cmd)
+        return self._spawn(name, cmd, role="edge")
 
     def _check_edge_options(self, cmd: list[str]) -> None:
         """Refuse bad recorded drives with the edge's own message, not a start-up timeout."""
         proc = subprocess.run(
-            [*cmd, "--check"], env=self._env(), capture_output=True, text=True, timeout=60, check=False
+            [*cmd, "--check"], env=self._env("edge"), capture_output=True, text=True, timeout=60, check=False
         )
         if proc.returncode != 0:
             lines = (proc.stderr or proc.stdout).strip().splitlines()

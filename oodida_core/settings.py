@@ -31,7 +31,15 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="broker and result store")
+    read_url: str = Field(
+        "",
+        description="read-only Redis URL for what this role only reads (ACLs); default: redis_url",
+    )
     user: str = Field("", description="the analyst's user name (library and CLI)")
+    token: str = Field("", repr=False, description="the analyst's token (library and CLI); never logged")
+    auth: bool = Field(
+        True, description="the cloud refuses requests without a valid user token (off: development only)"
+    )
     key_prefix: str = Field("oodida", description="prefix of every Redis key the project writes")
     heartbeat_interval: float = Field(2.0, gt=0, le=60, description="client heartbeat, seconds")
     live_after_missed: int = Field(
@@ -74,10 +82,11 @@ class Settings(BaseModel):
         return self.heartbeat_interval * self.live_after_missed
 
     def to_env(self) -> dict[str, str]:
-        """The environment variables that reproduce these settings in a child process."""
+        """The environment variables that reproduce these settings in a child process
+        (without the analyst's token: no worker needs it)."""
         return {
             ENV_PREFIX + name.upper(): str(value).lower() if isinstance(value, bool) else str(value)
-            for name, value in self.model_dump().items()
+            for name, value in self.model_dump(exclude={"token"}).items()
         }
 
 

@@ -106,7 +106,7 @@ class AssignmentStore:
         self._finish = client.register_script(_FINISH)
         self._claim = client.register_script(_CLAIM_DEADLINES)
 
-    # -- writes by the library ---------------------------------------------------------------
+    # -- writes by the cloud, once the request is authenticated -------------------------------
     def create(self, assignment_id: str, user: str, spec: dict[str, Any]) -> bool:
         keys = [self.keys.assignment(assignment_id), self.keys.user_assignments(user)]
         args = [assignment_id, user, json.dumps(spec), repr(time.time())]

@@ -16,7 +16,16 @@ import re
 import reprlib
 from collections.abc import Mapping, Sequence
 
-from .wire import TASK_CANCEL, TASK_DEPLOY, TASK_INSTALL, TASK_ONBOARD, TASK_START
+from .wire import (
+    TASK_AUTHENTICATE,
+    TASK_CANCEL,
+    TASK_DEPLOY,
+    TASK_INSTALL,
+    TASK_ONBOARD,
+    TASK_ROLLBACK,
+    TASK_START,
+    TASK_VERSIONS,
+)
 
 MAX_LABEL = 512
 
@@ -41,6 +50,9 @@ LABEL_FIELDS: dict[str, tuple[tuple[str, str], ...]] = {
         ("iterations", "spec.iterations"),
     ),
     TASK_CANCEL: (("assignment", "assignment_id"), ("user", "user")),
+    TASK_AUTHENTICATE: (("user", "user"),),
+    TASK_ROLLBACK: (("user", "user"), ("role", "role"), ("clients", "clients")),
+    TASK_VERSIONS: (("user", "user"), ("clients", "clients")),
     TASK_DEPLOY: (
         ("deployment", "deploy_id"),
         ("user", "user"),
@@ -104,7 +116,8 @@ def args_label(task_name: str, message: object) -> str:
         return _repr.repr(message)
     fields = LABEL_FIELDS.get(task_name)
     if fields is None:
-        return join_fields([(k, v) for k, v in message.items() if isinstance(k, str)][:6])
+        shown_fields = [(k, v) for k, v in message.items() if isinstance(k, str) and k != "token"]
+        return join_fields(shown_fields[:6])  # a user's token is never shown
     shown = []
     for label, path in fields:
         found, value = _value(message, path)

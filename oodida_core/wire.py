@@ -19,6 +19,9 @@ TASK_START = "oodida.cloud.start"
 TASK_FINISH_ITERATION = "oodida.cloud.finish_iteration"
 TASK_CANCEL = "oodida.cloud.cancel"
 TASK_DEPLOY = "oodida.cloud.deploy"
+TASK_AUTHENTICATE = "oodida.cloud.authenticate"
+TASK_ROLLBACK = "oodida.cloud.rollback"
+TASK_VERSIONS = "oodida.cloud.versions"
 TASK_ONBOARD = "oodida.edge.onboard"
 TASK_INSTALL = "oodida.edge.install"
 
@@ -65,17 +68,50 @@ def decode(model: type[M], data: object) -> M:
         raise MessageError(f"malformed {model.__name__}: {exc}") from None
 
 
-class SubmitRequest(Wire):
+class Request(Wire):
+    """Library -> cloud: every request names its user and carries that user's token; the
+    cloud answers on the reply stream of ``request_id`` (none when it is empty)."""
+
+    user: str = Field(min_length=1, max_length=128)
+    token: str = Field("", max_length=256, repr=False)
+    request_id: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9_-]*$")
+
+
+class AuthRequest(Request):
+    """Library -> cloud: is this user's token good? (before the library reads anything)"""
+
+
+class SubmitRequest(Request):
     """Library -> cloud: run this spec for this user."""
 
     assignment_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
-    user: str = Field(min_length=1, max_length=128)
     spec: dict[str, Any]
 
 
-class CancelRequest(Wire):
+class CancelRequest(Request):
     assignment_id: str = Field(min_length=1, max_length=64)
-    user: str = Field(min_length=1, max_length=128)
+
+
+class RollbackRequest(Request):
+    """Library -> cloud: restore this user's previous code (off-board, or on these clients)."""
+
+    role: Role
+    clients: tuple[int, ...] = ()
+
+
+class VersionsRequest(Request):
+    """Library -> cloud: this user's current code versions (on these clients, and off-board)."""
+
+    clients: tuple[int, ...] = Field((), max_length=100_000)
+
+
+class Reply(Wire):
+    """Cloud -> library, on the request's reply stream: done, or refused and why."""
+
+    ok: bool
+    error: Literal["", "auth", "unknown", "refused"] = ""
+    message: str = ""
+    value: Any = None
 
 
 class OnboardTask(Wire):
@@ -157,11 +193,10 @@ class AssignmentRecord(Wire):
     error_issues: tuple[dict[str, Any], ...] = ()
 
 
-class DeployRequest(Wire):
+class DeployRequest(Request):
     """Library -> cloud: deploy this module for this user."""
 
     deploy_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
-    user: str = Field(min_length=1, max_length=128)
     role: Role
     filename: str = Field(min_length=1, max_length=255)
     source: str = Field(max_length=4 * 1024 * 1024)

@@ -142,14 +142,18 @@ def serve(
         sensors = SimulatedSensors()
     app = make_celery_app(settings, "oodida-edge")
     client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
+    # What the edge only reads (code, assignment state) may come through a read-only ACL user.
+    reader = (
+        redis.Redis.from_url(settings.read_url, health_check_interval=30) if settings.read_url else client
+    )
     keys = Keys(settings.key_prefix)
     policy = CodePolicy.from_env()
-    codestore = CodeStore(client, keys, ttl=settings.assignment_ttl)
+    codestore = CodeStore(client, keys, ttl=settings.assignment_ttl, reader=reader)
     pool = pool_for(realtime)
     threads = edge_concurrency(len(ids), concurrency, pool)
     # Sandbox processes cost ~40 MB each: a few per edge process, shared by its threads.
     code = CodeRunner(codestore, Sandbox(max_children=min(threads, SANDBOXES_PER_PROCESS)), policy)
-    runner = OnboardRunner(client, keys, sensors, code, realtime=realtime)
+    runner = OnboardRunner(reader, keys, sensors, code, realtime=realtime)
     register_edge_tasks(app, runner, Installer(codestore, policy, set(ids)))
     registry = Registry(client, settings)
     host = socket.gethostname()

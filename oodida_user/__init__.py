@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from oodida_core.errors import AssignmentTimeout, CustomCodeError, OodidaError, SpecError, UnknownAssignment
+from oodida_core.errors import (
+    AssignmentTimeout,
+    AuthError,
+    CustomCodeError,
+    OodidaError,
+    SpecError,
+    UnknownAssignment,
+)
 from oodida_core.wire import ClientInfo, IterationResult
 
 from .client import Assignment, Oodida
@@ -14,6 +21,7 @@ __all__ = [
     "Assignment",
     "AssignmentProgress",
     "AssignmentTimeout",
+    "AuthError",
     "ClientInfo",
     "CustomCodeError",
     "DeployReport",

@@ -20,12 +20,13 @@ from oodida_core.local import LocalSystem
 from oodida_core.settings import Settings
 from oodida_core.spec import spec_json_schema
 
+from ._operator import add_operator_commands
 from .client import Oodida
 from .demo import add_demo_parser
 
 
 def _connect(args: argparse.Namespace) -> Oodida:
-    return Oodida(args.redis_url, args.user)
+    return Oodida(args.redis_url, args.user, token=args.token)
 
 
 def _print_json(value: Any) -> None:
@@ -158,9 +159,24 @@ def cmd_up(args: argparse.Namespace) -> int:
         realtime=args.realtime,
         replay=args.replay,
         loglevel=args.loglevel,
+        auth=False if args.no_auth else None,
+        acl=args.acl,
     )
     with system:
-        print(f"OODIDA_REDIS_URL={system.url}", flush=True)
+        if args.acl:
+            print(f"OODIDA_REDIS_URL={system.url_for('analyst')}", flush=True)
+            print(f"OODIDA_READ_URL={system.url_for('analyst-read')}", flush=True)
+            print(f"# the operator's URL (oodida users): {system.url}", file=sys.stderr, flush=True)
+        else:
+            print(f"OODIDA_REDIS_URL={system.url}", flush=True)
+        if system.auth:
+            print(f"OODIDA_USER={args.user}\nOODIDA_TOKEN={system.token(args.user)}", flush=True)
+        else:
+            print(
+                "# authentication is OFF (--no-auth): anyone who reaches Redis acts as any user",
+                file=sys.stderr,
+                flush=True,
+            )
         if args.flower:
             login = (
                 f"login {args.flower_auth.partition(':')[0]!r}"
@@ -210,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="broker URL (default: $OODIDA_REDIS_URL)",
     )
     common.add_argument("--user", default=os.environ.get("OODIDA_USER"), help="user (default: $OODIDA_USER)")
+    common.add_argument(
+        "--token",
+        default=os.environ.get("OODIDA_TOKEN"),
+        help="the user's token from `oodida users add` (default: $OODIDA_TOKEN)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("up", help="run a whole local system until interrupted")
@@ -234,6 +255,21 @@ def build_parser() -> argparse.ArgumentParser:
         "a directory of <client id>.csv files with drive.csv for the rest (e.g. examples/drives)",
     )
     p.add_argument("--loglevel", default="WARNING")
+    p.add_argument(
+        "--user",
+        default=os.environ.get("OODIDA_USER") or "analyst",
+        help="issue a token for this user and print it (default: $OODIDA_USER or analyst)",
+    )
+    p.add_argument(
+        "--no-auth",
+        action="store_true",
+        help="the cloud accepts any user without a token (OODIDA_AUTH=off; development only)",
+    )
+    p.add_argument(
+        "--acl",
+        action="store_true",
+        help="a Redis user per role (cloud, edge, analyst); print the analyst's URLs",
+    )
     p.set_defaults(func=cmd_up)
 
     add_demo_parser(sub)
@@ -284,6 +320,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cloud", action="store_true", help="a cloud worker on this host is live")
     p.add_argument("--flower", metavar="URL", help="Flower at URL answers its /healthcheck")
     p.set_defaults(func=cmd_health)
+
+    add_operator_commands(sub)
 
     p = sub.add_parser("schema", help="print the JSON Schema of an assignment spec")
     p.set_defaults(func=cmd_schema)

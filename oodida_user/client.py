@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import os
-import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any, overload
+from typing import Any, TypedDict, overload
 
 import redis
 from kombu.exceptions import OperationalError
 
+from oodida_core.auth import USER_PATTERN
 from oodida_core.celery_app import make_celery_app
 from oodida_core.chords import answered
 from oodida_core.codestore import CodeStore
@@ -35,31 +35,51 @@ from oodida_core.store import AssignmentStore
 from oodida_core.tasklabels import args_label
 from oodida_core.wire import (
     FINAL_STATUSES,
+    TASK_AUTHENTICATE,
     TASK_CANCEL,
     TASK_DEPLOY,
+    TASK_ROLLBACK,
     TASK_START,
+    TASK_VERSIONS,
     AssignmentRecord,
+    AuthRequest,
     CancelRequest,
     ClientInfo,
     DeployRequest,
     IterationResult,
+    Reply,
+    Request,
     Role,
+    RollbackRequest,
     SubmitRequest,
+    VersionsRequest,
 )
 
 from .deploy import Deployment
 from .progress import AssignmentProgress, ProgressBar
+from .replies import await_reply, masked, new_request_id, raise_for, read_reply
 from .results import Result, iteration_for_user
 
-USER_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
 _POLL_MS = 1000
 _BAR_POLL_MS = 300  # how often a progress bar reads the current iteration's answers
 
 
-class Oodida:
-    """A connection to an OODIDA system for one analyst.
+class Credentials(TypedDict):
+    """What every request to the cloud carries: who, the proof, and where to answer."""
 
-    >>> o = Oodida("redis://127.0.0.1:6379/0", user="alice")   # doctest: +SKIP
+    user: str
+    token: str
+    request_id: str
+
+
+class Oodida:
+    """A connection to an OODIDA system for one analyst, who proves who they are with the
+    token the operator issued (``oodida users add NAME``); ``OODIDA_TOKEN`` by default.
+
+    >>> o = Oodida("redis://127.0.0.1:6379/0", user="alice", token="oodida_...")   # doctest: +SKIP
+
+    The cloud checks the token on every request; before the first read of anything the
+    library asks the cloud once whether the token is good (AuthError if not).
     """
 
     def __init__(
@@ -67,19 +87,24 @@ class Oodida:
         url: str | None = None,
         user: str | None = None,
         *,
+        token: str | None = None,
         settings: Settings | None = None,
         accept_timeout: float = 30.0,
     ) -> None:
         base = settings or Settings.from_env()
-        self.settings = base.model_copy(update={k: v for k, v in (("redis_url", url), ("user", user)) if v})
+        given = (("redis_url", url), ("user", user), ("token", token))
+        self.settings = base.model_copy(update={k: v for k, v in given if v})
         self.user = self.settings.user
+        self._authenticated = False
         if not self.user:
             raise OodidaError("no user given: pass user=... or set OODIDA_USER")
         if not USER_PATTERN.match(self.user):
             raise OodidaError(f"user name {self.user!r} must be 1-64 letters, digits or . _ @ -")
         self.accept_timeout = accept_timeout
+        # The library only reads Redis (it writes by publishing to the cloud): with ACLs, through
+        # a read-only user (read_url); the Celery app publishes as the analyst role (redis_url).
         self.redis = redis.Redis.from_url(
-            self.settings.redis_url,
+            self.settings.read_url or self.settings.redis_url,
             socket_connect_timeout=5,
             socket_timeout=_POLL_MS / 1000 + 10,
             health_check_interval=30,
@@ -119,10 +144,9 @@ class Oodida:
             return self.deploy_onboard(parsed.filename, clients=clients)
         wire = spec_to_wire(parsed)
         aid = uuid.uuid4().hex[:16]
-        self.store.create(aid, self.user, wire)
-        request = SubmitRequest(assignment_id=aid, user=self.user, spec=wire)
-        self._send(TASK_START, request.to_wire(), f"{aid}-start")
-        handle = Assignment(self, aid, wire)
+        request = SubmitRequest(assignment_id=aid, spec=wire, **self._credentials())
+        self._send(TASK_START, request, f"{aid}-start")
+        handle = Assignment(self, aid, wire, request_id=request.request_id)
         if wait_accepted:
             handle.wait_accepted(self.accept_timeout)
         return handle
@@ -156,17 +180,16 @@ class Oodida:
         checked = check_source(source, path.name, self.policy)
         dry_run(checked, role, self.policy, self._local_sandbox())
         deploy_id = uuid.uuid4().hex[:16]
-        self.codestore.create_deployment(deploy_id, self.user, role, path.name)
         request = DeployRequest(
             deploy_id=deploy_id,
-            user=self.user,
             role=role,
             filename=path.name,
             source=source,
             clients=clients,
+            **self._credentials(),
         )
-        self._send(TASK_DEPLOY, request.to_wire(), f"{deploy_id}-deploy")
-        return Deployment(self, deploy_id, checked.version, role)
+        self._send(TASK_DEPLOY, request, f"{deploy_id}-deploy")
+        return Deployment(self, deploy_id, checked.version, role, path.name, request.request_id)
 
     def _local_sandbox(self) -> Sandbox:
         if self._sandbox is None:
@@ -174,23 +197,32 @@ class Oodida:
         return self._sandbox
 
     def rollback_onboard(self, clients: list[int]) -> dict[int, str | None]:
-        """Restore the previous on-board version on each client: {client: version now}."""
-        return self.codestore.rollback_onboard(self.user, clients)
+        """Restore the previous on-board version on each client: {client: version now}.
+        The cloud does it, for the user the token proves (OodidaError: nothing to roll back)."""
+        request = RollbackRequest(role="onboard", clients=tuple(clients), **self._credentials())
+        value = self._request(TASK_ROLLBACK, request, "rollback")
+        return {int(c): v for c, v in dict(value or {}).items()}
 
     def rollback_offboard(self) -> str | None:
         """Restore the previous off-board version; the version now current."""
-        return self.codestore.rollback_offboard(self.user)
+        request = RollbackRequest(role="offboard", **self._credentials())
+        value = self._request(TASK_ROLLBACK, request, "rollback")
+        return None if value is None else str(value)
 
     def code_versions(self, clients: list[int] | None = None) -> dict[str, Any]:
-        """Your current versions: {"offboard": version, "onboard": {client: version}}."""
+        """Your current versions: {"offboard": version, "onboard": {client: version}}, as the
+        cloud reads them for the user the token proves."""
         ids = clients if clients is not None else [c.client_id for c in self.clients()]
+        request = VersionsRequest(clients=tuple(ids), **self._credentials())
+        value = dict(self._request(TASK_VERSIONS, request, "versions") or {})
         return {
-            "offboard": self.codestore.offboard_version(self.user),
-            "onboard": self.codestore.onboard_versions(self.user, ids),
+            "offboard": value.get("offboard"),
+            "onboard": {int(c): v for c, v in dict(value.get("onboard") or {}).items()},
         }
 
     def assignment(self, assignment_id: str) -> Assignment:
         """A handle to one of this user's assignments, by id."""
+        self.authenticate()
         record = self.store.get(assignment_id)
         if record is None or record.user != self.user:
             raise UnknownAssignment(f"no assignment {assignment_id!r} of user {self.user!r}")
@@ -198,19 +230,54 @@ class Oodida:
 
     def assignments(self) -> list[str]:
         """Ids of this user's assignments, oldest first."""
+        self.authenticate()
         return self.store.user_assignments(self.user)
 
     def clients(self) -> list[ClientInfo]:
         """Live clients: id, signals, worker, last heartbeat."""
+        self.authenticate()
         return self.registry.live()
 
-    def _send(self, name: str, message: dict[str, Any], task_id: str) -> None:
+    # -- requests to the cloud ---------------------------------------------------------------
+    def authenticate(self) -> None:
+        """Ask the cloud whether this user's token is good, once per connection; AuthError if
+        not. Every read of the library does this first; requests carry the token anyway."""
+        if not self._authenticated:
+            self._request(TASK_AUTHENTICATE, AuthRequest(**self._credentials()), "authentication")
+
+    def _credentials(self) -> Credentials:
+        return {"user": self.user, "token": self.settings.token, "request_id": new_request_id()}
+
+    def _request(self, name: str, request: Request, what: str) -> Any:
+        """Send ``request`` and wait for the cloud's reply: its value, or its error raised."""
+        self._send(name, request, f"{request.request_id}-{name.rsplit('.', 1)[-1]}")
+        reply = self._await_reply(request.request_id, self.accept_timeout)
+        if reply is None:
+            raise OodidaError(
+                f"no cloud worker answered the {what} request within {self.accept_timeout:.0f}s: "
+                "is oodida-cloud running on this broker?"
+            )
+        return raise_for(reply)
+
+    def _await_reply(self, request_id: str, timeout: float | None) -> Reply | None:
+        """The cloud's reply (waiting up to ``timeout``; None: just look); a good one proves
+        the token."""
+        if timeout is None:
+            reply = read_reply(self.redis, self.keys, request_id, None)
+        else:
+            reply = await_reply(self.redis, self.keys, request_id, timeout)
+        if reply is not None and reply.error != "auth":
+            self._authenticated = True
+        return reply
+
+    def _send(self, name: str, request: Request, task_id: str) -> None:
+        message = request.to_wire()
         try:
             with self.app.producer_or_acquire() as producer, producer.batch():  # message + event: one trip
                 self.app.send_task(
                     name,
                     args=(message,),
-                    argsrepr=args_label(name, message),
+                    argsrepr=args_label(name, masked(message)),  # never the token
                     queue=CLOUD_QUEUE,
                     task_id=task_id,
                     ignore_result=True,
@@ -240,10 +307,19 @@ class Oodida:
 class Assignment:
     """A submitted assignment: follow it, wait for it, cancel it."""
 
-    def __init__(self, oodida: Oodida, assignment_id: str, spec: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        oodida: Oodida,
+        assignment_id: str,
+        spec: dict[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
+    ) -> None:
         self.o = oodida
         self.id = assignment_id
         self._spec = spec
+        self._request_id = request_id  # the start request, until the cloud answered it
+        self._created = time.time()
 
     @property
     def spec(self) -> dict[str, Any]:
@@ -256,24 +332,50 @@ class Assignment:
         return f"<Assignment {self.id} {self.status()}>"
 
     def record(self) -> AssignmentRecord:
+        if self._answered(None) is None:  # still queued: no cloud worker took it yet
+            return AssignmentRecord(
+                id=self.id, user=self.o.user, status="pending", spec=self.spec, created_at=self._created
+            )
+        self.o.authenticate()
         record = self.o.store.get(self.id)
         if record is None or record.user != self.o.user:
             raise UnknownAssignment(f"assignment {self.id!r} no longer exists (expired or purged)")
         return record
+
+    def _answered(self, timeout: float | None) -> bool | None:
+        """True once the cloud accepted the start request (the record exists from then on),
+        None while it did not answer; raises what the cloud refused it with."""
+        if self._request_id is None:
+            return True
+        reply = self.o._await_reply(self._request_id, timeout)
+        if reply is None:
+            return None
+        self._request_id = None
+        raise_for(reply)
+        return True
 
     def status(self) -> str:
         return self.record().status
 
     def result(self) -> Result:
         """A snapshot: status and every iteration finished so far."""
+        pending = self.record()
+        if pending.status == "pending" and self._request_id is not None:
+            return Result.build(pending, [])
         record, iterations = self.o.store.snapshot(self.id)
         if record is None or record.user != self.o.user:
             raise UnknownAssignment(f"assignment {self.id!r} no longer exists (expired or purged)")
         return Result.build(record, iterations)
 
     def wait_accepted(self, timeout: float) -> None:
-        """Until the cloud accepted the assignment; SpecError/OodidaError when it refused."""
+        """Until the cloud accepted the assignment; AuthError when it refused the user,
+        SpecError/OodidaError when it refused the assignment."""
         deadline = time.monotonic() + timeout
+        if self._answered(timeout) is None:
+            raise OodidaError(
+                f"no cloud worker took assignment {self.id} within {timeout:.0f}s: is oodida-cloud "
+                "running on this broker? The assignment stays queued until one does."
+            )
         after = "0"
         while True:
             remaining = deadline - time.monotonic()
@@ -413,8 +515,8 @@ class Assignment:
         """Stop after the running iteration at the latest; returns the result as it stands."""
         record = self.record()
         if record.status not in FINAL_STATUSES:
-            request = CancelRequest(assignment_id=self.id, user=self.o.user)
-            self.o._send(TASK_CANCEL, request.to_wire(), f"{self.id}-cancel-{uuid.uuid4().hex[:6]}")
+            request = CancelRequest(assignment_id=self.id, **self.o._credentials())
+            self.o._request(TASK_CANCEL, request, "cancel")
         if not self._wait_end_announced(timeout) and self.status() not in FINAL_STATUSES:
             raise OodidaError(
                 f"cancel of {self.id} not confirmed within {timeout}s: is oodida-cloud running?"

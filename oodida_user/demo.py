@@ -104,7 +104,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             if flower_url:
                 print(f"Flower: {flower_url} shows the run live (it stops with the demo)")
             print()
-            with Oodida(system.url, "demo") as o:
+            with Oodida(system.url, "demo", token=system.token("demo")) as o:
                 results.append(_run(o, "1. The paper's Listing 1.1: average speed per vehicle", LISTING_1_1))
                 results.append(_run(o, "2. Monitoring: readings above 120 km/h, 3 rounds", MONITORING))
                 results.append(

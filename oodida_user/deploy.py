@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING
 from oodida_core.errors import CustomCodeError, OodidaError
 from oodida_core.wire import DeploymentRecord
 
+from .replies import raise_for
+
 if TYPE_CHECKING:
     from .client import Oodida
 
@@ -55,16 +57,43 @@ def report_from(record: DeploymentRecord) -> DeployReport:
 class Deployment:
     """A deployment under way; ``wait()`` gives its report."""
 
-    def __init__(self, oodida: Oodida, deploy_id: str, version: str, role: str) -> None:
+    def __init__(
+        self,
+        oodida: Oodida,
+        deploy_id: str,
+        version: str,
+        role: str,
+        filename: str = "",
+        request_id: str | None = None,
+    ) -> None:
         self.o = oodida
         self.id = deploy_id
         self.version = version
         self.role = role
+        self.filename = filename
+        self._request_id = request_id  # the deploy request, until the cloud answered it
+        self._created = time.time()
 
     def __repr__(self) -> str:
         return f"<Deployment {self.id} {self.role} {self.version[:19]}>"
 
     def record(self) -> DeploymentRecord:
+        """The deployment as stored; while no cloud worker took the request yet, ``pending``.
+        AuthError when the cloud refused the user."""
+        if self._request_id is not None:
+            reply = self.o._await_reply(self._request_id, None)
+            if reply is None:
+                return DeploymentRecord(
+                    id=self.id,
+                    user=self.o.user,
+                    role="offboard" if self.role == "offboard" else "onboard",
+                    filename=self.filename,
+                    status="pending",
+                    created_at=self._created,
+                )
+            self._request_id = None
+            raise_for(reply)
+        self.o.authenticate()
         record = self.o.codestore.deployment(self.id)
         if record is None or record.user != self.o.user:
             raise OodidaError(f"no deployment {self.id!r} of user {self.o.user!r}")

@@ -20,7 +20,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
 
 @pytest.fixture()
 def oodida(system: LocalSystem) -> Iterator[Oodida]:
-    with Oodida(system.url, user="tester") as o:
+    with Oodida(system.url, user="tester", token=system.token("tester")) as o:
         yield o
 
 

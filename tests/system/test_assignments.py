@@ -8,6 +8,7 @@ import threading
 import numpy as np
 import pytest
 
+from oodida_core.local import LocalSystem
 from oodida_core.spec import LISTING_1_1 as PAPER_LISTING_1_1
 from oodida_edge.onboard import OnboardParams, run_builtin
 from oodida_edge.sensors import SimulatedSensors
@@ -164,12 +165,13 @@ def test_monitoring_with_zero_iterations_runs_until_cancelled(oodida: Oodida) ->
     assert after.status == "cancelled" and len(after.iterations) == count
 
 
-def test_ten_assignments_submitted_at_once_all_finish(oodida: Oodida) -> None:
+def test_ten_assignments_submitted_at_once_all_finish(system: LocalSystem, oodida: Oodida) -> None:
     handles = []
     lock = threading.Lock()
 
     def submit(i: int) -> None:
-        with Oodida(oodida.settings.redis_url, user=f"analyst{i % 3}") as o:
+        user = f"analyst{i % 3}"
+        with Oodida(oodida.settings.redis_url, user=user, token=system.token(user)) as o:
             a = o.submit({**LISTING_1_1, "name": f"job {i}", "iterations": 2})
             with lock:
                 handles.append((o.settings.redis_url, f"analyst{i % 3}", a.id))
@@ -181,7 +183,7 @@ def test_ten_assignments_submitted_at_once_all_finish(oodida: Oodida) -> None:
         t.join()
     assert len(handles) == 10
     for url, user, aid in handles:
-        with Oodida(url, user=user) as o:
+        with Oodida(url, user=user, token=system.token(user)) as o:
             result = o.assignment(aid).wait(timeout=60)
             assert result.status == "done"
             assert [len(it.onboard) for it in result.iterations] == [5, 5]
@@ -208,7 +210,11 @@ def test_the_cloud_validates_a_spec_that_bypassed_the_library(oodida: Oodida) ->
     oodida.store.create("bypass1", oodida.user, bad)
     oodida.app.send_task(
         TASK_START,
-        args=(SubmitRequest(assignment_id="bypass1", user=oodida.user, spec=bad).to_wire(),),
+        args=(
+            SubmitRequest(
+                assignment_id="bypass1", user=oodida.user, token=oodida.settings.token, spec=bad
+            ).to_wire(),
+        ),
         queue="cloud",
     )
     a = oodida.assignment("bypass1")

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from oodida_core.auth import UserStore
+from oodida_core.keys import Keys
 from oodida_core.local import LocalSystem
 from oodida_core.registry import Registry
 from oodida_core.settings import Settings
@@ -23,8 +25,20 @@ OODIDA = [sys.executable, "-m", "oodida_user._cli"]
 LISTING = dict(LISTING_1_1)
 
 
+_TOKENS: dict[str, str] = {}
+
+
 def run(args: list[str], url: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OODIDA_REDIS_URL": url, "OODIDA_USER": "cli-user"}
+    """``oodida ARGS`` as user cli-user of the system at ``url`` (its token issued once)."""
+    if url not in _TOKENS:
+        client = redis.Redis.from_url(url, socket_connect_timeout=2)
+        try:
+            _TOKENS[url] = UserStore(client, Keys()).add_or_rotate("cli-user")
+        except redis.exceptions.ConnectionError:
+            _TOKENS[url] = ""  # no system there: the command says so itself
+        finally:
+            client.close()
+    env = {**os.environ, "OODIDA_REDIS_URL": url, "OODIDA_USER": "cli-user", "OODIDA_TOKEN": _TOKENS[url]}
     return subprocess.run([*OODIDA, *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -50,7 +64,7 @@ def _descendants(pid: int) -> list[int]:
 @pytest.mark.slow
 def test_up_prints_the_url_only_when_ready_and_stops_every_child_on_sigterm(tmp_path: Path) -> None:
     proc = subprocess.Popen(
-        [*OODIDA, "up", "--clients", "3", "--data-dir", str(tmp_path)],
+        [*OODIDA, "up", "--clients", "3", "--data-dir", str(tmp_path), "--user", "analyst"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -61,7 +75,10 @@ def test_up_prints_the_url_only_when_ready_and_stops_every_child_on_sigterm(tmp_
         line = proc.stdout.readline().strip()
         assert line.startswith("OODIDA_REDIS_URL=redis://127.0.0.1:")
         url = line.split("=", 1)[1]
+        assert proc.stdout.readline().strip() == "OODIDA_USER=analyst"
+        token = proc.stdout.readline().strip().removeprefix("OODIDA_TOKEN=")
         client = redis.Redis.from_url(url)
+        UserStore(client, Keys()).authenticate("analyst", token)  # the printed token works
         registry = Registry(client, Settings(redis_url=url))
         live = registry.live()  # ready means ready: no waiting here
         assert [c.client_id for c in live] == [1, 2, 3]

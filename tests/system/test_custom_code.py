@@ -62,7 +62,8 @@ def module(tmp_path: Path, name: str, source: str) -> Path:
 
 @pytest.fixture()
 def alice(code_system: LocalSystem) -> Iterator[Oodida]:
-    with Oodida(code_system.url, user=f"alice{time.monotonic_ns()}") as o:
+    name = f"alice{time.monotonic_ns()}"
+    with Oodida(code_system.url, user=name, token=code_system.token(name)) as o:
         yield o
 
 
@@ -176,7 +177,10 @@ def test_offboard_custom_code_gets_kept_values_in_client_order(alice: Oodida, tm
 def test_two_users_with_modules_of_the_same_name_never_see_each_others_code(
     code_system: LocalSystem, tmp_path: Path
 ) -> None:
-    with Oodida(code_system.url, user="ann") as ann, Oodida(code_system.url, user="ben") as ben:
+    with (
+        Oodida(code_system.url, user="ann", token=code_system.token("ann")) as ann,
+        Oodida(code_system.url, user="ben", token=code_system.token("ben")) as ben,
+    ):
         (tmp_path / "ann").mkdir()
         (tmp_path / "ben").mkdir()
         va = ann.deploy_onboard(module(tmp_path / "ann", "mod.py", MEAN), clients=[1, 2]).wait().version
@@ -293,17 +297,18 @@ def test_the_cloud_checks_a_module_again_even_if_the_library_was_bypassed(alice:
     from oodida_core.wire import TASK_DEPLOY, DeployRequest
     from oodida_user.deploy import Deployment
 
-    alice.codestore.create_deployment("bypass-dep", alice.user, "onboard", "evil.py")
     request = DeployRequest(
         deploy_id="bypass-dep",
         user=alice.user,
+        token=alice.settings.token,
+        request_id="bypass-dep-request",
         role="onboard",
         filename="evil.py",
         source="import subprocess\ndef custom_code(x):\n    return 1\n",
     )
-    alice._send(TASK_DEPLOY, request.to_wire(), "bypass-dep-deploy")
+    alice._send(TASK_DEPLOY, request, "bypass-dep-deploy")
     with pytest.raises(CustomCodeError, match="subprocess"):
-        Deployment(alice, "bypass-dep", "", "onboard").wait(timeout=30)
+        Deployment(alice, "bypass-dep", "", "onboard", "evil.py", request.request_id).wait(timeout=30)
 
 
 def test_the_paper_deploy_form_works_through_submit(alice: Oodida, tmp_path: Path) -> None:
@@ -314,7 +319,12 @@ def test_the_paper_deploy_form_works_through_submit(alice: Oodida, tmp_path: Pat
 
 def test_deploy_and_rollback_from_the_command_line(code_system: LocalSystem, tmp_path: Path) -> None:
     path = module(tmp_path, "m.py", MEAN)
-    env = {**os.environ, "OODIDA_REDIS_URL": code_system.url, "OODIDA_USER": "cli-coder"}
+    env = {
+        **os.environ,
+        "OODIDA_REDIS_URL": code_system.url,
+        "OODIDA_USER": "cli-coder",
+        "OODIDA_TOKEN": code_system.token("cli-coder"),
+    }
     cli = [os.path.join(os.path.dirname(os.sys.executable), "oodida")]  # type: ignore[attr-defined]
     out = subprocess.run(
         [*cli, "deploy", "onboard", str(path), "--clients", "1-2"],

@@ -57,7 +57,9 @@ EXPECTED: dict[str, list[str]] = {
 
 
 def run_example(name: str, *args: str, timeout: float = 120) -> str:
-    env = {k: v for k, v in os.environ.items() if k not in ("OODIDA_REDIS_URL", "OODIDA_USER")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("OODIDA_REDIS_URL", "OODIDA_USER", "OODIDA_TOKEN")
+    }
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / f"{name}.py"), *args],
         cwd=ROOT,
@@ -83,7 +85,8 @@ def test_every_example_script_is_tested() -> None:
 
 @pytest.mark.parametrize("name", list(EXPECTED))
 def test_example_runs_against_a_running_system(name: str, examples_system: LocalSystem) -> None:
-    out = run_example(name, "--redis-url", examples_system.url)
+    token = examples_system.token(f"examples-{name}")
+    out = run_example(name, "--redis-url", examples_system.url, "--token", token)
     for line in EXPECTED[name]:
         assert line in out, f"{name}: {line!r} not in its output:\n{out}"
     for line in out.splitlines():

@@ -29,7 +29,7 @@ def test_client_killed_mid_assignment_is_missing_after_the_timeout_and_the_next_
     fresh_system.realtime = True
     victim = fresh_system.start_edge("victim", "9", processes=1)
     fresh_system.realtime = False
-    with Oodida(fresh_system.url, user="tester") as o:
+    with Oodida(fresh_system.url, user="tester", token=fresh_system.token("tester")) as o:
         deadline = time.monotonic() + 30
         while 9 not in {c.client_id for c in o.clients()}:
             assert time.monotonic() < deadline, "client 9 never came up"
@@ -62,7 +62,7 @@ def test_a_late_answer_never_triggers_a_second_aggregation(fresh_system: LocalSy
     fresh_system.realtime = True
     fresh_system.start_edge("slowpoke", "8", processes=1)  # 30 readings at 10 Hz: 3 s a task
     fresh_system.realtime = False
-    with Oodida(fresh_system.url, user="tester") as o:
+    with Oodida(fresh_system.url, user="tester", token=fresh_system.token("tester")) as o:
         deadline = time.monotonic() + 30
         while 8 not in {c.client_id for c in o.clients()}:
             assert time.monotonic() < deadline

@@ -35,7 +35,7 @@ def test_deploying_a_missing_file_says_so(oodida: Oodida) -> None:
 def test_another_users_assignment_is_unknown(system: LocalSystem, oodida: Oodida) -> None:
     a = oodida.submit(SPEC)
     a.wait(timeout=30)
-    with Oodida(system.url, user="mallory") as other:
+    with Oodida(system.url, user="mallory", token=system.token("mallory")) as other:
         with pytest.raises(UnknownAssignment):
             other.assignment(a.id)
         assert a.id not in other.assignments()
@@ -73,7 +73,7 @@ def test_a_user_is_required_and_must_be_a_plain_name(
 def test_submit_without_a_cloud_worker_says_so(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with (
         LocalSystem(1, data_dir=tmp_path, cloud_workers=0) as s,
-        Oodida(s.url, user="u", accept_timeout=1) as o,
+        Oodida(s.url, user="u", token=s.token("u"), accept_timeout=1) as o,
         pytest.raises(OodidaError, match="no cloud worker"),
     ):
         o.submit(SPEC)

@@ -55,7 +55,7 @@ def replaying(drives: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
 
 @pytest.fixture()
 def o(replaying: LocalSystem) -> Iterator[Oodida]:
-    with Oodida(replaying.url, user="replayer") as client:
+    with Oodida(replaying.url, user="replayer", token=replaying.token("replayer")) as client:
         yield client
 
 

@@ -16,7 +16,10 @@ pytestmark = pytest.mark.slow
 
 
 def test_a_200_client_fleet_answers_an_assignment_with_every_client(tmp_path: Path) -> None:
-    with LocalSystem(200, data_dir=tmp_path, startup_timeout=180) as system, Oodida(system.url, "scale") as o:
+    with (
+        LocalSystem(200, data_dir=tmp_path, startup_timeout=180) as system,
+        Oodida(system.url, "scale", token=system.token("scale")) as o,
+    ):
         clients = o.clients()
         assert [c.client_id for c in clients] == list(range(1, 201))
         workers = {c.worker for c in clients}

@@ -12,16 +12,22 @@ from oodida_core.redis_server import free_port
 from oodida_core.settings import Settings
 from oodida_core.tasklabels import LABEL_FIELDS, MAX_LABEL, args_label, finish_labels
 from oodida_core.wire import (
+    TASK_AUTHENTICATE,
     TASK_CANCEL,
     TASK_DEPLOY,
     TASK_INSTALL,
     TASK_ONBOARD,
+    TASK_ROLLBACK,
     TASK_START,
+    TASK_VERSIONS,
+    AuthRequest,
     CancelRequest,
     DeployRequest,
     InstallTask,
     OnboardTask,
+    RollbackRequest,
     SubmitRequest,
+    VersionsRequest,
 )
 
 MODELS: dict[str, type[BaseModel]] = {
@@ -30,6 +36,9 @@ MODELS: dict[str, type[BaseModel]] = {
     TASK_DEPLOY: DeployRequest,
     TASK_ONBOARD: OnboardTask,
     TASK_INSTALL: InstallTask,
+    TASK_AUTHENTICATE: AuthRequest,
+    TASK_ROLLBACK: RollbackRequest,
+    TASK_VERSIONS: VersionsRequest,
 }
 
 

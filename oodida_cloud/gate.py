@@ -1,0 +1,70 @@
+"""The cloud's front door: every request of the library is authenticated before anything else.
+
+A request (``wire.Request``) names its user and carries that user's token. ``Gate.admit`` checks
+the token against the users hash (unless the system runs with ``OODIDA_AUTH=off``); a refused
+request is logged with the user name and what it asked for (never the token) and answered on
+its reply stream, and its handler stops there: nothing is validated, stored or sent for it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+
+from oodida_core.auth import AuthFailure, UserStore
+from oodida_core.errors import MessageError
+from oodida_core.keys import Keys
+from oodida_core.wire import AuthRequest, Reply, Request, decode
+
+log = logging.getLogger("oodida.cloud")
+
+REPLY_TTL = 600  # seconds a reply waits for the library
+
+
+class Gate:
+    def __init__(self, client: redis.Redis, keys: Keys, auth: bool = True) -> None:
+        self.redis = client
+        self.keys = keys
+        self.users = UserStore(client, keys) if auth else None
+
+    def admit(self, request: Request, what: str) -> bool:
+        """True when ``request``'s user is who the token says; else log, answer, and False."""
+        if self.users is None:
+            return True
+        try:
+            self.users.authenticate(request.user, request.token)
+        except AuthFailure as exc:
+            log.warning("%s by user %r refused: %s", what, request.user, exc.reason)
+            self.answer(request, Reply(ok=False, error="auth", message=str(exc)))
+            return False
+        return True
+
+    def answer(self, request: Request, reply: Reply) -> None:
+        """Put ``reply`` on the request's reply stream (if the library asked for one)."""
+        if not request.request_id:
+            return
+        key = self.keys.reply(request.request_id)
+        pipe = self.redis.pipeline(transaction=True)
+        pipe.xadd(key, {"reply": reply.to_json()}, maxlen=10, approximate=False)
+        pipe.expire(key, REPLY_TTL)
+        pipe.execute()
+
+    def ok(self, request: Request, value: Any = None) -> None:
+        self.answer(request, Reply(ok=True, value=value))
+
+    def refuse(self, request: Request, error: str, message: str) -> None:
+        self.answer(request, Reply.model_validate({"ok": False, "error": error, "message": message}))
+
+    def authenticate(self, message: object) -> str:
+        """The library's first call: answer whether its user and token are good."""
+        try:
+            request = decode(AuthRequest, message)
+        except MessageError as exc:
+            log.warning("rejected an authenticate message: %s", exc)
+            return "rejected"
+        if not self.admit(request, "authentication"):
+            return "rejected"
+        self.ok(request, {"user": request.user})
+        return "ok"

@@ -1,0 +1,115 @@
+"""The operator's commands of ``oodida``: users and their tokens, Redis ACL users per role.
+
+They talk to Redis directly and need the operator's (admin) URL.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Any
+
+import redis
+
+from oodida_core import acl
+from oodida_core.auth import UserStore
+from oodida_core.errors import OodidaError
+from oodida_core.keys import Keys
+from oodida_core.settings import Settings
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    """The operator's user administration, straight on Redis (needs the admin's Redis URL)."""
+    settings = Settings.from_env(redis_url=args.redis_url)
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    try:
+        store = UserStore(client, Keys(settings.key_prefix))
+        if args.action == "list":
+            for entry in store.entries():
+                created = time.strftime("%Y-%m-%d %H:%M", time.localtime(entry.created_at))
+                rotated = (
+                    f", token rotated {time.strftime('%Y-%m-%d %H:%M', time.localtime(entry.rotated_at))}"
+                    if entry.rotated_at
+                    else ""
+                )
+                print(f"{entry.name}  (added {created}{rotated})")
+            return 0
+        if not args.name:
+            raise OodidaError(f"users {args.action} needs a user name")
+        if args.action == "remove":
+            if not store.remove(args.name):
+                raise OodidaError(f"no user {args.name!r}")
+            print(f"removed {args.name}; its token no longer works", file=sys.stderr)
+            return 0
+        token = store.add(args.name) if args.action == "add" else store.rotate(args.name)
+        print(token)
+        print(
+            f"# the token of {args.name}, shown once (only its hash is stored): "
+            f"export OODIDA_USER={args.name} OODIDA_TOKEN=<it>",
+            file=sys.stderr,
+        )
+        return 0
+    except redis.exceptions.RedisError as exc:
+        raise OodidaError(f"cannot reach Redis at {settings.redis_url}: {exc}") from None
+    finally:
+        client.close()
+
+
+def cmd_acl(args: argparse.Namespace) -> int:
+    """Redis ACL users per role: print them (an ACL file) or apply them to a running server."""
+    settings = Settings.from_env(redis_url=args.redis_url)
+    keys = Keys(settings.key_prefix)
+    passwords = acl.new_passwords()
+    urls = acl.role_urls(settings.redis_url, keys, passwords)
+    if args.apply:
+        client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+        try:
+            acl.apply(client, keys, passwords, lock_default=args.lock_default)
+        except redis.exceptions.RedisError as exc:
+            raise OodidaError(f"cannot apply the ACL rules at {settings.redis_url}: {exc}") from None
+        finally:
+            client.close()
+        print("# applied; not persisted: add the lines of `oodida acl` to an aclfile to keep them")
+    else:
+        print("# Redis ACL users for OODIDA, in aclfile format (see README, Security)")
+        for command in acl.setuser_commands(keys, passwords):
+            print("user " + " ".join(command[2:]))
+    print("# each process gets its role's URL(s) only; the passwords above are fresh and random")
+    for process, (write, read) in {
+        "operator (oodida users, oodida acl)": ("admin", None),
+        "oodida-cloud": ("cloud", None),
+        "oodida-edge": ("edge", "edge-read"),
+        "analysts (library, oodida CLI)": ("analyst", "analyst-read"),
+    }.items():
+        line = f"OODIDA_REDIS_URL={urls[write]}" + (f" OODIDA_READ_URL={urls[read]}" if read else "")
+        print(f"# {process}:\n{line}")
+    return 0
+
+
+def add_operator_commands(sub: Any) -> None:
+    """Add ``users`` and ``acl`` to the subcommands of ``oodida``."""
+    p = sub.add_parser("users", help="operator: add, list, remove users or rotate their tokens")
+    p.add_argument("action", choices=["add", "list", "remove", "rotate"])
+    p.add_argument("name", nargs="?")
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get("OODIDA_REDIS_URL"),
+        help="Redis URL with the operator's rights (default: $OODIDA_REDIS_URL)",
+    )
+    p.set_defaults(func=cmd_users)
+
+    p = sub.add_parser("acl", help="operator: Redis ACL users per role (print, or --apply)")
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get("OODIDA_REDIS_URL"),
+        help="the server (an admin's URL to --apply; its host and port go into the role URLs)",
+    )
+    p.add_argument("--apply", action="store_true", help="create the users on the server now")
+    p.add_argument(
+        "--lock-default",
+        action="store_true",
+        help="with --apply: switch off the passwordless default user (every client needs a role URL)",
+    )
+    p.set_defaults(func=cmd_acl)
