@@ -104,6 +104,7 @@ def roles(keys: Keys) -> dict[str, Role]:
                 keys.heartbeats,
                 keys.cloud_workers,
                 keys.reply("*"),
+                "celery-taskset-meta-*",  # how many clients answered (progress bars)
             ),
             (),
             READ_COMMANDS,

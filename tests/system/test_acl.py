@@ -149,6 +149,7 @@ def test_a_system_whose_processes_hold_only_their_roles_runs_custom_code_end_to_
             assert set(result.iterations[-1].versions.values()) == {version}
             endless = o.submit({**spec, "onboard": "max", "iterations": 0})
             next(iter(endless.iterations(timeout=60)))
+            assert endless.progress().status == "running"  # reads the chord's counters
             assert endless.cancel().status == "cancelled"  # the cloud revokes over remote control
         admin = redis.Redis.from_url(system.url, decode_responses=True)
         denied = [

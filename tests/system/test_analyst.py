@@ -40,8 +40,8 @@ SCRIPT = f"""
 import sys
 from oodida_user import Oodida
 
-url, progress = sys.argv[1], sys.argv[2] == "on"
-with Oodida(url, user="bar") as o:
+url, progress, token = sys.argv[1], sys.argv[2] == "on", sys.argv[3]
+with Oodida(url, user="bar", token=token) as o:
     result = o.submit({SPEC!r}).wait(timeout=120, progress=progress)
     print("RESULT", result.status, len(result.iterations), flush=True)
 """
@@ -98,7 +98,7 @@ def script(tmp_path: Path) -> Path:
 
 
 def test_progress_counts_the_clients_that_answered_the_current_iteration(fleet: LocalSystem) -> None:
-    with Oodida(fleet.url, user="watcher") as o:
+    with Oodida(fleet.url, user="watcher", token=fleet.token("watcher")) as o:
         a = o.submit({**SPEC, "iterations": 1})
         seen = []
         deadline = time.monotonic() + 60
@@ -113,7 +113,7 @@ def test_progress_counts_the_clients_that_answered_the_current_iteration(fleet: 
 
 
 def test_wait_draws_a_progress_bar_with_the_answers_on_a_terminal(fleet: LocalSystem, tmp_path: Path) -> None:
-    out = run_on_terminal([sys.executable, str(script(tmp_path)), fleet.url, "on"])
+    out = run_on_terminal([sys.executable, str(script(tmp_path)), fleet.url, "on", fleet.token("bar")])
     assert "RESULT done 2" in out
     assert "Bar test:" in out and "\r" in out, out
     assert "2/2 [" in out and "100%" in out, out  # the bar ends full
@@ -125,11 +125,14 @@ def test_wait_draws_a_progress_bar_with_the_answers_on_a_terminal(fleet: LocalSy
 def test_wait_draws_nothing_into_a_pipe_or_with_progress_false(fleet: LocalSystem, tmp_path: Path) -> None:
     path = script(tmp_path)
     piped = subprocess.run(
-        [sys.executable, str(path), fleet.url, "on"], capture_output=True, text=True, timeout=120
+        [sys.executable, str(path), fleet.url, "on", fleet.token("bar")],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert piped.returncode == 0, piped.stderr
     assert piped.stdout == "RESULT done 2\n" and piped.stderr == ""
-    quiet = run_on_terminal([sys.executable, str(path), fleet.url, "off"])
+    quiet = run_on_terminal([sys.executable, str(path), fleet.url, "off", fleet.token("bar")])
     assert quiet.strip() == "RESULT done 2"
 
 
@@ -140,7 +143,7 @@ V2 = "def custom_code(x):\n    return max(x)\n"
 def test_plot_marks_the_version_deployed_mid_assignment(fleet: LocalSystem, tmp_path: Path) -> None:
     module = tmp_path / "speed.py"
     module.write_text(V1)
-    with Oodida(fleet.url, user="plotter") as o:
+    with Oodida(fleet.url, user="plotter", token=fleet.token("plotter")) as o:
         v1 = o.deploy_onboard(module, clients=[1, 2, SLOW]).wait(timeout=60).version
         spec = {"name": "rpm: mean, then max", "signals": "rpm", "onboard": "custom", "iterations": 3}
         a = o.submit({**SPEC, **spec})

@@ -47,7 +47,7 @@ def test_flower_shows_onboard_tasks_with_assignment_iteration_user_and_client(
     flower_system: FlowerSystem,
 ) -> None:
     assert flower_system.system is not None
-    with Oodida(flower_system.system.url, USER) as o:
+    with Oodida(flower_system.system.url, USER, token=flower_system.system.token(USER)) as o:
         spec = dict(LISTING_1_1, clients=[1, 2, 7], iterations=2)
         assignment = o.submit(spec)
         assert assignment.wait(timeout=60, progress=False).status == "done"
@@ -104,7 +104,7 @@ def test_a_task_queued_for_an_offline_client_shows_as_sent_until_the_client_retu
     system.stop_process("client-8")  # offline now; its queue stays
     module = tmp_path / "share_above.py"
     module.write_text("def custom_code(x):\n    return sum(1 for v in x if v > 100) / len(x)\n")
-    with Oodida(system.url, USER) as o:
+    with Oodida(system.url, USER, token=system.token(USER)) as o:
         report = o.deploy_onboard(module, clients=[1, 8]).wait(timeout=30)
     assert report.accepted == (1,) and report.pending == (8,)
     task_id = f"{report.id}-c8"
@@ -138,7 +138,7 @@ def test_a_task_queued_for_an_offline_client_shows_as_sent_until_the_client_retu
 
 def test_flower_metrics_are_prometheus_text_about_the_fleet(flower_system: FlowerSystem) -> None:
     assert flower_system.system is not None
-    with Oodida(flower_system.system.url, USER) as o:
+    with Oodida(flower_system.system.url, USER, token=flower_system.system.token(USER)) as o:
         assert o.submit(dict(LISTING_1_1, clients=[1])).wait(timeout=60, progress=False).status == "done"
 
     def metrics() -> str | None:
