@@ -17,6 +17,7 @@ from celery import Celery
 from oodida_core.codestore import CodeStore
 from oodida_core.customcode import CodePolicy, check_source
 from oodida_core.errors import CustomCodeError, MessageError, OodidaError
+from oodida_core.guard import clean, log_rejected
 from oodida_core.keys import client_queue
 from oodida_core.registry import Registry
 from oodida_core.sandbox import Sandbox, dry_run
@@ -64,11 +65,11 @@ class Deployer:
         self.policy = policy
         self.sandbox = sandbox
 
-    def deploy(self, message: object) -> str:
+    def deploy(self, message: object, task_id: str | None = None) -> str:
         try:
             req = decode(DeployRequest, message)
         except MessageError as exc:
-            log.warning("rejected a deploy message: %s", exc)
+            log_rejected(log, "a deploy", message, exc, task_id)
             return "rejected"
         if not self.gate.admit(req, f"deployment {req.deploy_id} ({req.role}, {req.filename})"):
             return "rejected"  # before the module is checked or stored
@@ -87,7 +88,13 @@ class Deployer:
             checked = check_source(req.source, req.filename, self.policy)
             dry_run(checked, req.role, self.policy, self.sandbox)
         except CustomCodeError as exc:
-            log.info("deployment %s of %s (%s) refused: %s", req.deploy_id, req.user, req.filename, exc)
+            log.warning(
+                "deployment %s of %s (%s) refused in the cloud: %s",
+                req.deploy_id,
+                req.user,
+                clean(req.filename),
+                clean(str(exc), 600),
+            )
             self.store.deployment_failed(req.deploy_id, str(exc))
             return "failed"
         self.store.put_source(checked.version, req.source, req.filename)
@@ -134,7 +141,7 @@ class Deployer:
         try:
             req = decode(RollbackRequest, message)
         except MessageError as exc:
-            log.warning("rejected a rollback message: %s", exc)
+            log_rejected(log, "a rollback", message, exc, None)
             return "rejected"
         if not self.gate.admit(req, f"rollback ({req.role})"):
             return "rejected"
@@ -155,7 +162,7 @@ class Deployer:
         try:
             req = decode(VersionsRequest, message)
         except MessageError as exc:
-            log.warning("rejected a versions message: %s", exc)
+            log_rejected(log, "a versions", message, exc, None)
             return "rejected"
         if not self.gate.admit(req, "versions"):
             return "rejected"

@@ -19,6 +19,7 @@ from celery import Celery
 
 from oodida_core.coderunner import CodeRunner
 from oodida_core.errors import CustomCodeError, MessageError, SpecError
+from oodida_core.guard import clean, describe_origin, log_rejected
 from oodida_core.keys import CLOUD_QUEUE, Keys, client_queue
 from oodida_core.registry import Registry
 from oodida_core.settings import Settings
@@ -70,11 +71,11 @@ class Orchestrator:
         self.gate = Gate(client, self.keys, settings.auth)
 
     # -- start -------------------------------------------------------------------------------
-    def start(self, message: object) -> str:
+    def start(self, message: object, task_id: str | None = None) -> str:
         try:
             request = decode(SubmitRequest, message)
         except MessageError as exc:
-            log.warning("rejected a start message: %s", exc)
+            log_rejected(log, "a start", message, exc, task_id)
             return "rejected"
         aid, user = request.assignment_id, request.user
         if not self.gate.admit(request, f"start of assignment {aid}"):
@@ -129,7 +130,9 @@ class Orchestrator:
             return "rejected"
         elif record.status != "pending":
             return "duplicate"
-        log.info("assignment %s of %s rejected: %s", aid, user, exc)
+        log.warning(
+            "assignment %s of %s rejected: %s", aid, user, clean("; ".join(map(str, exc.issues)), 600)
+        )
         issues = [{"field": i.field, "value": _jsonable(i.value), "rule": i.rule} for i in exc.issues]
         self.store.finish(aid, "failed", str(exc), issues)
         return "failed"
@@ -187,7 +190,14 @@ class Orchestrator:
             try:
                 decoded.append(decode(OnboardResult, a))
             except MessageError as exc:
-                log.warning("assignment %s iteration %d: dropped an answer: %s", aid, index, exc)
+                log.warning(
+                    "assignment %s of %s iteration %d: dropped a malformed answer (%s): %s",
+                    aid,
+                    record.user,
+                    index,
+                    describe_origin(a),
+                    clean(str(exc), 600),
+                )
         now = time.time()
         deployed_at = self.codestore.deployed_at(record.user) if spec.onboard == "custom" else None
         result = combine(
@@ -209,11 +219,21 @@ class Orchestrator:
         outcome = self.store.complete_iteration(aid, result, next_deadline)
         if outcome is Completion.ALREADY_STORED:
             return "stale"
+        if result.error:
+            log.warning(
+                "assignment %s of %s iteration %d: the off-board step (%s, in the cloud) failed: %s",
+                aid,
+                record.user,
+                index,
+                spec.offboard if spec.offboard != "custom" else result.offboard_version,
+                clean(result.error, 600),
+            )
         log.info(
-            "assignment %s iteration %d: %d kept, %d missing, %d failed (%s)",
+            "assignment %s iteration %d: %d kept, %d discarded, %d missing, %d failed (%s)",
             aid,
             index,
             len(result.onboard),
+            len(result.discarded),
             len(result.missing),
             len(result.failed),
             reason,
@@ -265,11 +285,11 @@ class Orchestrator:
         return len(due)
 
     # -- cancel ------------------------------------------------------------------------------
-    def cancel(self, message: object) -> str:
+    def cancel(self, message: object, task_id: str | None = None) -> str:
         try:
             request = decode(CancelRequest, message)
         except MessageError as exc:
-            log.warning("rejected a cancel message: %s", exc)
+            log_rejected(log, "a cancel", message, exc, task_id)
             return "rejected"
         if not self.gate.admit(request, f"cancel of assignment {request.assignment_id}"):
             return "rejected"
@@ -299,11 +319,18 @@ class Orchestrator:
         return "cancelled"
 
 
-def _jsonable(value: object) -> object:
-    if value is None or isinstance(value, (bool, int, float, str)):
+def _jsonable(value: object, depth: int = 0) -> object:
+    """An issue's value as stored for the library: JSON, cut short (it is only shown)."""
+    if isinstance(value, str):
+        return value if len(value) <= 1000 else value[:997] + "..."
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"<an integer of {value.bit_length():,} bits>"
+    if value is None or isinstance(value, (bool, int, float)):
         return value
+    if depth >= 10:
+        return "..."
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [_jsonable(v, depth + 1) for v in value[:100]]
     if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    return repr(value)
+        return {str(k)[:100]: _jsonable(v, depth + 1) for k, v in list(value.items())[:100]}
+    return clean(value, 200)

@@ -85,19 +85,39 @@ def _limit_resources(memory_limit: int) -> None:  # pragma: no cover - runs in t
         resource.setrlimit(resource.RLIMIT_NOFILE, (top + 1, top + 1))
 
 
-class _Printer:
-    """RestrictedPython's print collector with a budget shared by the whole call."""
+class _Output:
+    """What one call printed: at most PRINT_LIMIT characters, then a mark that more was cut."""
 
-    def __init__(self, parts: list[str]) -> None:
-        self._parts = parts
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+        self.room = PRINT_LIMIT
+        self.cut = False
 
     def write(self, text: str) -> None:
-        room = PRINT_LIMIT - sum(map(len, self._parts))
-        if room > 0:
-            self._parts.append(text[:room] + ("\n[output truncated]" if len(text) > room else ""))
+        if self.cut:
+            return  # full: flooding costs nothing more than the print calls themselves
+        if len(text) <= self.room:
+            self.parts.append(text)
+            self.room -= len(text)
+            return
+        self.parts.append(text[: self.room] + "\n[output truncated]")
+        self.room, self.cut = 0, True
+
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class _Printer:
+    """RestrictedPython's print collector, writing into the call's shared output."""
+
+    def __init__(self, output: _Output) -> None:
+        self._output = output
+
+    def write(self, text: str) -> None:
+        self._output.write(text)
 
     def __call__(self) -> str:
-        return "".join(self._parts)
+        return self._output.text()
 
     def _call_print(self, *objects: Any, **kwargs: Any) -> None:
         if kwargs.get("file") is None:
@@ -142,7 +162,7 @@ class _Runtime(_Guards):  # pragma: no cover - runs in the sandbox process
         return self._run(code, filename, x, max_result)
 
     def _run(self, code: CodeType, filename: str, x: Any, max_result: int) -> bytes:
-        printed: list[str] = []
+        printed = _Output()
         namespace = dict(self.template)
         namespace["_print_"] = lambda _getattr_=None: _Printer(printed)
         self.imported.clear()
@@ -168,13 +188,17 @@ class _Runtime(_Guards):  # pragma: no cover - runs in the sandbox process
             self._reset()
         if error is not None:
             return json.dumps(error).encode()
-        out = json.dumps("".join(printed)).encode() if printed else b'""'
+        out = json.dumps(printed.text()).encode() if printed.parts else b'""'
         return b'{"ok":' + text.encode() + b',"out":' + out + b"}"
 
 
 def _describe(exc: BaseException, filename: str) -> str:  # pragma: no cover - in the sandbox
-    try:
-        text = str(exc)
+    try:  # an exception of a million arguments would take longer to print than to raise
+        text = (
+            str(exc)
+            if len(exc.args) <= 10
+            else f"{str(exc.args[:10])[:-1]}, ...) ({len(exc.args):,} arguments)"
+        )
     except Exception:
         text = "(the message could not be shown)"
     text = text if len(text) <= 500 else text[:497] + "..."

@@ -47,6 +47,11 @@ _EXTRA_BUILTINS = _words(
 )
 
 
+def _apply(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """A call written with ``*args`` or ``**kwargs`` (RestrictedPython routes it here)."""
+    return function(*args, **kwargs)
+
+
 class _ModuleProxy(ModuleType):
     """What custom code gets for a module: its public attributes, vetted; no ``__name__`` (so
     ``from m import x`` cannot fall back to ``sys.modules``)."""
@@ -161,6 +166,7 @@ class _Guards:  # pragma: no cover - runs in the sandbox process
             "_iter_unpack_sequence_": lambda it, spec, _getiter_=iter: iter_unpack(it, spec, iter),
             "_unpack_sequence_": lambda it, spec, _getiter_=iter: guarded_unpack_sequence(it, spec, iter),
             "_inplacevar_": lambda op, x, y: _INPLACE[op](x, y),
+            "_apply_": _apply,  # f(*args, **kwargs): the callee's own guards still apply
             "_inplace_item_": self.inplace_item, "_inplace_attr_": self.inplace_attr,
         }  # fmt: skip
 

@@ -46,6 +46,9 @@ def make_celery_app(settings: Settings, name: str = "oodida") -> Celery:
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
+        # Every task message is checked before Celery reads it: a malformed one is logged and
+        # deleted instead of stopping the worker (oodida_core/guard.py).
+        worker_consumer="oodida_core.guard:GuardedConsumer",
         enable_utc=True,
     )
     return app

@@ -55,6 +55,10 @@ class CustomCodeError(OodidaError):
     """A custom module is unusable: what is wrong with it, with line numbers where known."""
 
 
+class BadArgument(OodidaError, ValueError):
+    """A library call got an argument it cannot use: a broker URL, a timeout, client ids."""
+
+
 class MessageError(OodidaError):
     """A wire message could not be decoded: wrong types, missing or unknown fields."""
 

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 MiB = 1024 * 1024
 MAX_DEPTH = 64
 MAX_RESULT_BYTES = 1 * MiB  # CodePolicy's default max_result_bytes
+MAX_INT_BITS = 13_000  # Python refuses to print integers over 4,300 digits, so JSON cannot carry them
 
 
 def check_result(value: object, policy: CodePolicy | None = None) -> object:
@@ -60,6 +61,11 @@ def _convert(v: Any, path: str, depth: int) -> object:
         if not math.isfinite(v):
             raise CustomCodeError(f"{path} is {float(v)!r}; only finite numbers are allowed")
         return float(v)
+    if t is int and v.bit_length() > MAX_INT_BITS:
+        raise CustomCodeError(
+            f"{path} is an integer of {v.bit_length():,} bits; at most {MAX_INT_BITS:,} bits "
+            "(about 3,900 digits) can be sent as JSON: return a float or a string"
+        )
     if t is bool or t is int or t is str:
         return v
     if isinstance(v, (list, tuple)):
@@ -79,7 +85,7 @@ def _convert(v: Any, path: str, depth: int) -> object:
         return _convert(v.tolist() if getattr(v, "ndim", 0) else v.item(), path, depth)
     for kind in (bool, int, str):  # subclasses such as IntEnum
         if isinstance(v, kind):
-            return kind(v)
+            return _convert(kind(v), path, depth)
     if v is None:
         raise CustomCodeError(f"{path} is None (does custom_code return a value on every path?)")
     what = next((k for c, k in _KINDS.items() if isinstance(v, c)), None)

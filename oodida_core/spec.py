@@ -337,8 +337,10 @@ def _signals(value: object) -> tuple[str, ...]:
 
 
 def _filename(value: object) -> str:
-    if not isinstance(value, str) or len(value) > 4096 or "\x00" in value:
+    if not isinstance(value, str) or len(value) > 4096:
         raise _bad("must be the path of a Python module ending in .py")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise _bad("must be the path of a Python module ending in .py, without control characters")
     if not value.endswith(".py") or value.replace("\\", "/").rsplit("/", 1)[-1] == ".py":
         raise _bad("must be the path of a Python module ending in .py")
     return str(value)
@@ -406,9 +408,16 @@ def _read(raw: object, c: _Checker) -> dict[str, object]:
             data[str(key)] = value
         else:
             c.fail("spec", key, "every key must be a string")
-    # JSON null for an optional key means "not given"
+    # JSON null for an optional key means "not given" (an unknown key is reported all the same)
     required = (*REQUIRED_ANALYTIC, *REQUIRED_DEPLOY)
-    return {k: v for k, v in data.items() if v is not None or k in required}
+    return {k: v for k, v in data.items() if v is not None or k in required or k not in ALL_KEYS}
+
+
+def key_label(key: str) -> str:
+    """How an issue names an unknown key: as written, or quoted and escaped when it holds
+    characters that do not print (a key must not add lines to a message); at most 60 long."""
+    label = key if key.isprintable() else repr(key)
+    return label if len(label) <= 60 else label[:57] + "..."
 
 
 def _is_deploy(data: dict[str, object], mode: str | None) -> bool:
@@ -422,7 +431,7 @@ def _check_keys(data: dict[str, object], mode: str | None, c: _Checker) -> tuple
     for key, value in data.items():
         if key not in ALL_KEYS:
             hint = _did_you_mean(key, allowed) or _did_you_mean(key, ALL_KEYS)
-            c.fail(key if len(key) <= 60 else key[:57] + "...", value, f"unknown key{hint}")
+            c.fail(key_label(key), value, f"unknown key{hint}")
         elif key == "filename" and not deploy:
             c.fail(key, value, "only allowed in the deploy_onboard and deploy_offboard modes")
         elif key == "clients" and mode == "deploy_offboard":

@@ -8,7 +8,7 @@ is one of these. ``decode`` is the only place that turns untrusted data into a m
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -30,8 +30,35 @@ Role = Literal["onboard", "offboard"]
 Status = Literal["pending", "running", "done", "failed", "cancelled"]
 FINAL_STATUSES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
+# Ids and user names as they cross the wire: short, and safe in Redis keys and log lines.
+ID_PATTERN = r"^[A-Za-z0-9_-]+$"
+USER_PATTERN = r"^[A-Za-z0-9_.@-]+$"
+WireId = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
+WireUser = Annotated[str, Field(min_length=1, max_length=128, pattern=USER_PATTERN)]
+
 # A cap on anything decoded from text: a message larger than this is refused unread.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+
+# The largest body a worker takes for each task, checked before the body is decoded
+# (oodida_core.guard). A deployment carries a module of up to 4 MiB, which JSON may escape to
+# six times that; an iteration's chord callback carries every client's answer.
+MESSAGE_LIMITS: dict[str, int] = {
+    TASK_START: 4 * 1024 * 1024,
+    TASK_CANCEL: 64 * 1024,
+    TASK_DEPLOY: 32 * 1024 * 1024,
+    TASK_FINISH_ITERATION: 256 * 1024 * 1024,
+    TASK_ONBOARD: 16 * 1024 * 1024,
+    TASK_INSTALL: 64 * 1024,
+    TASK_AUTHENTICATE: 64 * 1024,
+    TASK_ROLLBACK: 4 * 1024 * 1024,
+    TASK_VERSIONS: 4 * 1024 * 1024,
+}
+UNKNOWN_TASK_LIMIT = 1024 * 1024  # a task no worker knows is discarded by Celery: no need to read it
+
+
+def message_limit(task: str) -> int:
+    """The largest message body accepted for ``task``, in bytes."""
+    return MESSAGE_LIMITS.get(task, UNKNOWN_TASK_LIMIT)
 
 
 class Wire(BaseModel):
@@ -72,7 +99,7 @@ class Request(Wire):
     """Library -> cloud: every request names its user and carries that user's token; the
     cloud answers on the reply stream of ``request_id`` (none when it is empty)."""
 
-    user: str = Field(min_length=1, max_length=128)
+    user: WireUser
     token: str = Field("", max_length=256, repr=False)
     request_id: str = Field("", max_length=64, pattern=r"^[A-Za-z0-9_-]*$")
 
@@ -84,12 +111,22 @@ class AuthRequest(Request):
 class SubmitRequest(Request):
     """Library -> cloud: run this spec for this user."""
 
-    assignment_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    assignment_id: WireId
     spec: dict[str, Any]
 
 
+class FinishIteration(Wire):
+    """The arguments of ``finish_iteration``: the chord's answers (None: read them from the
+    result backend), which iteration, and why it ended."""
+
+    assignment_id: WireId
+    iteration: int = Field(ge=0)
+    reason: Literal["complete", "deadline", "cancel"] = "complete"
+    answers: list[Any] | None = None
+
+
 class CancelRequest(Request):
-    assignment_id: str = Field(min_length=1, max_length=64)
+    assignment_id: WireId
 
 
 class RollbackRequest(Request):
@@ -117,8 +154,8 @@ class Reply(Wire):
 class OnboardTask(Wire):
     """Cloud -> one client: compute one iteration of an assignment on-board."""
 
-    assignment_id: str
-    user: str
+    assignment_id: WireId
+    user: WireUser
     iteration: int = Field(ge=0)
     client_id: int = Field(ge=1)
     method: str
@@ -196,7 +233,7 @@ class AssignmentRecord(Wire):
 class DeployRequest(Request):
     """Library -> cloud: deploy this module for this user."""
 
-    deploy_id: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    deploy_id: WireId
     role: Role
     filename: str = Field(min_length=1, max_length=255)
     source: str = Field(max_length=4 * 1024 * 1024)
@@ -206,8 +243,8 @@ class DeployRequest(Request):
 class InstallTask(Wire):
     """Cloud -> one client: make this version the user's on-board code here."""
 
-    deploy_id: str
-    user: str
+    deploy_id: WireId
+    user: WireUser
     client_id: int = Field(ge=1)
     version: str
     filename: str

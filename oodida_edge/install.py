@@ -13,6 +13,7 @@ import time
 from oodida_core.codestore import CodeStore
 from oodida_core.customcode import CodePolicy, check_imports_resolve, check_source
 from oodida_core.errors import CustomCodeError, MessageError
+from oodida_core.guard import clean, log_rejected
 from oodida_core.wire import InstallTask, Verdict, decode
 
 log = logging.getLogger("oodida.edge")
@@ -24,11 +25,11 @@ class Installer:
         self.policy = policy
         self.client_ids = client_ids
 
-    def install(self, message: object) -> dict[str, object]:
+    def install(self, message: object, task_id: str | None = None) -> dict[str, object]:
         try:
             task = decode(InstallTask, message)
         except MessageError as exc:
-            log.warning("rejected an install message: %s", exc)
+            log_rejected(log, "an install", message, exc, task_id)
             return {"accepted": False, "reason": str(exc)}
         try:
             verdict = self._verdict(task)
@@ -45,7 +46,7 @@ class Installer:
                 task.deploy_id,
                 task.user,
                 task.client_id,
-                verdict.reason,
+                clean(verdict.reason, 600),
             )
         self.store.record_verdict(task.deploy_id, task.client_id, verdict)
         return verdict.to_wire()

@@ -15,7 +15,9 @@ import redis
 
 from oodida_core.coderunner import CodeRunner
 from oodida_core.errors import CustomCodeError, MessageError
+from oodida_core.guard import clean, log_rejected
 from oodida_core.keys import Keys
+from oodida_core.sandbox import CustomCodeFailure
 from oodida_core.wire import FINAL_STATUSES, OnboardResult, OnboardTask, decode
 
 from .onboard import OnboardParams, run_builtin
@@ -40,13 +42,13 @@ class OnboardRunner:
         self.codestore = code.store
         self.realtime = realtime
 
-    def run(self, message: object) -> dict[str, Any]:
+    def run(self, message: object, task_id: str | None = None) -> dict[str, Any]:
         started = time.time()
         try:
             task = decode(OnboardTask, message)
         except MessageError as exc:
-            log.warning("rejected an on-board message: %s", exc)
-            return _answer_for_bad_message(message, str(exc), started)
+            log_rejected(log, "an on-board", message, exc, task_id)
+            return answer_for_bad_message(message, str(exc), started)
         try:
             if started > task.deadline:  # the iteration is over: a redelivered or stale task
                 return self._answer(task, "skipped", started, error="the iteration's deadline passed")
@@ -55,13 +57,14 @@ class OnboardRunner:
             return self._answer(task, "skipped", started, error="assignment ended while reading")
         except Exception as exc:
             log.warning(
-                "assignment %s iteration %d client %d (user %s): %s: %s",
+                "assignment %s iteration %d client %d (user %s): %s%s: %s",
                 task.assignment_id,
                 task.iteration,
                 task.client_id,
                 task.user,
                 type(exc).__name__,
-                exc,
+                f" ({exc.kind})" if isinstance(exc, CustomCodeFailure) else "",
+                clean(str(exc), 600),
             )
             text = str(exc) if isinstance(exc, CustomCodeError) else f"{type(exc).__name__}: {exc}"
             return self._answer(
@@ -162,8 +165,9 @@ def _seed(task: OnboardTask) -> int:
     return int.from_bytes(digest.digest()[:8], "big")
 
 
-def _answer_for_bad_message(message: object, error: str, started: float) -> dict[str, Any]:
+def answer_for_bad_message(message: object, error: str, started: float | None = None) -> dict[str, Any]:
     """Answer a malformed task with what can be read of it, so the chord still completes."""
+    started = time.time() if started is None else started
     fields = message if isinstance(message, dict) else {}
 
     def pick(name: str, kind: type, default: Any) -> Any:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from oodida_core.errors import (
     AssignmentTimeout,
     AuthError,
+    BadArgument,
     CustomCodeError,
     OodidaError,
     SpecError,
@@ -15,17 +16,19 @@ from oodida_core.wire import ClientInfo, IterationResult
 from .client import Assignment, Oodida
 from .deploy import Deployment, DeployReport
 from .progress import AssignmentProgress
-from .results import Result
+from .results import IterationCounts, Result
 
 __all__ = [
     "Assignment",
     "AssignmentProgress",
     "AssignmentTimeout",
     "AuthError",
+    "BadArgument",
     "ClientInfo",
     "CustomCodeError",
     "DeployReport",
     "Deployment",
+    "IterationCounts",
     "IterationResult",
     "Oodida",
     "OodidaError",

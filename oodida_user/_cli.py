@@ -55,7 +55,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     with _connect(args) as o:
         result = o.assignment(args.id).result()
         if args.json:
-            _print_json({k: v for k, v in result.to_dict().items() if k != "iterations"})
+            record = {k: v for k, v in result.to_dict().items() if k != "iterations"}
+            counts = [c.to_dict() for c in result.counts]
+            _print_json({**record, "counts": counts, "totals": result.totals()})
         else:
             print(result.summary())
     return 0

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping
@@ -20,6 +22,7 @@ from oodida_core.codestore import CodeStore
 from oodida_core.customcode import CodePolicy, check_source
 from oodida_core.errors import (
     AssignmentTimeout,
+    BadArgument,
     CustomCodeError,
     OodidaError,
     SpecError,
@@ -30,7 +33,7 @@ from oodida_core.keys import CLOUD_QUEUE, Keys
 from oodida_core.registry import Registry
 from oodida_core.sandbox import Sandbox, dry_run
 from oodida_core.settings import Settings
-from oodida_core.spec import AssignmentSpec, DeploySpec, spec_to_wire, validate_spec
+from oodida_core.spec import MAX_CLIENT_ID, AssignmentSpec, DeploySpec, spec_to_wire, validate_spec
 from oodida_core.store import AssignmentStore
 from oodida_core.tasklabels import args_label
 from oodida_core.wire import (
@@ -58,8 +61,9 @@ from oodida_core.wire import (
 from .deploy import Deployment
 from .progress import AssignmentProgress, ProgressBar
 from .replies import await_reply, masked, new_request_id, raise_for, read_reply
-from .results import Result, iteration_for_user
+from .results import IterationCounts, Result, iteration_for_user
 
+ASSIGNMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _POLL_MS = 1000
 _BAR_POLL_MS = 300  # how often a progress bar reads the current iteration's answers
 
@@ -70,6 +74,30 @@ class Credentials(TypedDict):
     user: str
     token: str
     request_id: str
+
+
+def _seconds(value: object, what: str = "timeout") -> float | None:
+    """A timeout as the library uses it: None or inf for none; BadArgument for anything but a
+    number (NaN included, which would never expire)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+        raise BadArgument(f"{what} must be a number of seconds or None, not {value!r:.40}")
+    return None if math.isinf(value) and value > 0 else float(value)
+
+
+def _finite_or_inf(value: object, what: str = "timeout") -> float:
+    seconds = _seconds(value, what)
+    return math.inf if seconds is None else seconds
+
+
+def _client_ids(value: object) -> list[int]:
+    """A list of client ids as given to rollback and code_versions, checked."""
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(c, int) and not isinstance(c, bool) and 0 < c <= MAX_CLIENT_ID for c in value
+    ):
+        raise BadArgument(f"clients must be a list of positive client ids, not {value!r:.60}")
+    return list(value)
 
 
 class Oodida:
@@ -100,15 +128,19 @@ class Oodida:
             raise OodidaError("no user given: pass user=... or set OODIDA_USER")
         if not USER_PATTERN.match(self.user):
             raise OodidaError(f"user name {self.user!r} must be 1-64 letters, digits or . _ @ -")
-        self.accept_timeout = accept_timeout
+        self.accept_timeout = _finite_or_inf(accept_timeout, "accept_timeout")
         # The library only reads Redis (it writes by publishing to the cloud): with ACLs, through
         # a read-only user (read_url); the Celery app publishes as the analyst role (redis_url).
-        self.redis = redis.Redis.from_url(
-            self.settings.read_url or self.settings.redis_url,
-            socket_connect_timeout=5,
-            socket_timeout=_POLL_MS / 1000 + 10,
-            health_check_interval=30,
-        )
+        try:
+            self.redis = redis.Redis.from_url(
+                self.settings.read_url or self.settings.redis_url,
+                socket_connect_timeout=5,
+                socket_timeout=_POLL_MS / 1000 + 10,
+                health_check_interval=30,
+            )
+        except (ValueError, TypeError) as exc:
+            url = self.settings.read_url or self.settings.redis_url
+            raise BadArgument(f"{url!r:.80} is not a Redis URL: {exc}") from None
         try:
             self.redis.ping()
         except redis.exceptions.RedisError as exc:
@@ -170,13 +202,22 @@ class Oodida:
     def _deploy(self, role: Role, filename: str | os.PathLike[str], clients: Any) -> Deployment:
         path = Path(filename)
         try:
-            source = path.read_text(encoding="utf-8")
+            with path.open("rb") as fh:  # read no more than a module may hold, whatever the file
+                data = fh.read(self.policy.max_source_bytes + 1)
+            source = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text
         except FileNotFoundError:
             raise CustomCodeError(f"{path}: no such file") from None
         except UnicodeDecodeError:
             raise CustomCodeError(f"{path}: not a UTF-8 text file") from None
         except OSError as exc:
             raise CustomCodeError(f"{path}: cannot read it ({exc.strerror})") from None
+        except ValueError as exc:  # a name the operating system cannot take (lone surrogates)
+            raise CustomCodeError(f"{str(path)!r:.100}: not a usable file name ({exc})") from None
+        if len(data) > self.policy.max_source_bytes:
+            raise CustomCodeError(
+                f"{path.name}: more than {self.policy.max_source_bytes} bytes; the limit is "
+                f"{self.policy.max_source_bytes} bytes"
+            )
         checked = check_source(source, path.name, self.policy)
         dry_run(checked, role, self.policy, self._local_sandbox())
         deploy_id = uuid.uuid4().hex[:16]
@@ -199,7 +240,7 @@ class Oodida:
     def rollback_onboard(self, clients: list[int]) -> dict[int, str | None]:
         """Restore the previous on-board version on each client: {client: version now}.
         The cloud does it, for the user the token proves (OodidaError: nothing to roll back)."""
-        request = RollbackRequest(role="onboard", clients=tuple(clients), **self._credentials())
+        request = RollbackRequest(role="onboard", clients=tuple(_client_ids(clients)), **self._credentials())
         value = self._request(TASK_ROLLBACK, request, "rollback")
         return {int(c): v for c, v in dict(value or {}).items()}
 
@@ -212,7 +253,7 @@ class Oodida:
     def code_versions(self, clients: list[int] | None = None) -> dict[str, Any]:
         """Your current versions: {"offboard": version, "onboard": {client: version}}, as the
         cloud reads them for the user the token proves."""
-        ids = clients if clients is not None else [c.client_id for c in self.clients()]
+        ids = _client_ids(clients) if clients is not None else [c.client_id for c in self.clients()]
         request = VersionsRequest(clients=tuple(ids), **self._credentials())
         value = dict(self._request(TASK_VERSIONS, request, "versions") or {})
         return {
@@ -222,6 +263,8 @@ class Oodida:
 
     def assignment(self, assignment_id: str) -> Assignment:
         """A handle to one of this user's assignments, by id."""
+        if not isinstance(assignment_id, str) or not ASSIGNMENT_ID.match(assignment_id):
+            raise UnknownAssignment(f"no assignment {assignment_id!r:.80} of user {self.user!r}")
         self.authenticate()
         record = self.store.get(assignment_id)
         if record is None or record.user != self.user:
@@ -357,6 +400,10 @@ class Assignment:
     def status(self) -> str:
         return self.record().status
 
+    def counts(self) -> list[IterationCounts]:
+        """Per finished iteration: results kept, discarded, missing and failed."""
+        return self.result().counts
+
     def result(self) -> Result:
         """A snapshot: status and every iteration finished so far."""
         pending = self.record()
@@ -370,6 +417,7 @@ class Assignment:
     def wait_accepted(self, timeout: float) -> None:
         """Until the cloud accepted the assignment; AuthError when it refused the user,
         SpecError/OodidaError when it refused the assignment."""
+        timeout = _finite_or_inf(timeout)
         deadline = time.monotonic() + timeout
         if self._answered(timeout) is None:
             raise OodidaError(
@@ -384,7 +432,9 @@ class Assignment:
                     f"no cloud worker took assignment {self.id} within {timeout:.0f}s: is oodida-cloud "
                     "running on this broker? The assignment stays queued until one does."
                 )
-            for entry_id, event in self.o.store.read_events(self.id, after, int(min(remaining, 1) * 1000)):
+            for entry_id, event in self.o.store.read_events(
+                self.id, after, max(1, int(min(remaining, 1) * 1000))
+            ):
                 after = entry_id
                 if event.get("type") in ("accepted", "iteration"):
                     return
@@ -437,6 +487,7 @@ class Assignment:
     ) -> Iterator[int]:
         """Indices of finished iterations, in order, as the cloud announces them; ``on_poll``
         runs after every read of the event stream (at least every ``poll_ms``)."""
+        timeout = _seconds(timeout)
         deadline = None if timeout is None else time.monotonic() + timeout
         after, next_index = "0", 0
         pending: set[int] = set()
@@ -475,6 +526,7 @@ class Assignment:
         ``timeout`` defaults to iterations x the spec's timeout plus a minute; an assignment
         that runs until cancelled (iterations 0) is waited for without a limit.
         """
+        timeout = _seconds(timeout)
         spec = self.spec
         total = int(spec.get("iterations") or 0)
         if timeout is None and total:
@@ -513,6 +565,7 @@ class Assignment:
 
     def cancel(self, timeout: float = 30.0) -> Result:
         """Stop after the running iteration at the latest; returns the result as it stands."""
+        timeout = _finite_or_inf(timeout)
         record = self.record()
         if record.status not in FINAL_STATUSES:
             request = CancelRequest(assignment_id=self.id, **self.o._credentials())

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from oodida_core.errors import CustomCodeError, OodidaError
+from oodida_core.errors import BadArgument, CustomCodeError, OodidaError
 from oodida_core.wire import DeploymentRecord
 
 from .replies import raise_for
@@ -110,6 +111,8 @@ class Deployment:
         """Until every target answered, or ``timeout``: then the silent ones are pending.
         CustomCodeError when the cloud refused the module; OodidaError when no cloud worker
         took the deployment in time."""
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or math.isnan(timeout):
+            raise BadArgument(f"timeout must be a number of seconds, not {timeout!r:.40}")
         deadline = time.monotonic() + timeout
         after = "0"
         while True:

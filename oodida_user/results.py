@@ -30,6 +30,36 @@ def iteration_for_user(it: IterationResult, offboard: str) -> IterationResult:
 
 
 @dataclass(frozen=True)
+class IterationCounts:
+    """How one iteration's clients fared: results kept, discarded by the vote over code
+    versions, clients that did not answer in time (missing) and tasks that failed."""
+
+    index: int
+    kept: int
+    discarded: int
+    missing: int
+    failed: int
+    ended_by: str = "complete"
+
+    @classmethod
+    def of(cls, it: IterationResult) -> IterationCounts:
+        return cls(it.index, len(it.onboard), len(it.discarded), len(it.missing), len(it.failed), it.ended_by)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "kept": self.kept,
+            "discarded": self.discarded,
+            "missing": self.missing,
+            "failed": self.failed,
+            "ended_by": self.ended_by,
+        }
+
+    def __str__(self) -> str:
+        return f"kept {self.kept}, discarded {self.discarded}, missing {self.missing}, failed {self.failed}"
+
+
+@dataclass(frozen=True)
 class Result:
     """An assignment's outcome so far: status, iterations, and the latest off-board value."""
 
@@ -62,6 +92,22 @@ class Result:
     def value(self) -> Any:
         """The off-board output of the last finished iteration (None before the first)."""
         return self.iterations[-1].value if self.iterations else None
+
+    @property
+    def counts(self) -> list[IterationCounts]:
+        """Per finished iteration: how many results were kept, discarded, missing and failed."""
+        return [IterationCounts.of(it) for it in self.iterations]
+
+    def totals(self) -> dict[str, int]:
+        """The counts summed over every finished iteration, and the number of iterations."""
+        counts = self.counts
+        return {
+            "iterations": len(counts),
+            "kept": sum(c.kept for c in counts),
+            "discarded": sum(c.discarded for c in counts),
+            "missing": sum(c.missing for c in counts),
+            "failed": sum(c.failed for c in counts),
+        }
 
     @property
     def done(self) -> bool:
@@ -118,15 +164,17 @@ class Result:
         ]
         if self.error:
             lines.append(f"  error: {self.error}")
+        if len(self.iterations) > 1:
+            t = self.totals()
+            lines.append(
+                f"  in all: kept {t['kept']}, discarded {t['discarded']}, missing {t['missing']}, "
+                f"failed {t['failed']}"
+            )
         for it in self.iterations:
             took = it.finished_at - it.started_at
-            counts = (
-                f"kept {len(it.onboard)}, discarded {len(it.discarded)}, "
-                f"missing {len(it.missing)}, failed {len(it.failed)}"
-            )
             code = analysis.code_label(it)
             code = "" if code in ("builtin", "none") else f", code {code}"
-            lines.append(f"  iteration {it.index}: {counts}, {took:.2f}s ({it.ended_by}){code}")
+            lines.append(f"  iteration {it.index}: {IterationCounts.of(it)}, {took:.2f}s ({it.ended_by}){code}")
             lines.append(f"    value: {_short(it.value, width)}")
             if it.error:
                 lines.append(f"    off-board error: {it.error}")

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from oodida_core.local import LocalSystem
 from oodida_user import Oodida
+
+# Hypothesis profiles: "default" (what `make test` runs) and "thorough" (ten times as many
+# examples; HYPOTHESIS_PROFILE=thorough). Tests that scale with the profile read
+# settings.default.max_examples; the others set their own counts.
+settings.register_profile("default", deadline=None)
+settings.register_profile("thorough", deadline=None, max_examples=1000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")

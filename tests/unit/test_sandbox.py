@@ -13,7 +13,7 @@ from hostile_modules import HOSTILE
 
 from oodida_core.customcode import CodePolicy, MiB, check_source, code_version
 from oodida_core.errors import CustomCodeError
-from oodida_core.sandbox import CustomCodeFailure, Sandbox, child_environment, dry_run
+from oodida_core.sandbox import PRINT_LIMIT, CustomCodeFailure, Sandbox, child_environment, dry_run
 
 POLICY = CodePolicy(time_limit=1.0, memory_limit=256 * MiB)
 TRIVIAL = check_source("def custom_code(x):\n    return len(x)\n", "trivial.py")
@@ -36,13 +36,34 @@ def test_hostile_module_is_refused_or_contained_and_the_sandbox_goes_on_serving(
     sandbox: Sandbox, name: str, source: str, fragment: str | None
 ) -> None:
     if fragment is None:
-        result = run(sandbox, source)
+        result, printed = sandbox.run_with_output(
+            (code_version(source), "hostile.py", source), [1.0, 2.0, 3.0]
+        )
         assert result is not None
+        assert len(printed) <= PRINT_LIMIT + len("\n[output truncated]")
     else:
         with pytest.raises(CustomCodeFailure) as caught:
             run(sandbox, source)
         assert fragment in str(caught.value)
+        assert len(str(caught.value)) < 2_000  # a clear error, never the flood itself
     assert sandbox.run(TRIVIAL, [1.0, 2.0]) == 2
+
+
+def test_printing_a_million_times_is_cheap_once_the_output_is_full(sandbox: Sandbox) -> None:
+    flood = "def custom_code(x):\n    for i in range(10 ** 6):\n        print('x', end='')\n    return 1\n"
+    box_policy = CodePolicy(time_limit=20.0, memory_limit=256 * MiB)
+    started = time.monotonic()
+    value, out = sandbox.run_with_output((code_version(flood), "p.py", flood), [], box_policy)
+    assert value == 1 and len(out) == PRINT_LIMIT + len("\n[output truncated]")
+    assert time.monotonic() - started < 10  # once quadratic in the output kept: minutes
+
+
+def test_calls_with_star_args_and_keyword_unpacking_work(sandbox: Sandbox) -> None:
+    source = (
+        "def f(*a, **k):\n    return len(a) + len(k)\n\n"
+        "def custom_code(x):\n    d = {'b': 2}\n    return [max(*x), f(*x, **d), dict(**d)]\n"
+    )
+    assert run(sandbox, source, [1.0, 5.0]) == [5.0, 3, {"b": 2}]
 
 
 def test_a_module_using_numpy_and_statistics_works_and_numpy_results_are_converted(sandbox: Sandbox) -> None:
