@@ -136,12 +136,12 @@ class Deployer:
         return "sent"
 
     # -- the user's code pointers ------------------------------------------------------------
-    def rollback(self, message: object) -> str:
+    def rollback(self, message: object, task_id: str | None = None) -> str:
         """Restore the requesting user's previous version; only ever that user's pointers."""
         try:
             req = decode(RollbackRequest, message)
         except MessageError as exc:
-            log_rejected(log, "a rollback", message, exc, None)
+            log_rejected(log, "a rollback", message, exc, task_id)
             return "rejected"
         if not self.gate.admit(req, f"rollback ({req.role})"):
             return "rejected"
@@ -157,12 +157,12 @@ class Deployer:
         self.gate.ok(req, value)
         return "done"
 
-    def versions(self, message: object) -> str:
+    def versions(self, message: object, task_id: str | None = None) -> str:
         """The requesting user's current versions: off-board, and on the clients asked for."""
         try:
             req = decode(VersionsRequest, message)
         except MessageError as exc:
-            log_rejected(log, "a versions", message, exc, None)
+            log_rejected(log, "a versions", message, exc, task_id)
             return "rejected"
         if not self.gate.admit(req, "versions"):
             return "rejected"

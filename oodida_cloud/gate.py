@@ -15,6 +15,7 @@ import redis
 
 from oodida_core.auth import AuthFailure, UserStore
 from oodida_core.errors import MessageError
+from oodida_core.guard import log_rejected
 from oodida_core.keys import Keys
 from oodida_core.wire import AuthRequest, Reply, Request, decode
 
@@ -57,12 +58,12 @@ class Gate:
     def refuse(self, request: Request, error: str, message: str) -> None:
         self.answer(request, Reply.model_validate({"ok": False, "error": error, "message": message}))
 
-    def authenticate(self, message: object) -> str:
+    def authenticate(self, message: object, task_id: str | None = None) -> str:
         """The library's first call: answer whether its user and token are good."""
         try:
             request = decode(AuthRequest, message)
         except MessageError as exc:
-            log.warning("rejected an authenticate message: %s", exc)
+            log_rejected(log, "an authenticate", message, exc, task_id)
             return "rejected"
         if not self.admit(request, "authentication"):
             return "rejected"

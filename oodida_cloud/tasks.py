@@ -54,9 +54,9 @@ def register_cloud_tasks(app: Celery, orchestrator: Orchestrator, deployer: Depl
     one_message_task(TASK_START, "a start", orchestrator.start)
     one_message_task(TASK_CANCEL, "a cancel", orchestrator.cancel)
     one_message_task(TASK_DEPLOY, "a deploy", deployer.deploy)
-    one_message_task(TASK_AUTHENTICATE, "an authenticate", lambda m, _id: orchestrator.gate.authenticate(m))
-    one_message_task(TASK_ROLLBACK, "a rollback", lambda m, _id: deployer.rollback(m))
-    one_message_task(TASK_VERSIONS, "a versions", lambda m, _id: deployer.versions(m))
+    one_message_task(TASK_AUTHENTICATE, "an authenticate", orchestrator.gate.authenticate)
+    one_message_task(TASK_ROLLBACK, "a rollback", deployer.rollback)
+    one_message_task(TASK_VERSIONS, "a versions", deployer.versions)
 
     @app.task(name=TASK_FINISH_ITERATION, acks_late=True, ignore_result=True, bind=True)
     def finish_iteration(self: Task, *args: Any, **kwargs: Any) -> str:

@@ -174,7 +174,9 @@ class Result:
             took = it.finished_at - it.started_at
             code = analysis.code_label(it)
             code = "" if code in ("builtin", "none") else f", code {code}"
-            lines.append(f"  iteration {it.index}: {IterationCounts.of(it)}, {took:.2f}s ({it.ended_by}){code}")
+            lines.append(
+                f"  iteration {it.index}: {IterationCounts.of(it)}, {took:.2f}s ({it.ended_by}){code}"
+            )
             lines.append(f"    value: {_short(it.value, width)}")
             if it.error:
                 lines.append(f"    off-board error: {it.error}")

@@ -45,7 +45,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
 
 @pytest.fixture(scope="module")
 def o(system: LocalSystem) -> Iterator[Oodida]:
-    with Oodida(system.url, user="fuzzer") as o:
+    with Oodida(system.url, user="fuzzer", token=system.token("fuzzer")) as o:
         yield o
 
 

@@ -30,11 +30,14 @@ from oodida_core.celery_app import make_celery_app
 from oodida_core.local import LocalSystem
 from oodida_core.spec import LISTING_1_1
 from oodida_core.wire import (
+    TASK_AUTHENTICATE,
     TASK_CANCEL,
     TASK_DEPLOY,
     TASK_FINISH_ITERATION,
     TASK_ONBOARD,
+    TASK_ROLLBACK,
     TASK_START,
+    TASK_VERSIONS,
     SubmitRequest,
 )
 from oodida_user import Oodida
@@ -62,7 +65,7 @@ def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
 
 @pytest.fixture(scope="module")
 def o(system: LocalSystem, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Oodida]:
-    with Oodida(system.url, user=USER) as o:
+    with Oodida(system.url, user=USER, token=system.token(USER)) as o:
         module = tmp_path_factory.mktemp("module") / "marker.py"
         module.write_text(MODULE)
         report = o.deploy_onboard(module).wait(timeout=60)
@@ -147,6 +150,9 @@ WRONG_ARGUMENTS = [
     (TASK_START, ({"assignment_id": "no spaces!", "user": USER, "spec": {}},), {}, "assignment_id: String"),
     (TASK_START, ({"assignment_id": "m3", "user": "eve\nforged", "spec": {}},), {}, "user: String"),
     (TASK_CANCEL, ({"assignment_id": "m4"},), {}, "malformed CancelRequest"),
+    (TASK_AUTHENTICATE, (1, 2), {}, "takes one message argument"),
+    (TASK_ROLLBACK, ({"user": USER, "role": "sideways"},), {}, "malformed RollbackRequest"),
+    (TASK_VERSIONS, ({"user": USER, "clients": "all"},), {}, "malformed VersionsRequest"),
     (
         TASK_DEPLOY,
         ({"deploy_id": "d1", "user": USER, "role": "up", "filename": "m.py", "source": ""},),
@@ -336,7 +342,12 @@ def test_malformed_on_board_tasks_fail_without_reaching_user_code(
 
 
 def cli(system: LocalSystem, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "OODIDA_REDIS_URL": system.url, "OODIDA_USER": USER}
+    env = {
+        **os.environ,
+        "OODIDA_REDIS_URL": system.url,
+        "OODIDA_USER": USER,
+        "OODIDA_TOKEN": system.token(USER),
+    }
     return subprocess.run(
         [sys.executable, "-m", "oodida_user._cli", *args], env=env, capture_output=True, text=True, timeout=60
     )
@@ -346,7 +357,7 @@ def test_a_rejected_spec_and_a_stopped_custom_call_are_logged_with_assignment_us
     system: LocalSystem, o: Oodida, app: Celery
 ) -> None:
     bad = {**LISTING_1_1, "frequency": 1000}
-    request = SubmitRequest(assignment_id="obs1", user=USER, spec=bad).to_wire()
+    request = SubmitRequest(assignment_id="obs1", user=USER, token=system.token(USER), spec=bad).to_wire()
     app.send_task(TASK_START, args=(request,), queue="cloud", ignore_result=True)
     line = log_line(system, "cloud-1", "assignment obs1 of prober rejected")
     assert "WARNING" in line and "frequency: must be an integer from 1 to 100" in line
@@ -362,7 +373,12 @@ def test_a_spec_nested_900_deep_is_rejected_as_a_spec(system: LocalSystem, o: Oo
     nested: Any = []
     for _ in range(900):
         nested = [nested]
-    request = {"assignment_id": "deep1", "user": USER, "spec": {**LISTING_1_1, "name": nested}}
+    request = {
+        "assignment_id": "deep1",
+        "user": USER,
+        "token": system.token(USER),
+        "spec": {**LISTING_1_1, "name": nested},
+    }
     app.send_task(TASK_START, args=(request,), queue="cloud", ignore_result=True)
     line = log_line(system, "cloud-1", "assignment deep1 of prober rejected")
     assert "name: must be a string" in line and len(line) < 1000
