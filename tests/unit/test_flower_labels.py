@@ -73,13 +73,14 @@ def test_an_onboard_label_names_client_iteration_assignment_and_user_but_not_the
 
 
 def test_a_label_quotes_what_could_pass_for_another_field() -> None:
-    label = args_label(TASK_ONBOARD, _onboard(user="mallory client=3").to_wire())
+    # The wire refuses such a user name; a forged message may carry one all the same.
+    label = args_label(TASK_ONBOARD, {**_onboard().to_wire(), "user": "mallory client=3"})
     assert label.startswith("client=17 ")
     assert "user='mallory client=3'" in label
 
 
 def test_labels_are_bounded_and_never_raise_on_odd_messages() -> None:
-    assert len(args_label(TASK_ONBOARD, _onboard(user="u" * 5000).to_wire())) <= MAX_LABEL
+    assert len(args_label(TASK_ONBOARD, {**_onboard().to_wire(), "user": "u" * 5000})) <= MAX_LABEL
     assert args_label(TASK_START, {"assignment_id": "a", "spec": "not a dict"}) == "assignment=a"
     assert args_label(TASK_START, None) == "None"
     assert args_label("some.other.task", {"x": [1, 2]}) == "x=1,2"
