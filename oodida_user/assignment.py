@@ -1,0 +1,251 @@
+"""A submitted assignment as the analyst holds it: follow it, wait for it, cancel it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from oodida_core.chords import answered
+from oodida_core.errors import AssignmentTimeout, OodidaError, SpecError, SpecIssue, UnknownAssignment
+from oodida_core.wire import FINAL_STATUSES, TASK_CANCEL, AssignmentRecord, CancelRequest, IterationResult
+
+from ._args import POLL_MS, finite_or_inf, seconds
+from .progress import AssignmentProgress, ProgressBar
+from .replies import raise_for
+from .results import IterationCounts, Result, iteration_for_user
+
+if TYPE_CHECKING:
+    from .client import Oodida
+
+_BAR_POLL_MS = 300  # how often a progress bar reads the current iteration's answers
+
+
+class Assignment:
+    """A submitted assignment: follow it, wait for it, cancel it."""
+
+    def __init__(
+        self,
+        oodida: Oodida,
+        assignment_id: str,
+        spec: dict[str, Any] | None = None,
+        *,
+        request_id: str | None = None,
+    ) -> None:
+        self.o = oodida
+        self.id = assignment_id
+        self._spec = spec
+        self._request_id = request_id  # the start request, until the cloud answered it
+        self._created = time.time()
+
+    @property
+    def spec(self) -> dict[str, Any]:
+        """The assignment's spec as the library validated it."""
+        if self._spec is None:
+            self._spec = dict(self.record().spec)
+        return self._spec
+
+    def __repr__(self) -> str:
+        return f"<Assignment {self.id} {self.status()}>"
+
+    def record(self) -> AssignmentRecord:
+        if self._answered(None) is None:  # still queued: no cloud worker took it yet
+            return AssignmentRecord(
+                id=self.id, user=self.o.user, status="pending", spec=self.spec, created_at=self._created
+            )
+        self.o.authenticate()
+        record = self.o.store.get(self.id)
+        if record is None or record.user != self.o.user:
+            raise UnknownAssignment(f"assignment {self.id!r} no longer exists (expired or purged)")
+        return record
+
+    def _answered(self, timeout: float | None) -> bool | None:
+        """True once the cloud accepted the start request (the record exists from then on),
+        None while it did not answer; raises what the cloud refused it with."""
+        if self._request_id is None:
+            return True
+        reply = self.o._await_reply(self._request_id, timeout)
+        if reply is None:
+            return None
+        self._request_id = None
+        raise_for(reply)
+        return True
+
+    def status(self) -> str:
+        return self.record().status
+
+    def counts(self) -> list[IterationCounts]:
+        """Per finished iteration: results kept, discarded, missing and failed."""
+        return self.result().counts
+
+    def result(self) -> Result:
+        """A snapshot: status and every iteration finished so far."""
+        pending = self.record()
+        if pending.status == "pending" and self._request_id is not None:
+            return Result.build(pending, [])
+        record, iterations = self.o.store.snapshot(self.id)
+        if record is None or record.user != self.o.user:
+            raise UnknownAssignment(f"assignment {self.id!r} no longer exists (expired or purged)")
+        return Result.build(record, iterations)
+
+    def wait_accepted(self, timeout: float) -> None:
+        """Until the cloud accepted the assignment; AuthError when it refused the user,
+        SpecError/OodidaError when it refused the assignment."""
+        timeout = finite_or_inf(timeout)
+        deadline = time.monotonic() + timeout
+        if self._answered(timeout) is None:
+            raise OodidaError(
+                f"no cloud worker took assignment {self.id} within {timeout:.0f}s: is oodida-cloud "
+                "running on this broker? The assignment stays queued until one does."
+            )
+        after = "0"
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise OodidaError(
+                    f"no cloud worker took assignment {self.id} within {timeout:.0f}s: is oodida-cloud "
+                    "running on this broker? The assignment stays queued until one does."
+                )
+            for entry_id, event in self.o.store.read_events(
+                self.id, after, max(1, int(min(remaining, 1) * 1000))
+            ):
+                after = entry_id
+                if event.get("type") in ("accepted", "iteration"):
+                    return
+                if event.get("type") == "end":
+                    self._raise_if_rejected()
+                    return
+            if after == "0" and self.status() != "pending":  # events expired or were missed
+                self._raise_if_rejected()
+                return
+
+    def _raise_if_rejected(self) -> None:
+        record = self.record()
+        if record.status != "failed":
+            return
+        if record.error_issues:
+            raise SpecError(
+                [
+                    SpecIssue(str(i.get("field")), i.get("value"), str(i.get("rule")))
+                    for i in record.error_issues
+                ]
+            )
+        raise OodidaError(f"assignment {self.id} failed: {record.error}")
+
+    def _wait_end_announced(self, timeout: float) -> bool:
+        """True once the cloud announced the end (after the last iteration was stored)."""
+        deadline = time.monotonic() + timeout
+        after = "0"
+        while (remaining := deadline - time.monotonic()) > 0:
+            for entry_id, event in self.o.store.read_events(
+                self.id, after, int(min(remaining, 1) * 1000) + 1
+            ):
+                after = entry_id
+                if event.get("type") == "end":
+                    return True
+        return False
+
+    def iterations(self, timeout: float | None = None) -> Iterator[IterationResult]:
+        """Each iteration as soon as it is finished, in order, until the assignment ends."""
+        offboard = str(self.spec.get("offboard", "collect"))
+        for index in self._finished_indices(timeout):
+            it = self.o.store.iteration(self.id, index)
+            if it is not None:
+                yield iteration_for_user(it, offboard)
+
+    def _finished_indices(
+        self,
+        timeout: float | None,
+        poll_ms: int = POLL_MS,
+        on_poll: Callable[[], None] | None = None,
+    ) -> Iterator[int]:
+        """Indices of finished iterations, in order, as the cloud announces them; ``on_poll``
+        runs after every read of the event stream (at least every ``poll_ms``)."""
+        timeout = seconds(timeout)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        after, next_index = "0", 0
+        pending: set[int] = set()
+        ended = False
+        while True:
+            if deadline is None:
+                block = poll_ms
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise AssignmentTimeout(f"assignment {self.id} did not finish within {timeout}s")
+                block = max(1, int(min(poll_ms, left * 1000)))
+            events = self.o.store.read_events(self.id, after, block)
+            if on_poll is not None:
+                on_poll()
+            for entry_id, event in events:
+                after = entry_id
+                if event.get("type") == "iteration":
+                    pending.add(int(event["index"]))
+                elif event.get("type") == "end":
+                    ended = True
+            if not events and not ended and self.status() in FINAL_STATUSES:
+                ended = True  # the end was not announced (a cloud worker died): trust the record
+                pending.update(i.index for i in self.o.store.iterations(self.id) if i.index >= next_index)
+            while next_index in pending:
+                pending.discard(next_index)
+                yield next_index
+                next_index += 1
+            if ended:
+                yield from sorted(pending)
+                return
+
+    def wait(self, timeout: float | None = None, progress: bool = True) -> Result:
+        """Until the assignment ends; its Result. A progress bar shows on a terminal or notebook.
+
+        ``timeout`` defaults to iterations x the spec's timeout plus a minute; an assignment
+        that runs until cancelled (iterations 0) is waited for without a limit.
+        """
+        timeout = seconds(timeout)
+        spec = self.spec
+        total = int(spec.get("iterations") or 0)
+        if timeout is None and total:
+            timeout = total * float(spec.get("timeout") or 60) + 60
+        with ProgressBar(total or None, enabled=progress, desc=str(spec.get("name", self.id))) as bar:
+            if not bar.active:
+                for _ in self._finished_indices(timeout):
+                    pass
+                return self.result()
+            clients = len(self.record().clients)
+
+            def show_answers() -> None:
+                nonlocal clients
+                clients = clients or len(self.record().clients)
+                bar.answered(answered(self.o.app, self.o.redis, self.id, bar.done), clients)
+
+            for index in self._finished_indices(timeout, _BAR_POLL_MS, show_answers):
+                it = self.o.store.iteration(self.id, index)
+                bar.iteration_done(clients - len(it.missing) if it else None, clients)
+        return self.result()
+
+    def progress(self) -> AssignmentProgress:
+        """How far it got: status, iterations done, clients that answered the current one."""
+        record = self.record()
+        total = int(record.spec.get("iterations") or 0) or None
+        count: int | None = 0
+        if record.status == "running":
+            count = answered(self.o.app, self.o.redis, self.id, record.iterations_done)
+        return AssignmentProgress(
+            status=record.status,
+            iterations_done=record.iterations_done,
+            iterations=total,
+            clients=len(record.clients),
+            answered=count,
+        )
+
+    def cancel(self, timeout: float = 30.0) -> Result:
+        """Stop after the running iteration at the latest; returns the result as it stands."""
+        timeout = finite_or_inf(timeout)
+        record = self.record()
+        if record.status not in FINAL_STATUSES:
+            request = CancelRequest(assignment_id=self.id, **self.o._credentials())
+            self.o._request(TASK_CANCEL, request, "cancel")
+        if not self._wait_end_announced(timeout) and self.status() not in FINAL_STATUSES:
+            raise OodidaError(
+                f"cancel of {self.id} not confirmed within {timeout}s: is oodida-cloud running?"
+            )
+        return self.result()
