@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from celery import Celery
 
+from . import kombu_guard
 from .keys import CLOUD_QUEUE
 from .settings import Settings
 
 
 def make_celery_app(settings: Settings, name: str = "oodida") -> Celery:
     """A Celery app on ``settings.redis_url`` with the project's fixed configuration."""
+    kombu_guard.install()  # workers survive a restart of Redis (kombu_guard.py)
     app = Celery(
         name,
         broker=settings.redis_url,

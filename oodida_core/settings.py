@@ -46,13 +46,15 @@ class Settings(BaseModel):
         3, ge=1, le=100, description="heartbeats a client may miss before it is not live"
     )
     result_expires: int = Field(
-        2 * 86400, ge=3600, description="seconds Celery keeps task results and chord counters"
+        2 * 86400, ge=1, description="seconds Celery keeps task results and chord counters"
     )
     assignment_ttl: int = Field(
-        7 * 86400, ge=60, description="seconds an assignment's data is kept after it ended"
+        7 * 86400, ge=1, description="seconds an assignment's data is kept after it ended"
     )
     visibility_timeout: int = Field(
-        2 * 86400, ge=60, description="seconds before Redis redelivers an unacked message"
+        2 * 86400,
+        ge=1,
+        description="seconds before Redis redelivers an unacked message (tests use a few seconds)",
     )
     deadline_poll: float = Field(0.2, gt=0, le=10, description="cloud deadline check, seconds")
     cloud_concurrency: int = Field(4, ge=1, le=64, description="threads per cloud worker")
