@@ -41,5 +41,5 @@ def install() -> None:
             return original(self, asynchronous=asynchronous)
 
         _connparams.__wrapped__ = original  # type: ignore[attr-defined]
-        kombu_redis.Channel._connparams = _connparams
+        kombu_redis.Channel._connparams = _connparams  # type: ignore[method-assign]
         _installed = True
