@@ -166,6 +166,7 @@ class Orchestrator:
             kwargsrepr=kwargsrepr,
         )
         publish_chord(self.app, chord_group_id(aid, index), header, callback)
+        self.store.mark_sent(aid, index)
 
     # -- finish an iteration -----------------------------------------------------------------
     def finish_iteration(
@@ -183,6 +184,8 @@ class Orchestrator:
         record = record_from_hash(aid, raw)
         spec = parse_spec(raw["spec"])
         clients = list(record.clients)
+        if reason == "deadline" and status == "running" and int(raw.get("sent") or -1) < index:
+            return self._redispatch(aid, record.user, spec, clients, index)
         if answers is None or reason != "complete":
             answers = self._read_answers(aid, index, clients)
         decoded = []
@@ -241,6 +244,22 @@ class Orchestrator:
         if outcome is Completion.ADVANCED and next_deadline is not None:
             self.dispatch(aid, record.user, spec, clients, index + 1, result.value, next_deadline)
         return "stored"
+
+    def _redispatch(self, aid: str, user: str, spec: AssignmentSpec, clients: list[int], index: int) -> str:
+        """The deadline of an iteration whose chord was never published (a cloud worker died
+        between planning it and sending it): publish it now, with a fresh deadline, once."""
+        deadline = time.time() + spec.timeout
+        claimed = self.store.claim_redispatch(aid, index, deadline)
+        if claimed == 0:
+            return "stale"
+        if claimed < 0:
+            log.warning("assignment %s of %s: iteration %d could not be sent; it failed", aid, user, index)
+            self.store.finish(aid, "failed", f"iteration {index} could not be sent to the clients")
+            return "failed"
+        previous = self.store.iteration(aid, index - 1) if index > 0 else None
+        log.warning("assignment %s of %s: iteration %d was never sent; sending it now", aid, user, index)
+        self.dispatch(aid, user, spec, clients, index, previous.value if previous else None, deadline)
+        return "redispatched"
 
     def _offboard_runner(self, user: str) -> Callable[[list[object]], tuple[object, str]]:
         def run(values: list[object]) -> tuple[object, str]:

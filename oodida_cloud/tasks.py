@@ -20,6 +20,7 @@ from oodida_core.wire import (
     TASK_CANCEL,
     TASK_DEPLOY,
     TASK_FINISH_ITERATION,
+    TASK_PURGE,
     TASK_ROLLBACK,
     TASK_START,
     TASK_VERSIONS,
@@ -29,6 +30,7 @@ from oodida_core.wire import (
 
 from .deploy import Deployer
 from .orchestrator import Orchestrator
+from .purge import Purger
 
 log = logging.getLogger("oodida.cloud")
 
@@ -44,7 +46,9 @@ def _one_message(
         return False, None
 
 
-def register_cloud_tasks(app: Celery, orchestrator: Orchestrator, deployer: Deployer) -> None:
+def register_cloud_tasks(
+    app: Celery, orchestrator: Orchestrator, deployer: Deployer, purger: Purger | None = None
+) -> None:
     def one_message_task(name: str, what: str, handle: Callable[[object, str | None], str]) -> None:
         @app.task(name=name, acks_late=True, ignore_result=True, bind=True)
         def run(self: Task, *args: Any, **kwargs: Any) -> str:
@@ -57,6 +61,8 @@ def register_cloud_tasks(app: Celery, orchestrator: Orchestrator, deployer: Depl
     one_message_task(TASK_AUTHENTICATE, "an authenticate", orchestrator.gate.authenticate)
     one_message_task(TASK_ROLLBACK, "a rollback", deployer.rollback)
     one_message_task(TASK_VERSIONS, "a versions", deployer.versions)
+    purger = purger or Purger(app, orchestrator.store, orchestrator.gate)
+    one_message_task(TASK_PURGE, "a purge", purger.purge)
 
     @app.task(name=TASK_FINISH_ITERATION, acks_late=True, ignore_result=True, bind=True)
     def finish_iteration(self: Task, *args: Any, **kwargs: Any) -> str:

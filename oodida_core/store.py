@@ -75,6 +75,29 @@ for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
 return tonumber(current or -1)
 """
 
+_MARK_SENT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local sent = tonumber(redis.call('HGET', KEYS[1], 'sent') or '-1')
+if tonumber(ARGV[1]) > sent then redis.call('HSET', KEYS[1], 'sent', ARGV[1]) end
+return 1
+"""
+
+_REDISPATCH = """
+if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'current')) ~= tonumber(ARGV[1]) then return 0 end
+if tonumber(redis.call('HGET', KEYS[1], 'sent') or '-1') >= tonumber(ARGV[1]) then return 0 end
+local tries = 1
+local last = redis.call('HGET', KEYS[1], 'resent')
+if last then
+  local idx, n = string.match(last, '^(%d+):(%d+)$')
+  if idx == ARGV[1] then tries = tonumber(n) + 1 end
+end
+if tries > tonumber(ARGV[4]) then return -1 end
+redis.call('HSET', KEYS[1], 'resent', ARGV[1] .. ':' .. tries, 'current_started', ARGV[3])
+redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5] .. ':' .. ARGV[1])
+return 1
+"""
+
 _CLAIM_DEADLINES = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
 for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], m) end
@@ -105,6 +128,8 @@ class AssignmentStore:
         self._complete = client.register_script(_COMPLETE_ITERATION)
         self._finish = client.register_script(_FINISH)
         self._claim = client.register_script(_CLAIM_DEADLINES)
+        self._mark_sent = client.register_script(_MARK_SENT)
+        self._redispatch = client.register_script(_REDISPATCH)
 
     # -- writes by the cloud, once the request is authenticated -------------------------------
     def create(self, assignment_id: str, user: str, spec: dict[str, Any]) -> bool:
@@ -153,6 +178,19 @@ class AssignmentStore:
             assignment_id,
         ]
         return Completion(int(self._complete(keys=keys, args=args)))
+
+    def mark_sent(self, assignment_id: str, index: int) -> None:
+        """Record that iteration ``index``'s chord was published (after publishing it)."""
+        self._mark_sent(keys=[self.keys.assignment(assignment_id)], args=[index])
+
+    def claim_redispatch(self, assignment_id: str, index: int, deadline: float, max_tries: int = 3) -> int:
+        """Take the job of publishing again the chord of iteration ``index``, which a cloud
+        worker planned but never published (it died in between): 1 for the one caller that
+        does it (its deadline moved to ``deadline``), 0 when there is nothing to do (the
+        chord was sent, the iteration is not current), -1 after ``max_tries`` attempts."""
+        keys = [self.keys.assignment(assignment_id), self.keys.deadlines]
+        args: list[str | int] = [index, repr(deadline), repr(time.time()), max_tries, assignment_id]
+        return int(self._redispatch(keys=keys, args=args))
 
     def finish(
         self,

@@ -22,6 +22,7 @@ TASK_DEPLOY = "oodida.cloud.deploy"
 TASK_AUTHENTICATE = "oodida.cloud.authenticate"
 TASK_ROLLBACK = "oodida.cloud.rollback"
 TASK_VERSIONS = "oodida.cloud.versions"
+TASK_PURGE = "oodida.cloud.purge"
 TASK_ONBOARD = "oodida.edge.onboard"
 TASK_INSTALL = "oodida.edge.install"
 
@@ -52,6 +53,7 @@ MESSAGE_LIMITS: dict[str, int] = {
     TASK_AUTHENTICATE: 64 * 1024,
     TASK_ROLLBACK: 4 * 1024 * 1024,
     TASK_VERSIONS: 4 * 1024 * 1024,
+    TASK_PURGE: 64 * 1024,
 }
 UNKNOWN_TASK_LIMIT = 1024 * 1024  # a task no worker knows is discarded by Celery: no need to read it
 
@@ -126,6 +128,12 @@ class FinishIteration(Wire):
 
 
 class CancelRequest(Request):
+    assignment_id: WireId
+
+
+class PurgeRequest(Request):
+    """Library -> cloud: delete every key of this ended assignment of this user."""
+
     assignment_id: WireId
 
 

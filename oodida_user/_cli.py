@@ -78,6 +78,13 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_purge(args: argparse.Namespace) -> int:
+    with _connect(args) as o:
+        deleted = o.purge(args.id)
+        print(f"{args.id}: purged ({deleted} key(s) deleted)")
+    return 0
+
+
 def cmd_clients(args: argparse.Namespace) -> int:
     with _connect(args) as o:
         clients = o.clients()
@@ -287,10 +294,11 @@ def build_parser() -> argparse.ArgumentParser:
         ("status", cmd_status, "an assignment's status"),
         ("results", cmd_results, "an assignment's results"),
         ("cancel", cmd_cancel, "cancel an assignment"),
+        ("purge", cmd_purge, "delete an ended assignment's data now"),
     ):
         p = sub.add_parser(name, parents=[common], help=text)
         p.add_argument("id")
-        if name != "cancel":
+        if name not in ("cancel", "purge"):
             p.add_argument("--json", action="store_true")
         if name == "results":
             p.add_argument("--wait", action="store_true", help="wait until it ended")

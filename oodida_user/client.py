@@ -33,12 +33,14 @@ from oodida_core.tasklabels import args_label
 from oodida_core.wire import (
     TASK_AUTHENTICATE,
     TASK_DEPLOY,
+    TASK_PURGE,
     TASK_ROLLBACK,
     TASK_START,
     TASK_VERSIONS,
     AuthRequest,
     ClientInfo,
     DeployRequest,
+    PurgeRequest,
     Reply,
     Request,
     Role,
@@ -233,6 +235,17 @@ class Oodida:
         if record is None or record.user != self.user:
             raise UnknownAssignment(f"no assignment {assignment_id!r} of user {self.user!r}")
         return Assignment(self, assignment_id)
+
+    def purge(self, assignment_id: str) -> int:
+        """Delete every key of one of your ended assignments now (instead of at its expiry):
+        its record, results, events and Celery's task results and chord counters; the number of
+        keys deleted. UnknownAssignment for another user's or an unknown id, OodidaError for an
+        assignment that is still running (cancel it first)."""
+        if not isinstance(assignment_id, str) or not ASSIGNMENT_ID.match(assignment_id):
+            raise UnknownAssignment(f"no assignment {assignment_id!r:.80} of user {self.user!r}")
+        request = PurgeRequest(assignment_id=assignment_id, **self._credentials())
+        value = self._request(TASK_PURGE, request, "purge")
+        return int(dict(value or {}).get("deleted", 0))
 
     def assignments(self) -> list[str]:
         """Ids of this user's assignments, oldest first."""

@@ -17,6 +17,7 @@ from oodida_core.wire import (
     TASK_DEPLOY,
     TASK_INSTALL,
     TASK_ONBOARD,
+    TASK_PURGE,
     TASK_ROLLBACK,
     TASK_START,
     TASK_VERSIONS,
@@ -25,6 +26,7 @@ from oodida_core.wire import (
     DeployRequest,
     InstallTask,
     OnboardTask,
+    PurgeRequest,
     RollbackRequest,
     SubmitRequest,
     VersionsRequest,
@@ -39,6 +41,7 @@ MODELS: dict[str, type[BaseModel]] = {
     TASK_AUTHENTICATE: AuthRequest,
     TASK_ROLLBACK: RollbackRequest,
     TASK_VERSIONS: VersionsRequest,
+    TASK_PURGE: PurgeRequest,
 }
 
 
