@@ -106,15 +106,22 @@ class Deployer:
         live = [c.client_id for c in self.registry.live()]
         targets = deploy_targets(req.clients, live, req.deploy_id)
         self.store.deployment_sent(req.deploy_id, checked.version, targets)
+        tasks = [
+            InstallTask(
+                deploy_id=req.deploy_id,
+                user=req.user,
+                client_id=cid,
+                version=checked.version,
+                filename=req.filename,
+            )
+            for cid in targets
+        ]
+        # Pending on each client until it installed it: an offline client installs it when it
+        # starts and before any custom task, whatever waits ahead of the install in its queue.
+        self.store.add_pending(tasks)
         with self.app.producer_or_acquire() as producer, producer.batch(max_size=1000):
-            for cid in targets:
-                task = InstallTask(
-                    deploy_id=req.deploy_id,
-                    user=req.user,
-                    client_id=cid,
-                    version=checked.version,
-                    filename=req.filename,
-                )
+            for task in tasks:
+                cid = task.client_id
                 message = task.to_wire()
                 self.app.send_task(
                     TASK_INSTALL,

@@ -83,6 +83,7 @@ def roles(keys: Keys) -> dict[str, Role]:
                 keys.onboard_pointers,
                 keys.deployed_at("*"),
                 keys.deployment("*"),
+                keys.every_pending_installs,
             ),
             (EVENT_CHANNELS, *CONTROL_CHANNELS, "celery-task-meta-*"),  # results are announced
             f"+@all -@dangerous +info {CONNECT}",

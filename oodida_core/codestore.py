@@ -14,9 +14,9 @@ from typing import Any
 
 import redis
 
-from .errors import OodidaError
+from .errors import MessageError, OodidaError
 from .keys import Keys
-from .wire import DeploymentRecord, Verdict, decode
+from .wire import DeploymentRecord, InstallTask, PendingInstall, Verdict, decode
 
 HISTORY = 10  # versions kept per pointer
 
@@ -165,6 +165,35 @@ class CodeStore:
             self.keys.deployment(deploy_id),
         ]
         self._verdict(keys=keys, args=[client_id, verdict.to_json(), self.ttl])
+
+    # -- deployments waiting for their clients ------------------------------------------------
+    def add_pending(self, tasks: list[InstallTask]) -> None:
+        """Record install tasks as pending on their clients (before they are sent)."""
+        now = time.time()
+        pipe = self.redis.pipeline(transaction=False)
+        for task in tasks:
+            key = self.keys.pending_installs(task.client_id)
+            pipe.hset(key, task.deploy_id, PendingInstall(task=task, sent_at=now).to_json())
+            pipe.expire(key, self.ttl)
+        pipe.execute()
+
+    def pending(self, client_id: int) -> list[InstallTask]:
+        """A client's pending install tasks, oldest first (a malformed entry is dropped)."""
+        raw = self.redis.hgetall(self.keys.pending_installs(client_id))
+        out: list[PendingInstall] = []
+        for deploy_id, value in raw.items():
+            try:
+                out.append(decode(PendingInstall, value))
+            except MessageError:
+                self.redis.hdel(self.keys.pending_installs(client_id), deploy_id)
+        return [p.task for p in sorted(out, key=lambda p: (p.sent_at, p.task.deploy_id))]
+
+    def claim_pending(self, client_id: int, deploy_id: str) -> bool:
+        """Take a pending install off the client's list: True for the one caller that did."""
+        return bool(self.redis.hdel(self.keys.pending_installs(client_id), deploy_id))
+
+    def has_verdict(self, deploy_id: str, client_id: int) -> bool:
+        return bool(self.redis.hexists(self.keys.deployment_verdicts(deploy_id), str(client_id)))
 
     def deployment(self, deploy_id: str) -> DeploymentRecord | None:
         pipe = self.redis.pipeline()

@@ -100,11 +100,22 @@ class Keys:
         """stream: one entry per verdict and one when the cloud finished its part."""
         return f"{self.prefix}:d:{deploy_id}:ev"
 
+    def pending_installs(self, client_id: int) -> str:
+        """hash: deployment id -> PendingInstall JSON, the deployments sent to one client that
+        it has not installed yet (offline clients install them when they start, and before
+        any custom task)."""
+        return f"{self.prefix}:c:{client_id}:pending"
+
     # -- patterns, for the ACL rules of each role (acl.py) ---------------------------------------
     @property
     def onboard_pointers(self) -> str:
         """pattern: every user's on-board pointer on every client."""
         return f"{self.prefix}:u:*:on:*"
+
+    @property
+    def every_pending_installs(self) -> str:
+        """pattern: every client's pending deployments."""
+        return f"{self.prefix}:c:*:pending"
 
     def assignment_keys(self, assignment_id: str) -> tuple[str, ...]:
         """Every key that holds one assignment's data (for expiry and purge)."""

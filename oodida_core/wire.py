@@ -258,6 +258,13 @@ class InstallTask(Wire):
     filename: str
 
 
+class PendingInstall(Wire):
+    """A deployment waiting for one client, kept until the client installed it."""
+
+    task: InstallTask
+    sent_at: float
+
+
 class Verdict(Wire):
     """One target's answer to a deployment."""
 

@@ -153,8 +153,16 @@ def serve(
     threads = edge_concurrency(len(ids), concurrency, pool)
     # Sandbox processes cost ~40 MB each: a few per edge process, shared by its threads.
     code = CodeRunner(codestore, Sandbox(max_children=min(threads, SANDBOXES_PER_PROCESS)), policy)
-    runner = OnboardRunner(reader, keys, sensors, code, realtime=realtime)
-    register_edge_tasks(app, runner, Installer(codestore, policy, set(ids)))
+    installer = Installer(codestore, policy, set(ids))
+    runner = OnboardRunner(
+        reader, keys, sensors, code, realtime=realtime, before_custom=installer.install_pending
+    )
+    register_edge_tasks(app, runner, installer)
+    for cid in ids:  # deployments sent while this client was offline, before any task
+        try:
+            installer.install_pending(cid)
+        except redis.exceptions.RedisError:
+            log.warning("client %d: could not read its pending deployments; at its first custom task", cid)
     registry = Registry(client, settings)
     host = socket.gethostname()
     name = f"{worker_name(ids)}@{host}"

@@ -31,6 +31,11 @@ class Installer:
         except MessageError as exc:
             log_rejected(log, "an install", message, exc, task_id)
             return {"accepted": False, "reason": str(exc)}
+        claimed = self.store.claim_pending(task.client_id, task.deploy_id)
+        if not claimed and self.store.has_verdict(task.deploy_id, task.client_id):
+            # Installed already (from the client's pending list): a later deployment may have
+            # moved the pointer on since, which this stale message must not undo.
+            return {"accepted": True, "reason": "installed already"}
         try:
             verdict = self._verdict(task)
         except Exception as exc:  # never leave a deployment without an answer
@@ -50,6 +55,20 @@ class Installer:
             )
         self.store.record_verdict(task.deploy_id, task.client_id, verdict)
         return verdict.to_wire()
+
+    def install_pending(self, client_id: int) -> int:
+        """Install the deployments sent to ``client_id`` that it has not installed yet, oldest
+        first: at start-up and before every custom task. How many were installed."""
+        done = 0
+        for task in self.store.pending(client_id):
+            if self.store.has_verdict(task.deploy_id, client_id):
+                self.store.claim_pending(client_id, task.deploy_id)
+                continue
+            self.install(task.to_wire())
+            done += 1
+        if done:
+            log.info("client %d: installed %d pending deployment(s)", client_id, done)
+        return done
 
     def _verdict(self, task: InstallTask) -> Verdict:
         now = time.time()
