@@ -3,7 +3,7 @@
 The library checked the module already; the cloud does not trust that. An off-board module
 takes effect here at once. An on-board module goes to each target client as an install task
 on its own queue; each client answers with its verdict. A client that is offline finds the
-install task waiting in its queue when it comes back, before any later task.
+deployment on its list of pending installs when it starts, and installs it before any task.
 """
 
 from __future__ import annotations
@@ -117,7 +117,7 @@ class Deployer:
             for cid in targets
         ]
         # Pending on each client until it installed it: an offline client installs it when it
-        # starts and before any custom task, whatever waits ahead of the install in its queue.
+        # starts, before any task, whatever waits ahead of the install in its queue.
         self.store.add_pending(tasks)
         with self.app.producer_or_acquire() as producer, producer.batch(max_size=1000):
             for task in tasks:

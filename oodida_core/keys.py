@@ -102,8 +102,8 @@ class Keys:
 
     def pending_installs(self, client_id: int) -> str:
         """hash: deployment id -> PendingInstall JSON, the deployments sent to one client that
-        it has not installed yet (offline clients install them when they start, and before
-        any custom task)."""
+        it has not installed yet (an offline client installs them when it starts, before it
+        takes any task)."""
         return f"{self.prefix}:c:{client_id}:pending"
 
     # -- patterns, for the ACL rules of each role (acl.py) ---------------------------------------

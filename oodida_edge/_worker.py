@@ -154,11 +154,13 @@ def serve(
     # Sandbox processes cost ~40 MB each: a few per edge process, shared by its threads.
     code = CodeRunner(codestore, Sandbox(max_children=min(threads, SANDBOXES_PER_PROCESS)), policy)
     installer = Installer(codestore, policy, set(ids))
-    runner = OnboardRunner(
-        reader, keys, sensors, code, realtime=realtime, before_custom=installer.install_pending
-    )
+    runner = OnboardRunner(reader, keys, sensors, code, realtime=realtime)
     register_edge_tasks(app, runner, installer)
-    for cid in ids:  # deployments sent while this client was offline, before any task
+    # Deployments sent while these clients were offline, installed before the worker takes any
+    # task: a custom task that waited in the queue ahead of its install runs the new version.
+    # (A client that stayed up takes its installs in queue order, so a deployment switches it
+    # between two of its tasks, as it switches every other client.)
+    for cid in ids:
         try:
             installer.install_pending(cid)
         except redis.exceptions.RedisError:

@@ -58,7 +58,7 @@ class Installer:
 
     def install_pending(self, client_id: int) -> int:
         """Install the deployments sent to ``client_id`` that it has not installed yet, oldest
-        first: at start-up and before every custom task. How many were installed."""
+        first (at start-up, before the worker takes any task). How many were installed."""
         done = 0
         for task in self.store.pending(client_id):
             if self.store.has_verdict(task.deploy_id, client_id):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -35,10 +34,8 @@ class OnboardRunner:
         sensors: SensorSource,
         code: CodeRunner,
         realtime: bool = False,
-        before_custom: Callable[[int], object] | None = None,
     ) -> None:
         self.redis = client
-        self.before_custom = before_custom  # installs the client's pending deployments
         self.keys = keys
         self.sensors = sensors
         self.code = code
@@ -112,8 +109,6 @@ class OnboardRunner:
 
     def _custom(self, task: OnboardTask, data: dict[str, Any]) -> tuple[object, str]:
         """The user's current version on this client, looked up afresh for every task."""
-        if self.before_custom is not None:
-            self.before_custom(task.client_id)
         version = self.codestore.onboard_version(task.user, task.client_id)
         if version is None:
             raise CustomCodeError(f"user {task.user!r} has no on-board code on client {task.client_id}")
