@@ -173,10 +173,19 @@ def _number(value: object, rule: str) -> float:
     return number
 
 
+def _unicode(value: str, rule: str) -> None:
+    """A string that JSON and Redis can carry: no lone surrogates (Python allows them)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise _bad(rule + ", valid Unicode (no lone surrogates)") from None
+
+
 def text(value: object, lo: int, hi: int) -> str:
     rule = f"must be a string of {lo:,} to {hi:,} characters"
     if not isinstance(value, str) or not lo <= len(value) <= hi:
         raise _bad(rule)
+    _unicode(value, rule)
     if lo > 0 and not value.strip():
         raise _bad(rule + ", not only blanks")
     return str(value)
@@ -265,6 +274,7 @@ def _filename(value: object) -> str:
         raise _bad("must be the path of a Python module ending in .py")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
         raise _bad("must be the path of a Python module ending in .py, without control characters")
+    _unicode(value, "must be the path of a Python module ending in .py")
     if not value.endswith(".py") or value.replace("\\", "/").rsplit("/", 1)[-1] == ".py":
         raise _bad("must be the path of a Python module ending in .py")
     return str(value)

@@ -104,7 +104,9 @@ def valid_analytic_specs(draw: st.DrawFn) -> dict[str, Any]:
 
 _filename = st.builds(
     lambda stem, where: f"{where}{stem}.py",
-    st.text(st.characters(blacklist_categories=["Cc"], blacklist_characters="/\\"), min_size=1, max_size=40),
+    st.text(
+        st.characters(blacklist_categories=["Cc", "Cs"], blacklist_characters="/\\"), min_size=1, max_size=40
+    ),
     st.sampled_from(["", "modules/", "/tmp/x/", "C:\\code\\"]),
 )
 

@@ -354,6 +354,22 @@ def test_values_that_cannot_be_printed_still_give_a_readable_error() -> None:
     assert len(text) < 2000
 
 
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"mode": "deploy_onboard", "filename": "\ud800.py"}, "filename"),
+        ({**LISTING_1_1, "name": "speed \udfff"}, "name"),
+        ({**LISTING_1_1, "description": "\ud83d"}, "description"),
+    ],
+)
+def test_a_lone_surrogate_in_a_string_is_a_spec_error_naming_the_field(
+    raw: dict[str, Any], field: str
+) -> None:
+    error = problems(raw)
+    assert [i.field for i in error.issues] == [field]
+    assert "lone surrogates" in error.issues[0].rule
+
+
 # ---------------------------------------------------------------- wire and schema
 
 
