@@ -462,13 +462,17 @@ def throughput(n: int, threads: int, size: int, window: float, rounds: int, tmp:
 
 
 # -- row 3: drift over many iterations -------------------------------------------------------------
-def drift(n: int, iterations: int, head: int, tmp: Path) -> dict[str, Any]:
+def drift(n: int, iterations: int, head: int, rounds: int, tmp: Path) -> dict[str, Any]:
+    """``rounds`` x one ``iterations``-iteration assignment, then ``rounds`` x as many bare
+    chords: the machine's speed changes within seconds here, so one round's last/first says
+    little; the median over rounds is the figure."""
     with redis_server(tmp, "redis-drift") as server:
         db0, db1 = db_url(server, 0), db_url(server, 1)
         system = LocalSystem(n, redis_url=db0, data_dir=tmp / "oodida-drift", loglevel="WARNING")
         bare = Workers.ours(db1, n, tmp / "bare-drift", system.settings.cloud_concurrency)
         o: Oodida | None = None
         app: Celery | None = None
+        per_round: list[dict[str, Any]] = []
         try:
             system.start()
             bare.start()
@@ -476,17 +480,38 @@ def drift(n: int, iterations: int, head: int, tmp: Path) -> dict[str, Any]:
             run_ours(o, n)
             run_bare(app, n)
             spec = {**small_spec([]), "name": "bench-drift", "clients": "all", "iterations": iterations}
-            t0 = time.perf_counter()
-            result = o.submit(spec).wait(progress=False)
-            wall = time.perf_counter() - t0
-            if result.status != "done" or len(result.iterations) != iterations:
-                raise RuntimeError(f"{iterations}-iteration assignment went wrong: {result.status}")
-            if any(len(it.onboard) != n for it in result.iterations):
-                raise RuntimeError("an iteration lacks clients")
-            its = sorted(result.iterations, key=lambda it: it.index)
-            ours = [it.finished_at - it.started_at for it in its]
-            gaps = [b.started_at - a.finished_at for a, b in itertools.pairwise(its)]
-            bare_runs = [run_bare(app, n) for _ in range(iterations)]
+            # Every round of ours first, then the bare rounds, so that neither inherits the
+            # other's leftovers (result subscriptions, keys): interleaved, one run gave ours
+            # 1.15, 1.28, 1.41 round after round, while three rounds of ours alone stayed flat.
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                result = o.submit(spec).wait(progress=False)
+                wall = time.perf_counter() - t0
+                if result.status != "done" or len(result.iterations) != iterations:
+                    raise RuntimeError(f"{iterations}-iteration assignment went wrong: {result.status}")
+                if any(len(it.onboard) != n for it in result.iterations):
+                    raise RuntimeError("an iteration lacks clients")
+                its = sorted(result.iterations, key=lambda it: it.index)
+                ours = [it.finished_at - it.started_at for it in its]
+                gaps = [b.started_at - a.finished_at for a, b in itertools.pairwise(its)]
+                per_round.append(
+                    {
+                        "ours_wall_s": wall,
+                        "ours_per_iteration_ms": [round(x * 1e3, 2) for x in ours],
+                        "ours_gap_ms": [round(x * 1e3, 2) for x in gaps],
+                        "ours": ends(ours, head),
+                    }
+                )
+            for r in range(rounds):
+                bare_runs = [run_bare(app, n) for _ in range(iterations)]
+                gc.collect()  # drop the chords' result subscriptions before the next round
+                per_round[r]["bare_per_chord_ms"] = [round(x * 1e3, 2) for x in bare_runs]
+                per_round[r]["bare"] = ends(bare_runs, head)
+                print(
+                    f"  round {r + 1}: ours last/first {per_round[r]['ours']['ratio']:.2f}, "
+                    f"bare {per_round[r]['bare']['ratio']:.2f}",
+                    flush=True,
+                )
         finally:
             if o is not None:
                 o.close()
@@ -496,23 +521,27 @@ def drift(n: int, iterations: int, head: int, tmp: Path) -> dict[str, Any]:
             bare.stop()
             system.stop()
 
-    def ends(values: list[float]) -> dict[str, float]:
-        first, last = statistics.median(values[:head]), statistics.median(values[-head:])
-        return {"first_ms": first * 1e3, "last_ms": last * 1e3, "ratio": last / first}
+    def over_rounds(side: str) -> dict[str, float]:
+        return {k: statistics.median(r[side][k] for r in per_round) for k in ("first_ms", "last_ms", "ratio")}
 
     return {
         "clients": n,
         "iterations": iterations,
         "head": head,
-        "ours_wall_s": wall,
-        "ours_per_iteration_ms": [round(x * 1e3, 2) for x in ours],
-        "ours_gap_ms": [round(x * 1e3, 2) for x in gaps],
-        "bare_per_chord_ms": [round(x * 1e3, 2) for x in bare_runs],
-        "ours": ends(ours),
-        "bare": ends(bare_runs),
-        "ours_median_ms": statistics.median(ours) * 1e3,
-        "bare_median_ms": statistics.median(bare_runs) * 1e3,
+        "rounds": per_round,
+        "ours_wall_s": statistics.median(r["ours_wall_s"] for r in per_round),
+        "ours_per_iteration_ms": per_round[0]["ours_per_iteration_ms"],
+        "bare_per_chord_ms": per_round[0]["bare_per_chord_ms"],
+        "ours": over_rounds("ours"),
+        "bare": over_rounds("bare"),
+        "ours_median_ms": statistics.median(x for r in per_round for x in r["ours_per_iteration_ms"]),
+        "bare_median_ms": statistics.median(x for r in per_round for x in r["bare_per_chord_ms"]),
     }
+
+
+def ends(values: list[float], head: int) -> dict[str, float]:
+    first, last = statistics.median(values[:head]), statistics.median(values[-head:])
+    return {"first_ms": first * 1e3, "last_ms": last * 1e3, "ratio": last / first}
 
 
 # -- report ----------------------------------------------------------------------------------------
@@ -615,13 +644,15 @@ def print_report(report: dict[str, Any]) -> None:
         )
     if "drift" in report:
         d = report["drift"]
+        per_round_ratios = ", ".join(f"{r['ours']['ratio']:.2f}" for r in d["rounds"])
         print(
             f"\n3. {d['iterations']} iterations over {d['clients']} clients: ours per iteration "
             f"first {d['head']} {d['ours']['first_ms']:.1f} ms, "
             f"last {d['head']} {d['ours']['last_ms']:.1f} ms "
             f"(ratio {d['ours']['ratio']:.2f}; whole assignment {d['ours_wall_s']:.1f} s); "
             f"bare chords first {d['bare']['first_ms']:.1f}, last {d['bare']['last_ms']:.1f} "
-            f"(ratio {d['bare']['ratio']:.2f})"
+            f"(ratio {d['bare']['ratio']:.2f}); medians over {len(d['rounds'])} round(s), "
+            f"ours last/first per round: {per_round_ratios}"
         )
     if "code" in report:
         print("\n5. active-code replacement, 100 clients (bench_code.py)")
@@ -692,6 +723,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--naive-pool", choices=("solo", "threads"), default="solo", help="pool of the naive bare worker"
     )
+    parser.add_argument("--drift-rounds", type=int, help="rounds of the drift row (3; quick 1)")
     parser.add_argument("--rows", default="scale,throughput,drift,code", help="which stages to run")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--plot", type=Path, help="also draw the results here (needs matplotlib)")
@@ -703,6 +735,7 @@ def main(argv: list[str] | None = None) -> int:
     rounds = args.rounds or (1 if q else 3)
     iterations = args.iterations or (20 if q else 50)
     head = 5 if iterations < 30 else 10
+    drift_rounds = args.drift_rounds or (1 if q else 3)
     sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     stages = {s.strip() for s in args.rows.split(",") if s.strip()}
     if not stages <= {"scale", "throughput", "drift", "code"} or (sizes and min(sizes) < 1):
@@ -733,9 +766,11 @@ def main(argv: list[str] | None = None) -> int:
             report["throughput"] = throughput(20, 8, 5, window, rounds, tmp)
         if "drift" in stages:
             print(
-                f"3. drift: one {iterations}-iteration assignment over 100 clients, then bare ...", flush=True
+                f"3. drift: {drift_rounds} round(s) of one {iterations}-iteration assignment over 100 "
+                "clients, then as many bare chords ...",
+                flush=True,
             )
-            report["drift"] = drift(100, iterations, head, tmp)
+            report["drift"] = drift(100, iterations, head, drift_rounds, tmp)
         if "code" in stages:
             print("5. active-code replacement (bench_code.py) ...", flush=True)
             report["code"] = bench_code.run(bench_code.parse(["--repeats", "3" if q else "10"]))
