@@ -19,7 +19,7 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
 
-# Every benchmark row of BENCHMARKS.md in one run (about 15 minutes): a table on stdout, JSON and,
+# Every benchmark row of BENCHMARKS.md in one run (8-9 minutes here): a table on stdout, JSON and,
 # with matplotlib installed, a PNG in benchmarks/out/.
 bench: $(STAMP)
 	mkdir -p benchmarks/out
