@@ -25,6 +25,7 @@ from oodida_core.settings import Settings
 
 from .deploy import Deployer
 from .orchestrator import Orchestrator
+from .purge import Purger
 from .tasks import register_cloud_tasks
 
 log = logging.getLogger("oodida.cloud")
@@ -93,7 +94,8 @@ def main(argv: list[str] | None = None) -> None:
     sandbox = Sandbox(max_children=settings.cloud_concurrency)
     orchestrator = Orchestrator(app, client, settings, CodeRunner(codestore, sandbox, policy))
     deployer = Deployer(app, codestore, orchestrator.registry, policy, sandbox, orchestrator.gate)
-    register_cloud_tasks(app, orchestrator, deployer)
+    purger = Purger(app, orchestrator.store, orchestrator.gate)
+    register_cloud_tasks(app, orchestrator, deployer, purger)
     name = args.name or f"cloud-{os.getpid()}"
     # Registered under its Celery node name, as Flower shows it (`oodida health --cloud` looks
     # for this host's).

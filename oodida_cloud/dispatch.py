@@ -19,6 +19,7 @@ from typing import Any
 from celery import Celery
 from celery.canvas import Signature
 
+from oodida_core.chords import DONE_SUFFIX, chord_keys
 from oodida_core.tasklabels import args_label
 
 
@@ -60,8 +61,7 @@ def discard_chord(app: Celery, group_id: str) -> None:
     counters and mark it done, as Celery does after a callback, so that a late answer is a
     no-op instead of counters that sit in Redis until ``result_expires``."""
     backend: Any = app.backend
-    keys = [backend.get_key_for_group(group_id, suffix) for suffix in ("", ".j", ".t", ".s", ".d")]
     pipe = backend.client.pipeline()
-    pipe.delete(*keys)
-    pipe.set(backend.get_key_for_group(group_id, ".c"), "done", ex=int(app.conf.result_expires))
+    pipe.delete(*chord_keys(app, group_id))
+    pipe.set(backend.get_key_for_group(group_id, DONE_SUFFIX), "done", ex=int(app.conf.result_expires))
     pipe.execute()

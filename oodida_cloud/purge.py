@@ -13,7 +13,7 @@ from typing import Any
 
 from celery import Celery
 
-from oodida_core.chords import chord_group_id
+from oodida_core.chords import chord_group_id, chord_keys
 from oodida_core.errors import MessageError
 from oodida_core.guard import log_rejected
 from oodida_core.store import AssignmentStore, deadline_member
@@ -24,18 +24,15 @@ from .planning import header_task_id
 
 log = logging.getLogger("oodida.cloud")
 
-CHORD_SUFFIXES = ("", ".j", ".t", ".s", ".d", ".c")
-
-
 def celery_keys(app: Celery, assignment_id: str, clients: list[int], iterations: int) -> list[str]:
     """Celery's result and chord keys of an assignment's first ``iterations`` iterations."""
     backend: Any = app.backend
     keys: list[str] = []
     for index in range(iterations):
-        group = chord_group_id(assignment_id, index)
-        keys += [backend.get_key_for_group(group, suffix) for suffix in CHORD_SUFFIXES]
-        keys += [backend.get_key_for_task(header_task_id(assignment_id, index, c)) for c in clients]
-    return [k.decode() if isinstance(k, bytes) else k for k in keys]
+        keys += chord_keys(app, chord_group_id(assignment_id, index), done=True)
+        results = [backend.get_key_for_task(header_task_id(assignment_id, index, c)) for c in clients]
+        keys += [k.decode() if isinstance(k, bytes) else k for k in results]
+    return keys
 
 
 class Purger:

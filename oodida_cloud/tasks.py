@@ -46,9 +46,7 @@ def _one_message(
         return False, None
 
 
-def register_cloud_tasks(
-    app: Celery, orchestrator: Orchestrator, deployer: Deployer, purger: Purger | None = None
-) -> None:
+def register_cloud_tasks(app: Celery, orchestrator: Orchestrator, deployer: Deployer, purger: Purger) -> None:
     def one_message_task(name: str, what: str, handle: Callable[[object, str | None], str]) -> None:
         @app.task(name=name, acks_late=True, ignore_result=True, bind=True)
         def run(self: Task, *args: Any, **kwargs: Any) -> str:
@@ -61,7 +59,6 @@ def register_cloud_tasks(
     one_message_task(TASK_AUTHENTICATE, "an authenticate", orchestrator.gate.authenticate)
     one_message_task(TASK_ROLLBACK, "a rollback", deployer.rollback)
     one_message_task(TASK_VERSIONS, "a versions", deployer.versions)
-    purger = purger or Purger(app, orchestrator.store, orchestrator.gate)
     one_message_task(TASK_PURGE, "a purge", purger.purge)
 
     @app.task(name=TASK_FINISH_ITERATION, acks_late=True, ignore_result=True, bind=True)

@@ -21,6 +21,19 @@ def chord_group_id(assignment_id: str, iteration: int) -> str:
     return f"{assignment_id}-i{iteration}"
 
 
+COUNTER_SUFFIXES = ("", ".j", ".t", ".s", ".d")  # the chord's state while it runs
+DONE_SUFFIX = ".c"  # set when it completed or was closed
+
+
+def chord_keys(app: Celery, group_id: str, *, done: bool = False) -> list[str]:
+    """The result backend's keys of chord ``group_id``: its counters, and with ``done`` also
+    its done marker."""
+    backend: Any = app.backend
+    suffixes = (*COUNTER_SUFFIXES, DONE_SUFFIX) if done else COUNTER_SUFFIXES
+    keys = [backend.get_key_for_group(group_id, suffix) for suffix in suffixes]
+    return [k.decode() if isinstance(k, bytes) else k for k in keys]
+
+
 def answered(app: Celery, client: redis.Redis, assignment_id: str, iteration: int) -> int | None:
     """How many clients answered iteration ``iteration`` so far (failed answers included);
     None once its chord was completed or closed (the iteration is being stored)."""
