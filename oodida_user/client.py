@@ -228,8 +228,7 @@ class Oodida:
 
     def assignment(self, assignment_id: str) -> Assignment:
         """A handle to one of this user's assignments, by id."""
-        if not isinstance(assignment_id, str) or not ASSIGNMENT_ID.match(assignment_id):
-            raise UnknownAssignment(f"no assignment {assignment_id!r:.80} of user {self.user!r}")
+        self._check_id(assignment_id)
         self.authenticate()
         record = self.store.get(assignment_id)
         if record is None or record.user != self.user:
@@ -241,8 +240,7 @@ class Oodida:
         its record, results, events and Celery's task results and chord counters; the number of
         keys deleted. UnknownAssignment for another user's or an unknown id, OodidaError for an
         assignment that is still running (cancel it first)."""
-        if not isinstance(assignment_id, str) or not ASSIGNMENT_ID.match(assignment_id):
-            raise UnknownAssignment(f"no assignment {assignment_id!r:.80} of user {self.user!r}")
+        self._check_id(assignment_id)
         request = PurgeRequest(assignment_id=assignment_id, **self._credentials())
         value = self._request(TASK_PURGE, request, "purge")
         return int(dict(value or {}).get("deleted", 0))
@@ -256,6 +254,11 @@ class Oodida:
         """Live clients: id, signals, worker, last heartbeat."""
         self.authenticate()
         return self.registry.live()
+
+    def _check_id(self, assignment_id: object) -> None:
+        """An id that cannot exist is an UnknownAssignment before anything is read or sent."""
+        if not isinstance(assignment_id, str) or not ASSIGNMENT_ID.match(assignment_id):
+            raise UnknownAssignment(f"no assignment {assignment_id!r:.80} of user {self.user!r}")
 
     # -- requests to the cloud ---------------------------------------------------------------
     def authenticate(self) -> None:
