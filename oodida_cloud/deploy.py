@@ -16,12 +16,14 @@ from celery import Celery
 
 from oodida_core.codestore import CodeStore
 from oodida_core.customcode import CodePolicy, check_source
-from oodida_core.errors import CustomCodeError, MessageError, OodidaError
-from oodida_core.guard import clean, log_rejected
+from oodida_core.errors import CustomCodeError, MessageError, OodidaError, SpecError
+from oodida_core.guard import log_rejected
 from oodida_core.keys import client_queue
 from oodida_core.registry import Registry
 from oodida_core.sandbox import Sandbox, dry_run
+from oodida_core.spec import validate_spec
 from oodida_core.tasklabels import args_label
+from oodida_core.text import one_line, storable
 from oodida_core.wire import (
     TASK_INSTALL,
     DeployRequest,
@@ -73,6 +75,12 @@ class Deployer:
             return "rejected"
         if not self.gate.admit(req, f"deployment {req.deploy_id} ({req.role}, {req.filename})"):
             return "rejected"  # before the module is checked or stored
+        try:  # the library's rule for file names (no control characters, valid Unicode, .py)
+            validate_spec({"mode": f"deploy_{req.role}", "filename": req.filename})
+        except SpecError as exc:
+            log.warning("deployment %s of %s refused: %s", req.deploy_id, req.user, one_line(str(exc), 600))
+            self.gate.refuse(req, "refused", str(exc))
+            return "rejected"
         record = self.store.deployment(req.deploy_id)
         if record is None:
             self.store.create_deployment(req.deploy_id, req.user, req.role, req.filename)
@@ -88,14 +96,17 @@ class Deployer:
             checked = check_source(req.source, req.filename, self.policy)
             dry_run(checked, req.role, self.policy, self.sandbox)
         except CustomCodeError as exc:
+            # The dry run's error is the module's own text (an exception message): it may hold
+            # lone surrogates and terminal escapes.
+            error = storable(str(exc))
             log.warning(
                 "deployment %s of %s (%s) refused in the cloud: %s",
                 req.deploy_id,
                 req.user,
-                clean(req.filename),
-                clean(str(exc), 600),
+                one_line(req.filename),
+                one_line(error, 600),
             )
-            self.store.deployment_failed(req.deploy_id, str(exc))
+            self.store.deployment_failed(req.deploy_id, error)
             return "failed"
         self.store.put_source(checked.version, req.source, req.filename)
         if req.role == "offboard":

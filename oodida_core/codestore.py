@@ -16,6 +16,7 @@ import redis
 
 from .errors import MessageError, OodidaError
 from .keys import Keys
+from .text import storable
 from .wire import DeploymentRecord, InstallTask, PendingInstall, Verdict, decode
 
 HISTORY = 10  # versions kept per pointer
@@ -153,7 +154,7 @@ class CodeStore:
     def deployment_failed(self, deploy_id: str, error: str) -> None:
         key = self.keys.deployment(deploy_id)
         pipe = self.redis.pipeline()
-        pipe.hset(key, mapping={"status": "failed", "error": error})
+        pipe.hset(key, mapping={"status": "failed", "error": storable(error)})  # the module's own text
         pipe.xadd(self.keys.deployment_events(deploy_id), {"type": "failed"})
         pipe.expire(self.keys.deployment_events(deploy_id), self.ttl)
         pipe.execute()

@@ -53,6 +53,20 @@ _KINDS = {set: "a set", frozenset: "a frozenset", bytes: "bytes", bytearray: "by
 _ALLOWED_TYPES = "bool, int, finite float, str, lists and tuples of these, and dicts with string keys"
 
 
+def _text(v: str, path: str) -> str:
+    """A string JSON and Redis can carry: CustomCodeError for a lone surrogate (Python allows
+    them, UTF-8 does not)."""
+    if not v.isascii():
+        try:
+            v.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise CustomCodeError(
+                f"{path} holds a lone surrogate ({v[exc.start]!r} at position {exc.start}); "
+                "strings must be valid Unicode"
+            ) from None
+    return v
+
+
 def _convert(v: Any, path: str, depth: int) -> object:
     if depth > MAX_DEPTH:
         raise CustomCodeError(f"{path} is nested more than {MAX_DEPTH} levels deep")
@@ -66,7 +80,9 @@ def _convert(v: Any, path: str, depth: int) -> object:
             f"{path} is an integer of {v.bit_length():,} bits; at most {MAX_INT_BITS:,} bits "
             "(about 3,900 digits) can be sent as JSON: return a float or a string"
         )
-    if t is bool or t is int or t is str:
+    if t is str:
+        return _text(v, path)
+    if t is bool or t is int:
         return v
     if isinstance(v, (list, tuple)):
         return [_convert(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(v)]
@@ -77,7 +93,9 @@ def _convert(v: Any, path: str, depth: int) -> object:
                 raise CustomCodeError(
                     f"{path} has the key {key!r} ({type(key).__name__}); dictionary keys must be strings"
                 )
-            out[str(key)] = _convert(item, f"{path}[{str(key)!r}]", depth + 1)
+            out[_text(str(key), f"{path} key {str(key)!r}")] = _convert(
+                item, f"{path}[{str(key)!r}]", depth + 1
+            )
         return out
     if getattr(t, "__module__", None) == "numpy" and hasattr(v, "dtype"):  # numpy scalars and arrays
         if v.dtype.kind in "OV":

@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from redis.connection import parse_url
 
-from .errors import OodidaError
+from .errors import BadArgument
 
 ENV_PREFIX = "OODIDA_"
 
@@ -23,6 +25,25 @@ PROCESS_ENV_VARS = (
     "OODIDA_CODE_TIME_LIMIT",
     "OODIDA_CODE_MEMORY_LIMIT",
 )
+
+
+REDIS_SCHEMES = ("redis", "rediss")  # what both redis-py and kombu (the broker) understand
+
+
+def check_redis_url(url: str) -> str:
+    """``url`` when redis-py and Celery's broker can both use it; ValueError saying why not
+    (a bad scheme, port or database would otherwise fail later, deep in kombu or redis-py)."""
+    try:
+        parts = urlsplit(url)
+        if parts.scheme not in REDIS_SCHEMES:
+            raise ValueError(f"the scheme must be redis:// or rediss://, not {parts.scheme or 'none'}")
+        db = parts.path.strip("/")
+        if db and not (db.isascii() and db.isdigit()):
+            raise ValueError(f"the database must be a number, not {db!r:.20}")
+        parse_url(url)  # port, database and query options, as redis-py reads them
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{url!r:.80} is not a Redis URL: {exc}") from None
+    return url
 
 
 class Settings(BaseModel):
@@ -60,6 +81,16 @@ class Settings(BaseModel):
     cloud_concurrency: int = Field(4, ge=1, le=64, description="threads per cloud worker")
     events: bool = Field(True, description="send task events for Flower")
 
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, url: str) -> str:
+        return check_redis_url(url)
+
+    @field_validator("read_url")
+    @classmethod
+    def _read_url(cls, url: str) -> str:
+        return check_redis_url(url) if url else url
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
         """Settings from ``OODIDA_<FIELD>`` variables; explicit overrides win when not None."""
@@ -76,7 +107,7 @@ class Settings(BaseModel):
             problems = "; ".join(
                 f"{ENV_PREFIX}{'.'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
             )
-            raise OodidaError(f"bad settings: {problems}") from None
+            raise BadArgument(f"bad settings: {problems}") from None
 
     @property
     def live_window(self) -> float:

@@ -16,6 +16,7 @@ import redis
 
 from .errors import MessageError
 from .keys import Keys
+from .text import storable
 from .wire import AssignmentRecord, IterationResult, decode
 
 _CREATE = """
@@ -211,7 +212,7 @@ class AssignmentStore:
             status,
             repr(time.time()),
             self.ttl,
-            error or "",
+            storable(error or ""),  # an error may quote what others wrote
             json.dumps(issues) if issues else "",
             assignment_id,
             "1" if announce else "0",

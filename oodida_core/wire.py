@@ -10,9 +10,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticSerializationError
 
 from .errors import MessageError
+from .text import storable, storable_data
 
 # Celery task names: the contract between the library, the cloud and the clients.
 TASK_START = "oodida.cloud.start"
@@ -36,6 +38,9 @@ ID_PATTERN = r"^[A-Za-z0-9_-]+$"
 USER_PATTERN = r"^[A-Za-z0-9_.@-]+$"
 WireId = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
 WireUser = Annotated[str, Field(min_length=1, max_length=128, pattern=USER_PATTERN)]
+# Free text from outside (error messages of clients and of custom code, reasons): whatever it
+# holds, it is stored as valid Unicode (lone surrogates escaped, oodida_core.text).
+Text = Annotated[str, AfterValidator(storable)]
 
 # A cap on anything decoded from text: a message larger than this is refused unread.
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -72,7 +77,13 @@ class Wire(BaseModel):
         return self.model_dump(mode="json")
 
     def to_json(self) -> str:
-        return self.model_dump_json()
+        """The message as JSON text; a lone surrogate in free-form data (a value a client sent)
+        is stored as its visible escape instead of failing the write."""
+        try:
+            return self.model_dump_json()
+        except PydanticSerializationError:
+            data = storable_data(self.model_dump())
+            return json.dumps(data, ensure_ascii=False, separators=(",", ":"))
 
 
 M = TypeVar("M", bound=Wire)
@@ -155,7 +166,7 @@ class Reply(Wire):
 
     ok: bool
     error: Literal["", "auth", "unknown", "refused"] = ""
-    message: str = ""
+    message: Text = ""
     value: Any = None
 
 
@@ -188,7 +199,7 @@ class OnboardResult(Wire):
     status: Literal["ok", "failed", "skipped"]
     value: Any = None
     version: str = "builtin"
-    error: str | None = None
+    error: Text | None = None
     started_at: float
     finished_at: float
 
@@ -200,10 +211,10 @@ class IterationResult(Wire):
     value: Any = None
     onboard: dict[int, Any] = Field(default_factory=dict)
     versions: dict[int, str] = Field(default_factory=dict)
-    discarded: dict[int, str] = Field(default_factory=dict)
+    discarded: dict[int, Text] = Field(default_factory=dict)
     missing: tuple[int, ...] = ()
-    failed: dict[int, str] = Field(default_factory=dict)
-    error: str | None = None  # the off-board step's error, if it failed
+    failed: dict[int, Text] = Field(default_factory=dict)
+    error: Text | None = None  # the off-board step's error, if it failed
     offboard_version: str = "builtin"
     ended_by: Literal["complete", "deadline", "cancel"] = "complete"
     started_at: float
@@ -234,7 +245,7 @@ class AssignmentRecord(Wire):
     created_at: float
     started_at: float | None = None
     finished_at: float | None = None
-    error: str | None = None
+    error: Text | None = None
     error_issues: tuple[dict[str, Any], ...] = ()
 
 
@@ -269,7 +280,7 @@ class Verdict(Wire):
     """One target's answer to a deployment."""
 
     accepted: bool
-    reason: str = ""
+    reason: Text = ""
     at: float
 
 
@@ -284,5 +295,5 @@ class DeploymentRecord(Wire):
     status: Literal["pending", "sent", "done", "failed"]
     targets: tuple[int, ...] = ()
     verdicts: dict[int, Verdict] = Field(default_factory=dict)
-    error: str | None = None
+    error: Text | None = None
     created_at: float

@@ -19,6 +19,7 @@ from oodida_core.ids import parse_id_ranges
 from oodida_core.local import LocalSystem
 from oodida_core.settings import Settings
 from oodida_core.spec import spec_json_schema
+from oodida_core.text import printable
 
 from ._operator import add_operator_commands
 from .client import Oodida
@@ -30,7 +31,13 @@ def _connect(args: argparse.Namespace) -> Oodida:
 
 
 def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))
+    print(json.dumps(value, indent=2, default=str))  # ASCII: every control character escaped
+
+
+def _say(text: object, file: Any = None) -> None:
+    """Print text that may hold what others wrote (names, error messages of clients and custom
+    code): control characters and terminal escapes are shown as escapes, never obeyed."""
+    print(printable(str(text), newlines=True), file=file)
 
 
 # -- analyst commands ------------------------------------------------------------------------
@@ -42,12 +49,16 @@ def cmd_submit(args: argparse.Namespace) -> int:
         raise OodidaError(f"cannot read {args.spec}: {exc.strerror}") from None
     except json.JSONDecodeError as exc:
         raise OodidaError(f"{args.spec} is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise OodidaError(f"{args.spec} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    except RecursionError:
+        raise OodidaError(f"{args.spec} is nested too deeply to be an assignment spec") from None
     with _connect(args) as o:
         a = o.submit(spec)
         print(a.id)
         if args.wait:
             result = a.wait(timeout=args.timeout, progress=True)
-            _print_json(result.to_dict()) if args.json else print(result.summary())
+            _print_json(result.to_dict()) if args.json else _say(result.summary())
     return 0
 
 
@@ -59,7 +70,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             counts = [c.to_dict() for c in result.counts]
             _print_json({**record, "counts": counts, "totals": result.totals()})
         else:
-            print(result.summary())
+            _say(result.summary())
     return 0
 
 
@@ -67,7 +78,7 @@ def cmd_results(args: argparse.Namespace) -> int:
     with _connect(args) as o:
         a = o.assignment(args.id)
         result = a.wait(timeout=args.timeout) if args.wait else a.result()
-        _print_json(result.to_dict()) if args.json else print(result.summary())
+        _print_json(result.to_dict()) if args.json else _say(result.summary())
     return 0
 
 
@@ -94,7 +105,7 @@ def cmd_clients(args: argparse.Namespace) -> int:
         now = time.time()
         print(f"{len(clients)} live client(s)")
         for c in clients:
-            print(
+            _say(
                 f"  {c.client_id:>6}  {c.worker:<32} seen {now - c.last_seen:4.1f}s ago  "
                 f"{','.join(c.signals)}"
             )
@@ -105,7 +116,10 @@ def _clients_arg(text: str | None) -> str | int | list[int]:
     if text is None or text == "all":
         return "all"
     if text.startswith("k="):
-        return int(text[2:])
+        k = text[2:]
+        if not (k.isascii() and k.isdigit() and len(k) <= 18 and int(k) > 0):
+            raise OodidaError(f"--clients k=N: N must be a positive whole number, not {k!r:.40}")
+        return int(k)
     try:
         return parse_id_ranges(text)
     except ValueError as exc:
@@ -113,28 +127,29 @@ def _clients_arg(text: str | None) -> str | int | list[int]:
 
 
 def cmd_deploy(args: argparse.Namespace) -> int:
+    if args.role == "offboard" and args.clients is not None:
+        raise OodidaError("--clients is for on-board code; off-board code runs in the cloud")
+    clients = _clients_arg(args.clients)  # checked before anything is read or sent
     with _connect(args) as o:
         if args.role == "offboard":
-            if args.clients is not None:
-                raise OodidaError("--clients is for on-board code; off-board code runs in the cloud")
             deployment = o.deploy_offboard(args.file)
         else:
-            deployment = o.deploy_onboard(args.file, clients=_clients_arg(args.clients))
+            deployment = o.deploy_onboard(args.file, clients=clients)
         report = deployment.wait(timeout=args.timeout)
-        print(report)
+        _say(report)
     return 0 if not report.rejected else 3
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
     with _connect(args) as o:
         if args.role == "offboard":
-            print(f"off-board code now: {o.rollback_offboard() or 'none'}")
+            _say(f"off-board code now: {o.rollback_offboard() or 'none'}")
         else:
             wanted = _clients_arg(args.clients)
             if not isinstance(wanted, list):
                 raise OodidaError("rollback onboard needs --clients with ids, e.g. --clients 1-3,7")
             for cid, version in o.rollback_onboard(wanted).items():
-                print(f"client {cid}: on-board code now {version or 'none'}")
+                _say(f"client {cid}: on-board code now {version or 'none'}")
     return 0
 
 
@@ -221,7 +236,7 @@ def cmd_health(args: argparse.Namespace) -> int:
         any_cloud=not anything,
         flower_url=args.flower,
     )
-    print(health.report())
+    _say(health.report())
     return 0 if health.healthy else 1
 
 
@@ -343,10 +358,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     try:
         code = args.func(args)
     except SpecError as exc:
-        print(f"oodida: {exc}", file=sys.stderr)
+        _say(f"oodida: {exc}", file=sys.stderr)
         code = 2
     except OodidaError as exc:
-        print(f"oodida: {exc}", file=sys.stderr)
+        _say(f"oodida: {exc}", file=sys.stderr)
         code = 1
     except KeyboardInterrupt:
         code = 130

@@ -12,6 +12,7 @@ from typing import Any, TypedDict, overload
 
 import redis
 from kombu.exceptions import OperationalError
+from pydantic import ValidationError
 
 from oodida_core.auth import USER_PATTERN
 from oodida_core.celery_app import make_celery_app
@@ -86,7 +87,11 @@ class Oodida:
     ) -> None:
         base = settings or Settings.from_env()
         given = (("redis_url", url), ("user", user), ("token", token))
-        self.settings = base.model_copy(update={k: v for k, v in given if v})
+        try:  # validated (the broker URL too), not merely copied
+            self.settings = Settings.model_validate({**dict(base), **{k: v for k, v in given if v}})
+        except ValidationError as exc:
+            problems = (str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
+            raise BadArgument("; ".join(problems)) from None
         self.user = self.settings.user
         self._authenticated = False
         if not self.user:
@@ -324,5 +329,3 @@ class Oodida:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from oodida_core.errors import BadArgument, CustomCodeError, OodidaError
+from oodida_core.text import printable
 from oodida_core.wire import DeploymentRecord
 
 from .replies import raise_for
@@ -41,7 +42,7 @@ class DeployReport:
             lines.append(f"  client {cid} refused: {why}")
         if self.pending:
             lines.append(f"  pending (offline or not answered yet): {list(self.pending)}")
-        return "\n".join(lines)
+        return printable("\n".join(lines), newlines=True)  # the clients' reasons
 
 
 def report_from(record: DeploymentRecord) -> DeployReport:

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from oodida_core.text import printable
 from oodida_core.wire import AssignmentRecord, IterationResult
 
 from . import analysis
@@ -184,7 +185,7 @@ class Result:
                 lines.append(f"    client {cid} failed: {_short(why, width)}")
             if it.missing:
                 lines.append(f"    missing: {list(it.missing)}")
-        return "\n".join(lines)
+        return printable("\n".join(lines), newlines=True)  # names and errors come from others
 
     def __str__(self) -> str:
         return self.summary()
