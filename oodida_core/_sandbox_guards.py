@@ -10,17 +10,21 @@ live in ``oodida_core.customcode``, shared with the static check.
 
 from __future__ import annotations
 
+import abc
 import builtins
 import contextlib
 import copy
+import functools
 import operator
 import os
 import sys
+import typing
 from collections import deque
 from collections.abc import Callable
 from types import CodeType, FrameType, FunctionType, MethodType, ModuleType, SimpleNamespace, TracebackType
 from typing import Any
 
+from . import _sandbox_stand_ins as stand_ins
 from .customcode import (
     ARRAY_REFUSED,
     NUMPY_SUBMODULES,
@@ -31,6 +35,7 @@ from .customcode import (
     attribute_refusal,
     module_refusal,
 )
+from .customcode_rules import LITERAL_FORMAT
 
 _INPLACE: dict[str, Callable[[Any, Any], Any]] = {
     "+=": operator.iadd, "-=": operator.isub, "*=": operator.imul, "/=": operator.itruediv,
@@ -121,6 +126,10 @@ class _ItemWriter:
         object.__setattr__(self, name, value)
 
 
+def _user_class(cls: type) -> bool:
+    return cls.__dict__.get("__module__") == USER_MODULE_NAME
+
+
 def _unavailable(name: str, why: str) -> Callable[..., Any]:
     def stub(*args: Any, **kwargs: Any) -> Any:
         raise NameError(f"{name}() is not available in custom code: {why}")
@@ -148,11 +157,28 @@ class _Guards:  # pragma: no cover - runs in the sandbox process
         sys.modules.setdefault(USER_MODULE_NAME, ModuleType(USER_MODULE_NAME))  # dataclasses looks it up
         self.np: Any = sys.modules.get("numpy")
         self.guarded: dict[type, type] = {}
+        self.substitutes: dict[int, Any] = {}  # id of a library function -> its checked stand-in
+        self.array_types: tuple[type, ...] = ()
         if self.np is not None:
-            ndarray = _GuardMeta("ndarray", (), {"_real": self.np.ndarray, "_runtime": self})
-            ndarray._factory = staticmethod(self._new_array)
-            self.guarded[self.np.ndarray] = ndarray
+            for name, real in [("ndarray", self.np.ndarray), ("chararray", self.np.char.chararray)]:
+                guard = _GuardMeta(name, (), {"_real": real, "_runtime": self})
+                guard._factory = staticmethod(functools.partial(self._new_array, real))
+                self.guarded[real] = guard
             self.np_err = self.np.geterr()
+            self.array_types = (self.np.ndarray, self.np.generic)
+            numpy_modules = [sys.modules[n] for n in ["numpy", *sorted(NUMPY_SUBMODULES)] if n in sys.modules]
+            stand_ins.freeze_shared_arrays(numpy_modules, self.np.ndarray)
+        stand_ins.refuse_forward_refs()
+        import dataclasses
+
+        makers: list[tuple[Any, Callable[[Any], Any]]] = [
+            (dataclasses.dataclass, stand_ins.checked_dataclass),
+            (functools.total_ordering, stand_ins.checked_total_ordering),
+            (typing.TypeVar, stand_ins.checked_type_var),
+        ]
+        for real_function, make in makers:
+            self.substitutes[id(real_function)] = make(real_function)
+        self.tester = type(getattr(self.np, "test", None))
         self.dangerous = {id(getattr(builtins, n)) for n in [*UNAVAILABLE_BUILTINS, "__import__", "getattr"]}
         box = {k: v for k, v in safe_builtins.items() if k not in {"setattr", "delattr", "_getattr_"}}
         box.update({n: getattr(builtins, n) for n in _EXTRA_BUILTINS})
@@ -175,6 +201,13 @@ class _Guards:  # pragma: no cover - runs in the sandbox process
         kind = type(value)
         if kind in _PLAIN or kind is _ModuleProxy:
             return value
+        substitute = self.substitutes.get(id(value))
+        if substitute is not None:
+            return substitute
+        if stand_ins.is_str_formatter(value):
+            raise AttributeError(f"{where} is not available in custom code: {LITERAL_FORMAT}")
+        if kind is self.tester and kind is not type(None):
+            raise AttributeError(f"{where} is not available in custom code: it runs numpy's test suite")
         if isinstance(value, ModuleType):
             why = module_refusal(value.__name__, self.allowed)
             if why is not None:
@@ -204,8 +237,12 @@ class _Guards:  # pragma: no cover - runs in the sandbox process
             why = ARRAY_REFUSED[name]
         elif name == "format" and (isinstance(obj, str) or obj is str):
             why = "use an f-string or % formatting"
+        elif name == "register" and isinstance(obj, abc.ABCMeta) and not _user_class(obj):
+            why = "it changes the registry of a library class, shared with the next call"
         if why is not None:
             raise AttributeError(f"{name!r} is not available in custom code: {why}")
+        if name == "register" and stand_ins.is_single_dispatch(obj):
+            return stand_ins.checked_register(obj)
         try:
             value = getattr(obj, name)
         except AttributeError:
@@ -215,10 +252,11 @@ class _Guards:  # pragma: no cover - runs in the sandbox process
         return self.vet(value, name)
 
     def _is_array(self, obj: Any) -> bool:
+        """numpy arrays and scalars, and their classes (scalars have ``dump`` and ``tofile`` too)."""
         if self.np is None:
             return False
-        real = self.np.ndarray
-        return isinstance(obj, (real, _GuardMeta)) or (isinstance(obj, type) and issubclass(obj, real))
+        kinds = self.array_types
+        return isinstance(obj, (*kinds, _GuardMeta)) or (isinstance(obj, type) and issubclass(obj, kinds))
 
     def hasattr_(self, obj: Any, name: str) -> bool:
         try:
@@ -228,6 +266,12 @@ class _Guards:  # pragma: no cover - runs in the sandbox process
         return True
 
     def getitem_(self, obj: Any, key: Any) -> Any:
+        if (
+            getattr(obj, "__module__", None) == "typing"
+            and obj is not typing.Literal
+            and stand_ins.has_string(key if isinstance(key, tuple) else (key,))
+        ):
+            raise TypeError(f"{obj!r}[...] with a string: {stand_ins.FORWARD_REF}")
         value = obj[key]
         return value if type(value) in _PLAIN else self.vet(value, "item")
 
@@ -281,18 +325,13 @@ class _Guards:  # pragma: no cover - runs in the sandbox process
                 raise ImportError(f"cannot import {item} from {name}: {exc}") from None
         return proxy
 
-    def _new_array(
-        self,
-        shape: Any,
-        dtype: Any = float,
-        buffer: Any = None,
-        offset: int = 0,
-        strides: Any = None,
-        order: Any = None,
-    ) -> Any:
-        if buffer is not None or offset or strides is not None:
-            raise TypeError("np.ndarray(buffer=..., strides=...) is not available; use np.array or np.zeros")
-        return self.np.ndarray(shape, dtype, order=order or "C")
+    def _new_array(self, real: type, shape: Any, *args: Any, **kwargs: Any) -> Any:
+        """``np.ndarray(shape, dtype, order=...)`` or ``np.char.chararray(shape, itemsize, unicode,
+        order=...)``: never over a buffer, with an offset or with strides."""
+        if len(args) > 2 or {"buffer", "offset", "strides"} & set(kwargs):
+            name = real.__name__
+            raise TypeError(f"np.{name}(buffer=..., offset=..., strides=...) is not available; use np.array")
+        return real(shape, *args, **kwargs)
 
     def _reset(self) -> None:
         """Undo global state the call may have changed in the modules it imported."""

@@ -5,8 +5,9 @@ execution (size, UTF-8, RestrictedPython's compile, the entry point and its arit
 against the allowlist, names that are never available) and lists every problem it finds.
 ``check_result`` (from ``oodida_core.results_check``, importable from here too) turns a return
 value into the contract's JSON types or says which part is wrong. Running the code is
-``oodida_core.sandbox``'s job; the tables of what custom code may not reach live here so that
-the static check and the runtime guards agree.
+``oodida_core.sandbox``'s job; the tables of what custom code may not reach live in
+``oodida_core.customcode_rules`` (importable from here too), shared by the static check and the
+sandbox's guards.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import importlib.util
 import math
 import os
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import Literal
@@ -25,6 +26,22 @@ from typing import Literal
 from RestrictedPython import compile_restricted_exec
 from RestrictedPython.transformer import IOPERATOR_TO_STR, RestrictingNodeTransformer, copy_locations
 
+from .customcode_rules import (  # noqa: F401 - the tables live there, importable from here too
+    ARRAY_REFUSED,
+    DEFAULT_ALLOWED_IMPORTS,
+    MODULE_REFUSED,
+    NEVER_ALLOWED,
+    NUMPY_REFUSED,
+    NUMPY_SUBMODULES,
+    REFUSED_ATTRIBUTES,
+    TYPING_NAMES,
+    UNAVAILABLE_BUILTINS,
+    USER_MODULE_NAME,
+    _words,
+    attribute_refusal,
+    module_refusal,
+    static_problems,
+)
 from .errors import CustomCodeError, OodidaError
 from .results_check import MAX_DEPTH as MAX_DEPTH
 from .results_check import MAX_RESULT_BYTES
@@ -33,80 +50,6 @@ from .results_check import encode_result as encode_result
 
 MiB = 1024 * 1024
 ENTRY_POINT = "custom_code"
-USER_MODULE_NAME = "custom_module"  # __name__ of every custom module while it runs
-
-
-def _words(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-def _why(reason: str, names: str) -> dict[str, str]:
-    return dict.fromkeys(names.split(), reason)
-
-
-DEFAULT_ALLOWED_IMPORTS = _words(
-    "numpy math cmath statistics random itertools functools collections heapq bisect json re "
-    "operator decimal fractions string datetime copy typing dataclasses array"
-)
-# Never allowed, whatever the operator configures: the file, process and interpreter access the
-# safeguards exist to keep out.
-NEVER_ALLOWED = _words(
-    "os sys subprocess socket builtins importlib ctypes io pickle marshal shutil pathlib tempfile "
-    "signal threading multiprocessing gc inspect types code codeop runpy pty posix nt resource "
-    "mmap fcntl select asyncio ssl urllib http ftplib smtplib webbrowser pdb site sysconfig "
-    "zipimport pkgutil shelve dbm sqlite3 glob fileinput linecache tokenize traceback"
-)
-NUMPY_SUBMODULES = frozenset(
-    "numpy." + n
-    for n in _words("linalg fft random polynomial ma emath exceptions dtypes strings char version")
-)
-TYPING_NAMES = _words(
-    "Any Optional Union List Dict Tuple Set FrozenSet Sequence Mapping MutableMapping "
-    "MutableSequence Iterable Iterator Collection Container Callable Literal Final ClassVar "
-    "TypeVar Generic NamedTuple TypedDict cast overload NoReturn TYPE_CHECKING Deque DefaultDict "
-    "Counter OrderedDict SupportsFloat SupportsInt Hashable Sized Generator"
-)
-_FILES = "it reads or writes files, and custom code has no file access"
-_MEMORY = "it gives raw memory access"
-_INTERNALS = "it reaches the interpreter's internals"
-_BY_NAME = "it reaches attributes by name, around the attribute checks"
-# Refused on every object (the sandbox's attribute guard, and the static check of any `a.name`).
-REFUSED_ATTRIBUTES: Mapping[str, str] = {
-    **_why(_FILES, "tofile fromfile memmap loadtxt savetxt genfromtxt fromregex DataSource savez"),
-    **_why(_FILES, "savez_compressed fromtextfile openfile"),
-    **_why(_MEMORY, "ctypes ctypeslib cffi"),
-    **_why(_INTERNALS, "gi_frame gi_code gi_yieldfrom cr_frame cr_code cr_await cr_origin ag_frame"),
-    **_why(_INTERNALS, "ag_code ag_await tb_frame tb_next f_back f_globals f_locals f_builtins f_code"),
-    **_why(_INTERNALS, "f_trace f_generator co_code mro"),
-    **_why(_BY_NAME, "attrgetter methodcaller update_wrapper wraps get_type_hints get_origin"),
-    **_why(_BY_NAME, "make_dataclass Formatter format_map"),
-}
-# Refused on numpy's modules: files, raw memory, internals, global state shared between calls.
-NUMPY_REFUSED: Mapping[str, str] = {
-    **REFUSED_ATTRIBUTES,
-    **_why(_FILES, "load save loads dump dumps"),
-    **_why("it can build arrays over raw memory", "rec recarray"),
-    **_why(_INTERNALS, "lib core testing f2py distutils typing show_config show_runtime info lookfor"),
-    **_why(_INTERNALS, "source get_include add_newdoc add_docstring add_newdoc_ufunc"),
-    **_why(
-        "it changes numpy's global settings; use np.errstate or np.printoptions in a with block",
-        "seterrcall set_printoptions setbufsize set_string_function",
-    ),
-}
-ARRAY_REFUSED: Mapping[str, str] = {
-    **_why(_FILES, "tofile dump dumps"),
-    "resize": "array.resize can leave dangling views; use np.resize(a, shape)",
-    "ctypes": _MEMORY,
-}
-UNAVAILABLE_BUILTINS: Mapping[str, str] = {
-    "open": "custom code has no file access",
-    **_why("running generated code is not allowed", "eval exec compile"),
-    **_why(_INTERNALS, "globals locals vars dir"),
-    **_why("custom code cannot interact", "breakpoint input help"),
-    "memoryview": _MEMORY,
-    **_why("assign with obj.name = value instead", "setattr delattr"),
-    **_why("return from custom_code instead", "exit quit"),
-}
 
 
 def code_version(source: str) -> str:
@@ -128,7 +71,10 @@ class CodePolicy:
         names = frozenset(self.allowed_imports)
         object.__setattr__(self, "allowed_imports", names)
         problems = [f"{n!r} is not a module name" for n in sorted(names) if not _is_module_name(n)]
-        problems += [f"{n} can never be allowed: {_INTERNALS}" for n in sorted(names & NEVER_ALLOWED)]
+        problems += [
+            f"{n} can never be allowed: it reaches the interpreter's internals"
+            for n in sorted(names & NEVER_ALLOWED)
+        ]
         if not 0 < self.time_limit <= 24 * 3600:
             problems.append(f"time_limit must be between 0 and 86400 seconds (got {self.time_limit})")
         if self.memory_limit < 128 * MiB:
@@ -171,37 +117,6 @@ def _parse_bytes(text: str) -> int:
         raise ValueError(text)
     unit = (m.group(2) or "B").upper()[:1]
     return int(m.group(1)) * {"B": 1, "K": 1024, "M": MiB, "G": 1024 * MiB}[unit]
-
-
-# --- what custom code may reach (shared by the static check and the sandbox) ---------------
-
-
-def module_refusal(name: str, allowed: Iterable[str]) -> str | None:
-    """Why the module ``name`` is unavailable to custom code, or None when it is available."""
-    if name == "__future__":
-        return None
-    parts = name.split(".")
-    if parts[0] not in allowed:
-        shown = ", ".join(sorted(allowed))
-        return f"import of {name!r} is not allowed in custom code (allowed: {shown})"
-    if any(p.startswith("_") for p in parts):
-        return f"module {name} is internal and not available in custom code"
-    numpy_ok = name in NUMPY_SUBMODULES or name.startswith(("numpy.polynomial.", "numpy.random."))
-    if parts[0] == "numpy" and len(parts) > 1 and not numpy_ok:
-        reason = NUMPY_REFUSED.get(parts[1], "only numpy's computation modules are available")
-        return f"{name} is not available in custom code: {reason}"
-    return None
-
-
-def attribute_refusal(module: str, name: str) -> str | None:
-    """Why ``module.name`` is unavailable to custom code (module is a module's full name)."""
-    if name.startswith("_"):
-        return f"{module}.{name} is not available: names starting with '_' are internal"
-    top = module.split(".")[0]
-    reason = (NUMPY_REFUSED if top == "numpy" else REFUSED_ATTRIBUTES).get(name)
-    if reason is None and module == "typing" and name not in TYPING_NAMES:
-        reason = "only type annotations such as List, Dict and Optional are available from typing"
-    return None if reason is None else f"{module}.{name} is not available in custom code: {reason}"
 
 
 # --- compiling -----------------------------------------------------------------------------
@@ -289,7 +204,7 @@ def check_source(source: str | bytes, filename: str, policy: CodePolicy | None =
     except SyntaxError:
         pass  # compile_restricted_exec reported it, with its line
     else:
-        problems += _check_entry_point(tree) + _check_names(tree, policy, imports)
+        problems += _check_entry_point(tree) + _check_names(tree, policy, imports) + static_problems(tree)
     if problems or result.code is None:
         problems = sorted(set(problems)) or [(0, "the module could not be compiled")]
         n = len(problems)
