@@ -1,88 +1,27 @@
-"""The sandbox process: a restricted interpreter serving one parent over a socket.
+"""The restricted interpreter of a call process: compile, run, reply.
 
-``oodida_core.sandbox`` starts it as ``python -I -c <boot> FD MEMORY_LIMIT ALLOWED`` (see
-``_child_main``). Before the first call it imports every allowed module, watches its parent, and
-limits itself: address space (the memory limit), no new files or sockets (RLIMIT_NOFILE at the
-descriptors already open), no new processes or threads (RLIMIT_NPROC 0), no file writing. Then
-it answers requests: it compiles each module once per version with RestrictedPython, runs
-``custom_code(x)`` in a fresh copy of the guarded namespace (``_sandbox_guards``), checks the
-result and replies in JSON. Everything here runs in the child; the parent imports only the
-constants below.
+The fork server (``oodida_core.jail.zygote``) builds one ``Runtime`` (importing every allowed
+module) and forks a call process per call, which confines itself and calls ``Runtime.call``
+once: it compiles the module with RestrictedPython, runs ``custom_code(x)`` in a copy of the
+guarded namespace (``_sandbox_guards``), checks the result and returns the JSON reply. The
+process then exits, so nothing a call leaves behind (module state, caches, registrations)
+reaches another. The parent imports only the constants below and re-checks every reply.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import pickle
-import signal
-import sys
-import threading
-import time
-from collections import OrderedDict
-from multiprocessing.connection import Connection
 from types import CodeType
 from typing import Any
 
 from ._sandbox_guards import _Guards
-from .customcode import ENTRY_POINT, CodePolicy, check_source, code_version
+from .customcode import ENTRY_POINT, USER_MODULE_NAME, CodePolicy, check_source, code_version
 from .errors import CustomCodeError
 from .results_check import encode_result
 
 RECURSION_LIMIT = 1000
 PRINT_LIMIT = 4096  # characters of print() output kept per call
-CACHE = 32  # compiled modules kept per child (the parent counts the same, to know when to resend)
-
-
-def _child_main(argv: list[str]) -> None:  # pragma: no cover - runs in the sandbox process
-    fd, memory_limit, allowed = int(argv[0]), int(argv[1]), frozenset(filter(None, argv[2].split(",")))
-    conn = Connection(fd)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    import warnings
-
-    warnings.simplefilter("ignore")
-    runtime = _Runtime(allowed, memory_limit)  # imports everything allowed while files can be opened
-    parent = os.getppid()
-    threading.Thread(target=_watch_parent, args=(parent,), daemon=True).start()
-    _limit_resources(memory_limit)
-    sys.setrecursionlimit(RECURSION_LIMIT)
-    conn.send_bytes(json.dumps({"ready": os.getpid()}).encode())
-    while True:
-        try:
-            request = conn.recv_bytes()
-        except (EOFError, OSError):
-            return
-        conn.send_bytes(runtime.handle(request))
-
-
-def _watch_parent(parent: int) -> None:  # pragma: no cover - runs in the sandbox process
-    while os.getppid() == parent:
-        time.sleep(0.5)
-    os._exit(0)
-
-
-def _limit_resources(memory_limit: int) -> None:  # pragma: no cover - runs in the sandbox process
-    import resource
-
-    resource.setrlimit(resource.RLIMIT_AS, (memory_limit, resource.getrlimit(resource.RLIMIT_AS)[1]))
-    for limit in (resource.RLIMIT_CORE, resource.RLIMIT_FSIZE, resource.RLIMIT_NPROC):
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(limit, (0, 0))
-
-    def is_open(fd: int) -> bool:
-        try:
-            return os.fstat(fd) is not None
-        except OSError:
-            return False
-
-    with contextlib.suppress(ValueError, OSError):  # fill the gaps below the highest open one,
-        null = os.open(os.devnull, os.O_RDONLY)  # then allow no more descriptors at all
-        top = max(fd for fd in map(int, os.listdir("/proc/self/fd")) if is_open(fd))
-        for fd in range(top):
-            if not is_open(fd):
-                os.dup2(null, fd)
-        resource.setrlimit(resource.RLIMIT_NOFILE, (top + 1, top + 1))
 
 
 class _Output:
@@ -125,45 +64,41 @@ class _Printer:
         print(*objects, **kwargs)
 
 
-class _Runtime(_Guards):  # pragma: no cover - runs in the sandbox process
-    """The restricted interpreter inside a sandbox process: compiles, runs, replies."""
+class Runtime(_Guards):  # pragma: no cover - runs in the call process
+    """The restricted interpreter inside a call process."""
 
-    def __init__(self, allowed: frozenset[str], memory_limit: int) -> None:
+    def __init__(self, allowed: frozenset[str]) -> None:
         super().__init__(allowed)  # imports everything allowed
-        self.memory_limit = memory_limit
-        self.codes: OrderedDict[str, CodeType] = OrderedDict()
-        self.policies: dict[int, CodePolicy] = {}
 
-    def handle(self, request: bytes) -> bytes:
-        op, source, data = pickle.loads(request)
+    def call(self, request: dict[str, Any], hook: Any, *, raw_allowed: bool = False) -> bytes:
+        """``request``: op (run, raw, environ), version, filename, source, x, max_result_bytes,
+        allowed (may narrow the server's list). The JSON reply the parent re-checks."""
+        op = request["op"]
         if op == "environ":
-            return json.dumps({"environ": dict(os.environ)}).encode()
-        version, filename, x, memory_limit, max_result, allowed = pickle.loads(data)
-        self.allowed = allowed
-        code = self.codes.get(version)
-        if code is None:
-            if source is None:
-                return b'{"need_source": true}'
-            try:
-                if code_version(source) != version:
-                    raise CustomCodeError(f"{filename}: the source does not match its version {version}")
-                code = check_source(source, filename, CodePolicy(allowed_imports=allowed)).code
-            except CustomCodeError as exc:
-                return json.dumps({"error": str(exc), "kind": "rejected"}).encode()
-            self.codes[version] = code
-            while len(self.codes) > CACHE:
-                self.codes.popitem(last=False)
-        if memory_limit != self.memory_limit:
-            import resource
+            return json.dumps({"ok": dict(os.environ), "out": ""}).encode()
+        version, filename, source = request["version"], request["filename"], request["source"]
+        self.allowed = frozenset(request["allowed"]) & self.allowed
+        try:
+            if code_version(source) != version:
+                raise CustomCodeError(f"{filename}: the source does not match its version {version}")
+            if op == "raw" and raw_allowed:  # tests only: unrestricted Python, to test the jail alone
+                code = compile(source, filename, "exec")
+                namespace: dict[str, Any] = {"__name__": USER_MODULE_NAME, "__builtins__": __builtins__}
+            else:
+                code = check_source(source, filename, CodePolicy(allowed_imports=self.allowed)).code
+                namespace = dict(self.template)
+        except CustomCodeError as exc:
+            return json.dumps({"error": str(exc), "kind": "rejected"}).encode()
+        except SyntaxError as exc:
+            return json.dumps({"error": f"SyntaxError: {exc}", "kind": "rejected"}).encode()
+        if hook is not None:
+            hook.own_code, hook.running = code, True
+        return self._run(code, namespace, filename, request["x"], request["max_result_bytes"])
 
-            hard = resource.getrlimit(resource.RLIMIT_AS)[1]
-            resource.setrlimit(resource.RLIMIT_AS, (min(memory_limit, hard), hard))
-            self.memory_limit = memory_limit
-        return self._run(code, filename, x, max_result)
-
-    def _run(self, code: CodeType, filename: str, x: Any, max_result: int) -> bytes:
+    def _run(
+        self, code: CodeType, namespace: dict[str, Any], filename: str, x: Any, max_result: int
+    ) -> bytes:
         printed = _Output()
-        namespace = dict(self.template)
         namespace["_print_"] = lambda _getattr_=None: _Printer(printed)
         self.imported.clear()
         error: dict[str, Any] | None = None
@@ -173,19 +108,13 @@ class _Runtime(_Guards):  # pragma: no cover - runs in the sandbox process
             if not callable(function):
                 raise CustomCodeError(f"{filename} does not define {ENTRY_POINT}(x)")
             value = function(x)
-            del namespace, function
-            policy = self.policies.get(max_result) or self.policies.setdefault(
-                max_result, CodePolicy(max_result_bytes=max_result)
-            )
-            text = encode_result(value, policy)
+            text = encode_result(value, CodePolicy(max_result_bytes=max_result))
         except MemoryError:
-            error = {"error": "out of memory", "kind": "memory", "limit": self.memory_limit}
+            error = {"error": "out of memory", "kind": "memory"}
         except CustomCodeError as exc:
             error = {"error": str(exc), "kind": "result"}
         except BaseException as exc:  # whatever the code raised is reported
             error = {"error": _describe(exc, filename), "kind": "raised"}
-        finally:
-            self._reset()
         if error is not None:
             return json.dumps(error).encode()
         out = json.dumps(printed.text()).encode() if printed.parts else b'""'

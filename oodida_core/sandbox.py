@@ -1,58 +1,49 @@
-"""Running custom code: a small pool of long-lived child processes, each a restricted interpreter.
+"""Running custom code: every call in a fresh, jailed process; nothing trusted that comes back.
 
-The parent (a worker thread) sends ``(version, source, x)`` over a socket pair and waits at most
-the time limit; the child compiles the module once per version with RestrictedPython, runs
-``custom_code(x)`` in a fresh namespace whose builtins, attribute access, item writes and
-imports are guarded, checks the result and sends it back as JSON (the parent never unpickles
-anything from the child). A timeout, a memory blow-up or a crash kills that child only; the next
-call gets a fresh one. Children start with a scrubbed environment (``python -I``, no OODIDA_*
-variables, no Redis URLs), inherit no descriptor but their socket, and limit themselves before
-the first call: address space (the memory limit), no new files or sockets (RLIMIT_NOFILE at the
-descriptors already open), no new processes or threads (RLIMIT_NPROC 0), no file writing.
-
-This module is the parent's side; what runs in the child is ``_sandbox_child`` (the process) and
-``_sandbox_guards`` (the restricted namespace).
+The parent (a worker thread) keeps a small pool of fork servers (``oodida_core.jail``), each
+started in bubblewrap's namespaces as an unprivileged user with the allowed modules imported.
+For every call a server forks a fresh call process, which confines itself (rlimits, Landlock,
+seccomp, an audit hook), compiles the module with RestrictedPython, runs ``custom_code(x)`` in
+the guarded namespace (``_sandbox_child``, ``_sandbox_guards``) and replies straight to the
+parent, then dies. The parent reads at most a bounded number of bytes within the time limit and
+checks the reply as if it came from the network (``check_reply``): strict JSON, the contract's
+types, depth and size. A timeout, a memory blow-up or a crash costs that call only.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
-import pickle
 import select
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from multiprocessing.connection import Connection
-from pathlib import Path
 from typing import Any
 
-from ._sandbox_child import CACHE as _CACHE
 from ._sandbox_child import PRINT_LIMIT as PRINT_LIMIT
 from ._sandbox_child import RECURSION_LIMIT as RECURSION_LIMIT
 from .customcode import ENTRY_POINT, CheckedModule, CodePolicy, Role, describe_input, sample_inputs
 from .errors import CustomCodeError
+from .jail import LAYERS, LEVELS, Capabilities, JailSettings, level_of, probe
+from .jail.server import Server, ServerError
+from .results_check import check_result
 
 MiB = 1024 * 1024
-_BOOT = (  # what the sandbox process runs: oodida_core._sandbox_child, not this module
-    "import sys; sys.path.append({root!r}); "
-    "import oodida_core._sandbox_child as s; s._child_main(sys.argv[1:])"
-)
-_ROOT = str(Path(__file__).resolve().parents[1])
 Module = CheckedModule | tuple[str, str, str]  # or (version, filename, source)
+log = logging.getLogger("oodida.sandbox")
+_KINDS = frozenset({"raised", "result", "rejected", "memory"})
+_TRUNCATED = "\n[output truncated]"
+_GRACE = 2.0  # seconds the parent waits past the time limit for the jail to answer
 
 
 class CustomCodeFailure(CustomCodeError):
     """Running custom code failed. ``kind``: raised (the code raised), result (bad return value),
-    rejected (failed the checks), timeout, memory, crash, unavailable (no sandbox process)."""
+    rejected (failed the checks), timeout, memory, crash, unavailable (no sandbox process or a
+    jail below the operator's minimum), reply (the jail sent something that is not a reply)."""
 
     def __init__(self, message: str, kind: str = "raised") -> None:
         super().__init__(message)
@@ -75,85 +66,103 @@ def _mib(n: int) -> str:
     return f"{n // MiB} MiB" if n % MiB == 0 else f"{n / MiB:.1f} MiB"
 
 
-class _Child:
-    """One sandbox process, as the parent sees it."""
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
 
-    def __init__(self, memory_limit: int, allowed: frozenset[str], start_timeout: float) -> None:
-        mine, theirs = socket.socketpair()
-        args = [str(theirs.fileno()), str(memory_limit), ",".join(sorted(allowed))]
-        started = time.perf_counter()
-        try:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-I", "-c", _BOOT.format(root=_ROOT), *args],
-                pass_fds=(theirs.fileno(),), env=child_environment(), cwd="/",
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            )  # fmt: skip
-        except OSError as exc:
-            mine.close()
-            raise CustomCodeFailure(f"cannot start a sandbox process: {exc}", "unavailable") from None
-        finally:
-            theirs.close()
-        self.conn = Connection(mine.detach())
-        self.poller = select.poll()
-        self.poller.register(self.conn.fileno(), select.POLLIN)
-        self.known: OrderedDict[str, None] = OrderedDict()
-        if not self.wait(start_timeout):
-            self.kill()
-            raise CustomCodeFailure("the sandbox process for custom code did not start", "unavailable")
-        try:
-            json.loads(self.conn.recv_bytes())
-        except (EOFError, OSError, ValueError):
-            self.kill()
-            raise CustomCodeFailure("the sandbox process for custom code failed", "unavailable") from None
-        self.start_seconds = time.perf_counter() - started
 
-    def wait(self, seconds: float) -> bool:
-        return bool(self.poller.poll(max(0, math.ceil(seconds * 1000))))
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-        self.conn.close()
-
-    def how_it_died(self) -> str:
-        try:
-            code = self.proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            return "it stopped answering"
-        if code < 0:
-            try:
-                return f"killed by {signal.Signals(-code).name}"
-            except ValueError:
-                return f"killed by signal {-code}"
-        return f"exit status {code}"
+def check_reply(data: bytes, policy: CodePolicy) -> tuple[object, str]:
+    """A call process's reply, checked as if it came from the network: strict JSON (no NaN or
+    infinity), an object of exactly the expected keys, the result within the contract's types,
+    depth and size, printed text and error messages of bounded length. Raises
+    CustomCodeFailure: the code's own error, or kind ``reply`` for anything malformed."""
+    limit = policy.max_result_bytes + 8 * PRINT_LIMIT + 4096
+    if len(data) > limit:
+        raise CustomCodeFailure(
+            f"the reply of custom code is {len(data):,} bytes; at most {limit:,}", "reply"
+        )
+    try:
+        reply = json.loads(data, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
+        raise CustomCodeFailure(
+            f"the reply of custom code is not valid JSON ({str(exc)[:80]})", "reply"
+        ) from None
+    if not isinstance(reply, dict):
+        raise CustomCodeFailure("the reply of custom code is not a JSON object", "reply")
+    if set(reply) == {"error", "kind"}:
+        error, kind = reply["error"], reply["kind"]
+        if not isinstance(error, str) or kind not in _KINDS:
+            raise CustomCodeFailure("the reply of custom code holds a malformed error", "reply")
+        error = error if len(error) <= 2000 else error[:1997] + "..."
+        if kind == "memory":
+            error = f"{ENTRY_POINT} used more than {_mib(policy.memory_limit)} and was stopped"
+        raise CustomCodeFailure(error, kind)
+    if set(reply) != {"ok", "out"} or not isinstance(reply["out"], str):
+        raise CustomCodeFailure("the reply of custom code has the wrong shape", "reply")
+    if len(reply["out"]) > PRINT_LIMIT + len(_TRUNCATED):
+        raise CustomCodeFailure("the reply of custom code holds too much printed output", "reply")
+    try:
+        value = check_result(reply["ok"], policy)
+    except CustomCodeError as exc:
+        raise CustomCodeFailure(f"the result of custom code is not allowed: {exc}", "result") from None
+    return value, reply["out"]
 
 
 class Sandbox:
-    """Runs custom modules in a pool of at most ``max_children`` sandbox processes (created on
-    demand, one per concurrent caller, reused). Thread-safe. ``close()`` stops them; they are
-    also stopped when the interpreter exits, and stop themselves when their parent dies.
+    """Runs custom modules in jailed call processes, forked by a pool of at most
+    ``max_children`` fork servers (created on demand, one per concurrent caller, reused; a
+    server never runs custom code). Thread-safe. ``close()`` stops them; they are also stopped
+    when the interpreter exits, and die with their parent.
 
-    ``policy`` (default: ``CodePolicy.from_env()``) sets what the processes import when they
-    start and their memory limit; a call's own policy sets its time limit, memory limit and
-    result size, and may narrow (not widen) the allowed imports."""
+    ``policy`` (default: ``CodePolicy.from_env()``) sets what the servers import; a call's own
+    policy sets its time limit, memory limit and result size, and may narrow (not widen) the
+    allowed imports. ``jail`` (default: ``JailSettings.from_env()``) sets the lowest level of
+    jail accepted and the uid calls run as; ``layers`` (tests) picks the layers by name
+    instead of every layer this machine has; ``raw`` (tests) lets ``run_raw`` run
+    unrestricted Python in the jail, to test the jail alone."""
 
     def __init__(
-        self, policy: CodePolicy | None = None, *, max_children: int = 4, start_timeout: float = 60.0
+        self,
+        policy: CodePolicy | None = None,
+        *,
+        max_children: int = 4,
+        start_timeout: float = 60.0,
+        jail: JailSettings | None = None,
+        layers: frozenset[str] | None = None,
+        raw: bool = False,
     ) -> None:
         if max_children < 1:
             raise ValueError("max_children must be at least 1")
         self.policy = policy or CodePolicy.from_env()
+        self.jail = jail or JailSettings.from_env()
+        self.capabilities: Capabilities = probe(self.jail.bwrap)
+        unknown = set(layers or ()) - set(LAYERS)
+        if unknown:
+            raise ValueError(f"unknown jail layers: {', '.join(sorted(unknown))}")
+        self.layers = (
+            frozenset(layers) & self.capabilities.layers if layers is not None else self.capabilities.layers
+        )
+        self.level = level_of(self.layers)
+        self.refusal: str | None = None
+        if layers is None and LEVELS.index(self.level) < LEVELS.index(self.jail.minimum):
+            self.refusal = (
+                f"custom code is refused on this machine: its jail is level {self.level} and "
+                f"OODIDA_JAIL asks for at least {self.jail.minimum} ({self.capabilities.describe()})"
+            )
+        self.raw = raw
         self.max_children = max_children
         self.start_timeout = start_timeout
-        self.starts: list[float] = []  # seconds each child took to start
+        self.starts: list[float] = []  # seconds each fork server took to start
         self._cond = threading.Condition()
-        self._idle: list[_Child] = []
-        self._children: set[_Child] = set()
+        self._idle: list[Server] = []
+        self._children: set[Server] = set()
         self._starting = 0
         self._closed = False
         self._pid = os.getpid()
         self._finalizer = weakref.finalize(self, _kill_all, self._children)
+
+    def describe(self) -> str:
+        """The jail's level and layers, for logs and health checks."""
+        return self.refusal or self.capabilities.describe()
 
     def run(self, module: Module, x: object, policy: CodePolicy | None = None) -> object:
         """``custom_code(x)``'s checked result; CustomCodeFailure when it cannot be had."""
@@ -163,128 +172,167 @@ class Sandbox:
         self, module: Module, x: object, policy: CodePolicy | None = None
     ) -> tuple[object, str]:
         """The result and what the code printed (at most PRINT_LIMIT characters)."""
-        policy = policy or self.policy
         version, filename, source = (
             (module.version, module.filename, module.source) if isinstance(module, CheckedModule) else module
         )
-        try:
-            data = pickle.dumps(
-                (version, filename, x, policy.memory_limit, policy.max_result_bytes, policy.allowed_imports),
-                protocol=pickle.HIGHEST_PROTOCOL,
-            )
-        except Exception as exc:
-            raise CustomCodeFailure(f"cannot send the input to custom code: {exc}", "unavailable") from None
+        return self._call("run", version, filename, source, x, policy or self.policy)
+
+    def run_raw(self, source: str, x: object, policy: CodePolicy | None = None) -> tuple[object, str]:
+        """Tests only (a Sandbox made with ``raw=True``): run ``custom_code(x)`` of ``source`` as
+        plain, unrestricted Python in the jail, as if the restricted interpreter had been
+        escaped. The reply is checked like any other."""
+        if not self.raw:
+            raise CustomCodeFailure("run_raw needs a Sandbox made with raw=True (tests only)", "unavailable")
+        from .customcode import code_version
+
+        return self._call("raw", code_version(source), "raw.py", source, x, policy or self.policy)
+
+    def _call(
+        self, op: str, version: str, filename: str, source: str, x: object, policy: CodePolicy
+    ) -> tuple[object, str]:
+        if self.refusal:
+            raise CustomCodeFailure(self.refusal, "unavailable")
+        request = {
+            "op": op, "version": version, "filename": filename, "source": source, "x": x,
+            "memory_limit": policy.memory_limit, "time_limit": policy.time_limit,
+            "max_result_bytes": policy.max_result_bytes, "allowed": sorted(policy.allowed_imports),
+        }  # fmt: skip
         for attempt in (1, 2):
-            child = self._acquire()
+            server = self._acquire()
             healthy = False
             try:
-                reply = self._call(child, version, source, data, policy.time_limit)
-                healthy = reply.get("kind") != "memory"
-            except BrokenPipeError:  # an idle child died (killed from outside): try a fresh one
+                data = self._exchange(server, request, policy)
+                healthy = True
+            except CustomCodeFailure:
+                healthy = server.alive()  # a call that failed costs the call, not the server
+                raise
+            except ServerError as exc:  # the server itself failed: a fresh one, once
                 if attempt == 2:
-                    raise CustomCodeFailure("the sandbox process died", "crash") from None
+                    raise CustomCodeFailure(f"the jail failed: {exc}", "crash") from None
                 continue
             finally:
-                self._release(child, healthy)
-            if "error" in reply:
-                raise CustomCodeFailure(reply["error"], reply["kind"])
-            return reply["ok"], reply["out"]
+                self._release(server, healthy)
+            return check_reply(data, policy)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _call(self, child: _Child, version: str, source: str, data: bytes, limit: float) -> dict[str, Any]:
+    def _exchange(self, server: Server, request: dict[str, Any], policy: CodePolicy) -> bytes:
+        """The call process's raw reply; CustomCodeFailure for a timeout or a crash."""
+        limit = policy.time_limit
+        try:
+            conn = server.spawn(request)  # a ServerError here: the caller tries a fresh server
+        except TypeError as exc:  # pickling the input
+            raise CustomCodeFailure(f"cannot send the input to custom code: {exc}", "unavailable") from None
         deadline = time.monotonic() + limit
-        include = version not in child.known
-        while True:
-            child.conn.send_bytes(pickle.dumps(("run", source if include else None, data)))
-            if not child.wait(deadline - time.monotonic()):
-                child.kill()
-                message = f"{ENTRY_POINT} ran longer than {limit:g} s and was stopped"
-                raise CustomCodeFailure(message, "timeout")
+        data: bytes | None = None
+        failure: CustomCodeFailure | None = None
+        try:
+            poller = select.poll()
+            poller.register(conn.fileno(), select.POLLIN)
+            if not poller.poll(max(0, math.ceil((deadline - time.monotonic()) * 1000))):
+                failure = CustomCodeFailure(
+                    f"{ENTRY_POINT} ran longer than {limit:g} s and was stopped", "timeout"
+                )
+            else:
+                try:
+                    data = conn.recv_bytes(policy.max_result_bytes + 8 * PRINT_LIMIT + 4096)
+                except (EOFError, OSError) as exc:
+                    if "bad message length" in str(exc):
+                        failure = CustomCodeFailure("the reply of custom code is too large", "reply")
+        finally:
+            conn.close()
             try:
-                reply: dict[str, Any] = json.loads(child.conn.recv_bytes())
-            except (EOFError, OSError):
-                message = f"{ENTRY_POINT} stopped the process running it ({child.how_it_died()})"
-                child.kill()
-                raise CustomCodeFailure(message, "crash") from None
-            if not reply.get("need_source") or include:
-                break
-            include = True
-        child.known[version] = None
-        child.known.move_to_end(version)
-        while len(child.known) > _CACHE:
-            child.known.popitem(last=False)
-        if reply.get("kind") == "memory":
-            reply["error"] = f"{ENTRY_POINT} used more than {_mib(reply['limit'])} and was stopped"
-        return reply
+                how = server.end()
+            except ServerError as exc:
+                how = f"its fork server died: {exc}"
+                server.kill()
+        if failure is not None:
+            raise failure
+        if data is None:
+            if how in ("killed by SIGXCPU",):
+                raise CustomCodeFailure(
+                    f"{ENTRY_POINT} ran longer than {limit:g} s and was stopped", "timeout"
+                )
+            raise CustomCodeFailure(f"{ENTRY_POINT} stopped the process running it ({how})", "crash")
+        return data
 
-    def _acquire(self) -> _Child:
+    def _acquire(self) -> Server:
         with self._cond:
-            if os.getpid() != self._pid:  # forked: the children belong to the parent process
+            if os.getpid() != self._pid:  # forked: the servers belong to the parent process
                 self._idle, self._pid = [], os.getpid()
                 self._children.clear()
             while True:
                 if self._closed:
                     raise CustomCodeFailure("the sandbox is closed", "unavailable")
                 while self._idle:
-                    child = self._idle.pop()
-                    if child.proc.poll() is None:
-                        return child
-                    self._children.discard(child)
-                    child.kill()
+                    server = self._idle.pop()
+                    if server.alive():
+                        return server
+                    self._children.discard(server)
+                    server.kill()
                 if len(self._children) + self._starting < self.max_children:
                     self._starting += 1
                     break
                 self._cond.wait()
         try:
-            child = _Child(self.policy.memory_limit, self.policy.allowed_imports, self.start_timeout)
+            server = Server(
+                layers=self.layers, allowed=self.policy.allowed_imports, env=child_environment(),
+                bwrap=self.capabilities.bwrap, uid=self.jail.uid, raw=self.raw,
+                start_timeout=self.start_timeout,
+            )  # fmt: skip
+        except ServerError as exc:
+            raise CustomCodeFailure(
+                f"the sandbox for custom code did not start: {exc}", "unavailable"
+            ) from None
         finally:
             with self._cond:
                 self._starting -= 1
                 self._cond.notify()
         with self._cond:
-            self._children.add(child)
-            self.starts.append(child.start_seconds)
-        return child
+            self._children.add(server)
+            self.starts.append(server.start_seconds)
+        if server.layers != self.layers:
+            log.warning(
+                "the jail's fork server has layers %s, not %s", sorted(server.layers), sorted(self.layers)
+            )
+        return server
 
-    def _release(self, child: _Child, healthy: bool) -> None:
+    def _release(self, server: Server, healthy: bool) -> None:
         with self._cond:
-            keep = healthy and not self._closed and child.proc.poll() is None
+            keep = healthy and not self._closed and server.alive()
             if keep:
-                self._idle.append(child)
+                self._idle.append(server)
             else:
-                self._children.discard(child)
+                self._children.discard(server)
             self._cond.notify()
         if not keep:
-            child.kill()
+            server.kill()
 
     def warm(self, count: int = 1) -> None:
-        """Start up to ``count`` children now, so the first calls do not pay for it."""
-        children = [self._acquire() for _ in range(min(count, self.max_children))]
-        for child in children:
-            self._release(child, True)
+        """Start up to ``count`` fork servers now, so the first calls do not pay for it."""
+        if self.refusal:
+            return
+        servers = [self._acquire() for _ in range(min(count, self.max_children))]
+        for server in servers:
+            self._release(server, True)
 
     def child_environ(self) -> dict[str, str]:
-        """The environment a sandbox process actually has (a diagnostic)."""
-        child = self._acquire()
-        try:
-            child.conn.send_bytes(pickle.dumps(("environ", None, b"")))
-            environ: dict[str, str] = json.loads(child.conn.recv_bytes())["environ"]
-            return environ
-        finally:
-            self._release(child, True)
+        """The environment a call process actually has (a diagnostic)."""
+        env, _ = self._call("environ", "", "", "", None, self.policy)
+        return dict(env) if isinstance(env, dict) else {}
 
     def child_pids(self) -> list[int]:
+        """The fork servers' process ids (bubblewrap's, when it runs them)."""
         with self._cond:
-            return sorted(c.proc.pid for c in self._children)
+            return sorted(s.pid for s in self._children)
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
             idle, self._idle = self._idle, []
             self._cond.notify_all()
-        for child in idle:
-            self._children.discard(child)
-            child.kill()
+        for server in idle:
+            self._children.discard(server)
+            server.kill()
         self._finalizer()
 
     def __enter__(self) -> Sandbox:
@@ -294,7 +342,7 @@ class Sandbox:
         self.close()
 
 
-def _kill_all(children: set[_Child]) -> None:
+def _kill_all(children: set[Server]) -> None:
     for child in list(children):
         child.kill()
     children.clear()

@@ -1,9 +1,19 @@
 #!/usr/bin/env bash
 # Optional tools for the test suite, installed only where that needs no questions asked:
-# Debian's chromium for the browser test (tests/system/test_flower.py), when this runs as
-# root on a machine with apt-get and chromium is missing. Anywhere else it does nothing, and
-# it never fails the build: without chromium the browser test is skipped with its reason.
+# Debian's bubblewrap (the jail's namespaces layer) and chromium for the browser test
+# (tests/system/test_flower.py), when this runs as root on a machine with apt-get and they are
+# missing. Anywhere else it does nothing, and it never fails the build: without bubblewrap the
+# jail runs at level "kernel" and the namespace tests are skipped with their reason; without
+# chromium the browser test is skipped.
 set -u
+if ! command -v bwrap >/dev/null 2>&1 && [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    log="${TMPDIR:-/tmp}/oodida-optional-tools.log"
+    echo "optional-tools: installing Debian's bubblewrap for the jail (log: $log)"
+    export DEBIAN_FRONTEND=noninteractive
+    timeout 300 apt-get install -y -q bubblewrap >>"$log" 2>&1 \
+        || { timeout 300 apt-get update -q >>"$log" 2>&1 && timeout 300 apt-get install -y -q bubblewrap >>"$log" 2>&1; }
+    command -v bwrap >/dev/null 2>&1 || echo "optional-tools: bubblewrap could not be installed (jail level kernel)"
+fi
 if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then
     exit 0
 fi

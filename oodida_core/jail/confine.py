@@ -1,0 +1,65 @@
+"""What a call process does to itself before custom code runs: the per-call layers.
+
+Order matters: resource limits first (seccomp forbids changing them later), then Landlock,
+then the seccomp filter, then the audit hook. Whatever the layers, the process is not dumpable
+(no ptrace or /proc/<pid>/mem by a process of the same uid), has ``no_new_privs``, and dies
+with its fork server.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import math
+import resource
+import signal
+from collections.abc import Iterable
+
+from . import audit, landlock
+
+_PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_NO_NEW_PRIVS = 1, 4, 38
+_libc = ctypes.CDLL(None, use_errno=True)
+
+
+def prctl(option: int, value: int) -> None:
+    if _libc.prctl(option, value, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), f"prctl({option}, {value}) failed")
+
+
+def always() -> None:
+    """What every call process does, with or without layers."""
+    prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    prctl(_PR_SET_DUMPABLE, 0)
+    prctl(_PR_SET_NO_NEW_PRIVS, 1)
+
+
+def limit(memory_limit: int, time_limit: float) -> None:
+    """Address space, CPU seconds (a backstop behind the parent's wall-clock limit), no file
+    may grow (RLIMIT_FSIZE 0), no core dump, no new process (binds an unprivileged uid)."""
+    cpu = math.ceil(time_limit) + 1
+    resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+    for which in (resource.RLIMIT_FSIZE, resource.RLIMIT_CORE, resource.RLIMIT_NPROC):
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(which, (0, 0))
+
+
+def confine(
+    layers: frozenset[str],
+    readable: Iterable[str],
+    memory_limit: int,
+    time_limit: float,
+    seccomp_filter: object | None,
+) -> audit.Hook | None:
+    """Apply the per-call layers named in ``layers``; the audit hook when it is one of them."""
+    readable = tuple(readable)
+    always()
+    if "rlimits" in layers:
+        limit(memory_limit, time_limit)
+    if "landlock" in layers:
+        landlock.restrict(readable)
+    if "seccomp" in layers and seccomp_filter is not None:
+        seccomp_filter.load()  # type: ignore[attr-defined]
+    if "audit" in layers:
+        return audit.install(readable)
+    return None

@@ -1,0 +1,138 @@
+"""The fork server: started in the jail by ``oodida_core.sandbox``, it forks one call process
+per call and never runs custom code itself.
+
+It imports the allowed modules once, builds the seccomp filter, drops to the jail's uid when it
+started as root, and then serves its parent over a SOCK_SEQPACKET socket:
+
+* ``spawn``: fork a call process and hand the parent one end of a fresh socket pair to it
+  (SCM_RIGHTS). The parent sends the request straight to the call process and reads its reply:
+  no user's code, input or result ever passes through this process, so nothing of one call can
+  be left here for the next.
+* ``end``: kill the call process, reap it, kill whatever it left behind (in its own pid
+  namespace: every other process but this one; otherwise its process group) and say how it
+  ended.
+
+The call process closes every descriptor but its own socket, takes the request, confines
+itself (``confine``) and runs it with ``oodida_core._sandbox_child``'s runtime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pickle
+import random
+import signal
+import socket
+import sys
+from multiprocessing.connection import Connection
+from typing import Any
+
+from . import confine as _confine
+from . import landlock, seccomp
+
+
+def main(argv: list[str]) -> None:  # pragma: no cover - runs in the fork server
+    sock = socket.socket(fileno=int(argv[0]))
+    config: dict[str, Any] = json.loads(argv[1])
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import warnings
+
+    warnings.simplefilter("ignore")
+    from .._sandbox_child import RECURSION_LIMIT, Runtime
+
+    runtime = Runtime(frozenset(config["allowed"]))  # imports everything allowed
+    sys.setrecursionlimit(RECURSION_LIMIT)
+    layers = set(config["layers"])
+    seccomp.use_libraries(config.get("libraries", {}))
+    if "landlock" in layers and landlock.abi_version() < 1:
+        layers.discard("landlock")
+    seccomp_filter = seccomp.build() if "seccomp" in layers and seccomp.available() is None else None
+    if seccomp_filter is None:
+        layers.discard("seccomp")
+    if "user" in layers and os.getuid() == 0:
+        uid = int(config["uid"])
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+    if os.getuid() == 0:
+        layers.discard("user")
+    _confine.prctl(_confine._PR_SET_DUMPABLE, 0)
+    _confine.prctl(_confine._PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.close(null)
+    active = frozenset(layers)
+    own_pidns = "namespaces" in active  # bubblewrap gave this server its own pid namespace
+    sock.send(json.dumps({"ready": os.getpid(), "layers": sorted(active), "uid": os.getuid()}).encode())
+    current = 0
+    while True:
+        try:
+            op = sock.recv(64)
+        except OSError:
+            op = b""
+        if op == b"spawn":
+            theirs, mine = socket.socketpair()
+            current = os.fork()
+            if current == 0:
+                sock.close()
+                theirs.close()
+                _call(mine, runtime, config, active, seccomp_filter)
+            mine.close()
+            socket.send_fds(sock, [json.dumps({"pid": current}).encode()], [theirs.fileno()])
+            theirs.close()
+        elif op == b"end":
+            how = _end(current, own_pidns)
+            current = 0
+            sock.send(json.dumps({"ended": how}).encode())
+        else:
+            if current:
+                _end(current, own_pidns)
+            os._exit(0)
+
+
+def _end(pid: int, own_pidns: bool) -> str:  # pragma: no cover - runs in the fork server
+    with contextlib.suppress(OSError):
+        os.kill(pid, signal.SIGKILL)
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        status = 0
+    with contextlib.suppress(OSError):  # leftovers: a process the call started
+        if own_pidns:
+            os.kill(-1, signal.SIGKILL)  # everything this uid has in this namespace, but us
+        else:
+            os.killpg(pid, signal.SIGKILL)
+    with contextlib.suppress(ChildProcessError, OSError):
+        while os.waitpid(-1, os.WNOHANG)[0] > 0:
+            pass
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        return "killed" if sig == signal.SIGKILL else f"killed by {signal.Signals(sig).name}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def _call(
+    sock: socket.socket, runtime: Any, config: dict[str, Any], layers: frozenset[str], seccomp_filter: object
+) -> None:  # pragma: no cover - runs in the call process
+    code = 1
+    try:
+        os.setsid()
+        fd = sock.detach()
+        os.closerange(3, fd)
+        os.closerange(fd + 1, 1 << 16)
+        conn = Connection(fd)
+        request = pickle.loads(conn.recv_bytes())
+        random.seed()  # the server's state is every call's: draw fresh
+        numpy = sys.modules.get("numpy")
+        if numpy is not None:
+            numpy.random.seed()
+        hook = _confine.confine(
+            layers, config["readable"], request["memory_limit"], request["time_limit"], seccomp_filter
+        )
+        conn.send_bytes(runtime.call(request, hook, raw_allowed=bool(config.get("raw"))))
+        code = 0
+    finally:
+        os._exit(code)
