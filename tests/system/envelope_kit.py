@@ -60,7 +60,11 @@ def envelope(
 ) -> dict[str, Any]:
     """A kombu envelope for the Redis transport; ``change`` replaces (``...`` removes) top keys."""
     task_id = task_id or f"env-{uuid.uuid4().hex[:10]}"
-    payload = raw_body if raw_body is not None else json.dumps(body if body is not None else [[{}], {}, NULL_EMBED]).encode()
+    payload = (
+        raw_body
+        if raw_body is not None
+        else json.dumps(body if body is not None else [[{}], {}, NULL_EMBED]).encode()
+    )
     properties: dict[str, Any] = {
         "correlation_id": task_id,
         "reply_to": str(uuid.uuid4()),

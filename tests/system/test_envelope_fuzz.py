@@ -89,8 +89,16 @@ def broken(task: str, queue: str) -> list[tuple[str, bytes]]:
         ("headers_missing", {**e, "headers": ...}),
         ("compression_bz2", envelope(task, queue, header_change={"compression": "application/x-bz2"})),
         ("compression_unknown", envelope(task, queue, header_change={"compression": "x-nope"})),
-        ("content_type_pickle", envelope(task, queue, raw_body=pickle.dumps(1), **{"content-type": "application/x-python-serialize"})),
-        ("content_type_yaml", envelope(task, queue, raw_body=b"a: 1", **{"content-type": "application/x-yaml"})),
+        (
+            "content_type_pickle",
+            envelope(
+                task, queue, raw_body=pickle.dumps(1), **{"content-type": "application/x-python-serialize"}
+            ),
+        ),
+        (
+            "content_type_yaml",
+            envelope(task, queue, raw_body=b"a: 1", **{"content-type": "application/x-yaml"}),
+        ),
         ("content_type_missing", envelope(task, queue, **{"content-type": ...})),
         ("content_encoding_binary", envelope(task, queue, **{"content-encoding": "binary"})),
         ("content_encoding_unknown", envelope(task, queue, **{"content-encoding": "ebcdic"})),
@@ -108,7 +116,14 @@ def broken(task: str, queue: str) -> list[tuple[str, bytes]]:
         ("embed_junk", envelope(task, queue, [[{}], {}, 5])),
         ("extra_envelope_key", {**e, "surprise": 1}),
         ("huge_junk", b"x" * (40 * 1024 * 1024)),
-        ("huge_body", envelope(TASK_CANCEL if queue == "cloud" else task, queue, raw_body=b"[" + b" " * (20 * 1024 * 1024) + b"]")),
+        (
+            "huge_body",
+            envelope(
+                TASK_CANCEL if queue == "cloud" else task,
+                queue,
+                raw_body=b"[" + b" " * (20 * 1024 * 1024) + b"]",
+            ),
+        ),
     ]
     return [(name, item if isinstance(item, bytes) else dumps(_strip(item))) for name, item in cases]
 
@@ -123,7 +138,10 @@ def _strip(value: Any) -> Any:
 PUSHERS = {"cloud": ("analyst", "edge", "cloud"), CLIENT_QUEUE: ("edge", "cloud")}
 
 
-@pytest.mark.parametrize(("queue", "task", "log"), [("cloud", "oodida.cloud.start", "cloud-1"), (CLIENT_QUEUE, TASK_ONBOARD, "fleet")])
+@pytest.mark.parametrize(
+    ("queue", "task", "log"),
+    [("cloud", "oodida.cloud.start", "cloud-1"), (CLIENT_QUEUE, TASK_ONBOARD, "fleet")],
+)
 def test_broken_envelopes_from_every_role_are_dropped_with_one_line_each_and_every_process_goes_on(
     system: LocalSystem,
     o: Oodida,
@@ -134,14 +152,15 @@ def test_broken_envelopes_from_every_role_are_dropped_with_one_line_each_and_eve
     log: str,
 ) -> None:
     cases = broken(task, queue)
+    needle = f"rejected a message (queue {queue}"
     for role in PUSHERS[queue]:
         pusher = as_role(system, role)
         try:
             for name, item in cases:
-                seen = count_lines(system, log, f"rejected a message (queue {queue}")
+                seen = count_lines(system, log, needle)
                 pusher.lpush(queue, item)
                 wait_for(
-                    lambda: count_lines(system, log, f"rejected a message (queue {queue}") == seen + 1,
+                    lambda seen=seen: count_lines(system, log, needle) == seen + 1,
                     what=f"{name} from {role} rejected on {queue}",
                 )
                 assert all_alive(system, before), f"{name} from {role} stopped a process"
@@ -175,7 +194,20 @@ JSON = st.recursive(
     max_leaves=12,
 )
 TOP = ["body", "content-type", "content-encoding", "headers", "properties"]
-HEADER_KEYS = ["task", "id", "lang", "eta", "expires", "group", "timelimit", "retries", "stamps", "compression", "ignore_result", "root_id"]
+HEADER_KEYS = [
+    "task",
+    "id",
+    "lang",
+    "eta",
+    "expires",
+    "group",
+    "timelimit",
+    "retries",
+    "stamps",
+    "compression",
+    "ignore_result",
+    "root_id",
+]
 PROPERTY_KEYS = ["delivery_tag", "delivery_info", "body_encoding", "priority", "reply_to", "correlation_id"]
 
 

@@ -78,10 +78,30 @@ def canary(n: int) -> dict[str, Any]:
 REQUEST = {"assignment_id": "nope", "user": VICTIM, "token": "not-a-token"}
 ATTACKS: list[tuple[str, str, Any, dict[str, Any]]] = [
     # (case, task, body, header changes)
-    ("callbacks", TASK_CANCEL, [[REQUEST], {}, {**NULL_EMBED, "callbacks": [install(1, "client.1"), canary(1)]}], {}),
-    ("errbacks", TASK_START, [[REQUEST], {}, {**NULL_EMBED, "errbacks": [install(2, "client.2"), canary(2)]}], {}),
-    ("chain", TASK_AUTHENTICATE, [[REQUEST], {}, {**NULL_EMBED, "chain": [canary(3), install(2, "client.2")]}], {}),
-    ("chord", TASK_CANCEL, [[REQUEST], {}, {**NULL_EMBED, "chord": {**canary(4), "chord_size": 1}}], {"group": "evil-g1", "group_index": 0, "ignore_result": False}),
+    (
+        "callbacks",
+        TASK_CANCEL,
+        [[REQUEST], {}, {**NULL_EMBED, "callbacks": [install(1, "client.1"), canary(1)]}],
+        {},
+    ),
+    (
+        "errbacks",
+        TASK_START,
+        [[REQUEST], {}, {**NULL_EMBED, "errbacks": [install(2, "client.2"), canary(2)]}],
+        {},
+    ),
+    (
+        "chain",
+        TASK_AUTHENTICATE,
+        [[REQUEST], {}, {**NULL_EMBED, "chain": [canary(3), install(2, "client.2")]}],
+        {},
+    ),
+    (
+        "chord",
+        TASK_CANCEL,
+        [[REQUEST], {}, {**NULL_EMBED, "chord": {**canary(4), "chord_size": 1}}],
+        {"group": "evil-g1", "group_index": 0, "ignore_result": False},
+    ),
     ("result_stored", TASK_CANCEL, [[REQUEST], {}, NULL_EMBED], {"ignore_result": False}),
     ("celery_group", "celery.group", [[[install(1, "client.1"), canary(5)], "evil-g2"], {}, NULL_EMBED], {}),
     ("celery_map", "celery.map", [[canary(6), [[{"x": 1}]]], {}, NULL_EMBED], {}),
@@ -102,7 +122,9 @@ def test_workflow_options_from_the_analyst_role_publish_nothing_and_move_no_poin
         for name, task, body, change in ATTACKS:
             task_id = f"evil-{name.replace('_', '-')}"
             ids.append(task_id)
-            analyst.lpush("cloud", dumps(envelope(task, "cloud", body, task_id=task_id, header_change=change)))
+            analyst.lpush(
+                "cloud", dumps(envelope(task, "cloud", body, task_id=task_id, header_change=change))
+            )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if count_lines(system, "cloud-1", "rejected a message (queue cloud") >= rejected + len(ATTACKS):
