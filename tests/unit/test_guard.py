@@ -1,11 +1,14 @@
-"""The guard in front of Celery's consumer: which messages it refuses and what it logs.
+"""The guard at kombu's first read of a task-queue item: which items it refuses, why, and the
+helpers every rejection's log line is made with.
 
-The same checks run in real workers in tests/system/test_malformed_messages.py; here they are
-pure functions over kombu messages.
+The same checks run in real workers in tests/system/test_envelope_fuzz.py,
+test_workflow_options.py and test_malformed_messages.py; here they are pure functions over
+raw Redis items.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 from typing import Any
@@ -13,73 +16,146 @@ from typing import Any
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from kombu.message import Message
 
+from oodida_core.envelope import Refused, admit
 from oodida_core.errors import MessageError
-from oodida_core.guard import clean, describe_origin, log_rejected, message_problem, single_argument
-from oodida_core.wire import TASK_CANCEL, TASK_ONBOARD, TASK_START, message_limit
+from oodida_core.guard import clean, describe_origin, log_rejected, single_argument
+from oodida_core.wire import (
+    TASK_CANCEL,
+    TASK_FINISH_ITERATION,
+    TASK_INSTALL,
+    TASK_ONBOARD,
+    TASK_START,
+    message_limit,
+)
 
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
+CHORD = {
+    "task": TASK_FINISH_ITERATION,
+    "args": [],
+    "kwargs": {"assignment_id": "a1", "iteration": 0},
+    "options": {"queue": "cloud", "task_id": "cb-1", "group_id": "g1", "reply_to": "r", "argsrepr": "a1"},
+    "subtask_type": None,
+    "immutable": False,
+}
 
 
-def message(
+def item(
     body: object = ([{"assignment_id": "a1"}], {}, EMBED),
-    headers: object = None,
-    content_type: str = "application/json",
-) -> Message:
+    headers: dict[str, Any] | None = None,
+    queue: str = "cloud",
+    **change: Any,
+) -> bytes:
+    """A raw Redis item as kombu's Redis transport stores a Celery task message."""
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return Message(
-        body=raw,
-        content_type=content_type,
-        content_encoding="utf-8",
-        headers={"task": TASK_START, "id": "t-1", "lang": "py"} if headers is None else headers,
-        delivery_info={"routing_key": "cloud"},
-        accept=["application/json"],
+    task = TASK_START if queue == "cloud" else TASK_ONBOARD
+    envelope: dict[str, Any] = {
+        "body": base64.b64encode(raw).decode(),
+        "content-type": "application/json",
+        "content-encoding": "utf-8",
+        "headers": {"lang": "py", "task": task, "id": "t-1", "ignore_result": queue == "cloud" or None}
+        if headers is None
+        else headers,
+        "properties": {
+            "body_encoding": "base64",
+            "delivery_tag": "tag-1",
+            "delivery_info": {"exchange": "x", "routing_key": "elsewhere"},
+            "reply_to": "somewhere",
+            "priority": 0,
+        },
+    }
+    return json.dumps({k: v for k, v in {**envelope, **change}.items() if v is not ...}).encode()
+
+
+def reason(raw: bytes, queue: str = "cloud") -> str:
+    result = admit(raw, queue)
+    assert isinstance(result, Refused), result
+    assert "\n" not in result.reason
+    return result.reason
+
+
+def test_a_well_formed_task_message_is_admitted_with_properties_of_our_own() -> None:
+    admitted = admit(item(), "cloud")
+    assert isinstance(admitted, dict)
+    props = admitted["properties"]
+    assert props["delivery_info"] == {"exchange": "", "routing_key": "cloud"}  # restored here only
+    assert props["delivery_tag"] != "tag-1" and "reply_to" not in props
+    headers = {"lang": "py", "task": TASK_ONBOARD, "id": "h-1", "group": "g1", "group_index": 0}
+    assert isinstance(
+        admit(item(([{}], {}, {**EMBED, "chord": CHORD}), headers, "client.4"), "client.4"), dict
     )
 
 
-def test_a_well_formed_task_message_passes() -> None:
-    assert message_problem(message()) is None
-    chord = {"task": "oodida.cloud.finish_iteration", "args": [], "kwargs": {}, "options": {}}
-    assert message_problem(message(([{}], {}, {**EMBED, "chord": chord}))) is None
+CLOUD_HEADERS = {"lang": "py", "task": TASK_START, "id": "x"}
 
 
 @pytest.mark.parametrize(
-    ("msg", "fragment"),
+    ("raw", "fragment"),
     [
-        (message(headers={}), "names no task"),
-        (message(headers={"task": 5, "id": "x"}), "names no task"),
-        (message(headers={"task": TASK_START}), "no task id"),
-        (message(headers={"task": TASK_START, "id": "x", "eta": ["tomorrow"]}), "header 'eta'"),
-        (message(headers={"task": TASK_START, "id": "x", "timelimit": "long"}), "timelimit"),
-        (message(headers={"task": TASK_START, "id": "x", "retries": "3"}), "retries"),
-        (message(headers={"task": TASK_START, "id": "x", "args": [1]}), "old protocol"),
-        (message(b"\xff\xfe"), "does not decode"),
-        (message(b"{not json"), "does not decode"),
-        (message(b"[" * 100_000 + b"]" * 100_000), "does not decode"),
-        (message("a string"), "the body is a str"),
-        (message({"args": [1]}), "the body is a dict"),
-        (message([[1], {}]), "the body is a list"),
-        (message([5, {}, {}]), "arguments are a int"),
-        (message([[1], [], {}]), "keyword arguments"),
-        (message([[1], {}, 5]), "options are not a mapping"),
-        (message([[1], {}, {"link": 1}]), "unknown options"),
-        (message([[1], {}, {"callbacks": [{"x": 1}]}]), "'callbacks' is not a list of signatures"),
-        (message([[1], {}, {"chord": "finish"}]), "'chord' is not a signature"),
-        (message(content_type="application/x-python-serialize"), "content type"),
+        (b"\xff\xfe", "not a JSON envelope"),
+        (b"{not json", "not a JSON envelope"),
+        (b"[" * 100_000 + b"]" * 100_000, "not a JSON envelope"),
+        (b"[1, 2]", "JSON list, not an envelope"),
+        (item(properties=[]), "properties"),
+        (item(body=5), "body"),
+        (item(**{"content-type": "application/x-python-serialize"}), "content-type"),
+        (item(**{"content-encoding": "binary"}), "content-encoding"),
+        (item(headers={}), "task: Field required"),
+        (item(headers={"task": 5, "id": "x"}), "task"),
+        (item(headers={"task": TASK_START}), "id: Field required"),
+        (item(headers={**CLOUD_HEADERS, "eta": "2999-01-01"}), "eta"),
+        (item(headers={**CLOUD_HEADERS, "timelimit": "long"}), "timelimit"),
+        (item(headers={**CLOUD_HEADERS, "retries": "3"}), "retries"),
+        (item(headers={**CLOUD_HEADERS, "args": [1]}), "args: Extra inputs"),
+        (item(headers={**CLOUD_HEADERS, "compression": "application/x-bz2"}), "compression"),
+        (item(headers={**CLOUD_HEADERS, "id": "x\ud800"}), "id"),
+        (item(headers={**CLOUD_HEADERS, "task": "celery.group"}), "not served here"),
+        (item(headers={**CLOUD_HEADERS, "task": TASK_ONBOARD}), "not served here"),
+        (item(b"\xff\xfe"), "does not decode"),
+        (item(b"{not json"), "does not decode"),
+        (item("a string"), "the body is a str"),
+        (item({"args": [1]}), "the body is a dict"),
+        (item([[1], {}]), "the body is a list"),
+        (item([5, {}, {}]), "arguments are a int"),
+        (item([[1], [], {}]), "keyword arguments"),
+        (item([[1], {}, 5]), "options are not a mapping"),
+        (item([[1], {}, {"link": 1}]), "unknown options"),
+        (item([[1], {}, {"callbacks": [{"task": TASK_ONBOARD}]}]), "'callbacks' is never honoured"),
+        (item([[1], {}, {"errbacks": [{"task": TASK_ONBOARD}]}]), "'errbacks' is never honoured"),
+        (item([[1], {}, {"chain": [{"task": TASK_ONBOARD}]}]), "'chain' is never honoured"),
+        (item([[1], {}, {"chord": CHORD}]), "'chord' is never honoured"),
+        (item(headers={**CLOUD_HEADERS, "ignore_result": False}), "ignore_result"),
+        (item(headers={**CLOUD_HEADERS, "group": "g"}), "'group' is never honoured"),
     ],
 )
-def test_a_malformed_message_is_refused_saying_why(msg: Message, fragment: str) -> None:
-    problem = message_problem(msg)
-    assert problem is not None and fragment in problem
+def test_a_malformed_item_is_refused_saying_why(raw: bytes, fragment: str) -> None:
+    assert fragment in reason(raw)
+
+
+@pytest.mark.parametrize(
+    ("chord", "fragment"),
+    [
+        ({**CHORD, "task": TASK_INSTALL}, "task"),
+        ({**CHORD, "options": {**CHORD["options"], "queue": "client.1"}}, "queue"),
+        ({**CHORD, "options": {**CHORD["options"], "link": [CHORD]}}, "link"),
+        ({**CHORD, "options": {**CHORD["options"], "group_id": "other"}}, "group"),
+        ({**CHORD, "args": [[{"forged": 1}]]}, "args"),
+        ({**CHORD, "kwargs": {"assignment_id": "a1", "iteration": 0, "reason": "deadline"}}, "reason"),
+    ],
+)
+def test_an_on_board_task_carries_only_its_iterations_callback_to_the_cloud(
+    chord: dict[str, Any], fragment: str
+) -> None:
+    headers = {"lang": "py", "task": TASK_ONBOARD, "id": "h-1", "group": "g1", "group_index": 0}
+    assert fragment in reason(item(([{}], {}, {**EMBED, "chord": chord}), headers, "client.1"), "client.1")
 
 
 def test_the_size_is_checked_before_the_body_is_decoded() -> None:
-    limit = message_limit(TASK_START)
-    problem = message_problem(message(b"\xff" * (limit + 1)))
-    assert problem is not None and f"{limit + 1:,} bytes" in problem
+    limit = message_limit(TASK_CANCEL)
+    raw = item(b"\xff" * (limit + 1), {"lang": "py", "task": TASK_CANCEL, "id": "x"})
+    assert f"{limit:,}" in reason(raw)
+    assert "at most" in reason(b"x" * (message_limit(TASK_FINISH_ITERATION) * 2))
     assert message_limit(TASK_CANCEL) < message_limit(TASK_START) < message_limit(TASK_ONBOARD)
-    assert message_limit("no.such.task") == 1024 * 1024
 
 
 _headers = st.dictionaries(
@@ -94,11 +170,11 @@ _bodies = st.recursive(
 
 
 @settings(max_examples=10 * settings.default.max_examples, deadline=None)
-@given(_headers, _bodies | st.binary(max_size=30))
-def test_no_message_breaks_the_checks(headers: dict[str, Any], body: Any) -> None:
-    msg = message(body, headers)
-    problem = message_problem(msg)
-    assert problem is None or (isinstance(problem, str) and "\n" not in problem)
+@given(_headers, _bodies | st.binary(max_size=30), st.sampled_from(["cloud", "client.3", "reply.x"]))
+def test_no_item_breaks_the_checks(headers: dict[str, Any], body: Any, queue: str) -> None:
+    result = admit(item(body, headers), queue)
+    assert isinstance(result, dict) or (isinstance(result, Refused) and "\n" not in result.reason)
+    assert not (isinstance(result, Refused) and result.reason.startswith("the item cannot be read"))
 
 
 def test_what_is_readable_of_a_message_is_named_and_nothing_forges_a_line() -> None:
