@@ -241,7 +241,7 @@ class Sandbox:
         finally:
             conn.close()
             try:
-                how = server.end()
+                how = server.end(wait=data is None)
             except ServerError as exc:
                 how = f"its fork server died: {exc}"
                 server.kill()

@@ -13,9 +13,10 @@ import ctypes
 import math
 import resource
 import signal
+import sys
 from collections.abc import Iterable
 
-from . import audit, landlock
+from . import audit, landlock, seccomp
 
 _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_NO_NEW_PRIVS = 1, 4, 38
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -49,17 +50,19 @@ def confine(
     readable: Iterable[str],
     memory_limit: int,
     time_limit: float,
-    seccomp_filter: object | None,
+    bpf: bytes | None,
+    hook: audit.Hook | None,
 ) -> audit.Hook | None:
-    """Apply the per-call layers named in ``layers``; the audit hook when it is one of them."""
-    readable = tuple(readable)
+    """Apply the per-call layers named in ``layers`` (the seccomp program and the audit hook
+    are prepared by the fork server); the hook when it was installed."""
     always()
     if "rlimits" in layers:
         limit(memory_limit, time_limit)
     if "landlock" in layers:
         landlock.restrict(readable)
-    if "seccomp" in layers and seccomp_filter is not None:
-        seccomp_filter.load()  # type: ignore[attr-defined]
-    if "audit" in layers:
-        return audit.install(readable)
+    if "seccomp" in layers and bpf is not None:
+        seccomp.load(bpf)
+    if "audit" in layers and hook is not None:
+        sys.addaudithook(hook)
+        return hook
     return None

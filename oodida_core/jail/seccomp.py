@@ -8,7 +8,9 @@ process, libseccomp's default for a foreign architecture. Groups, and why:
 
 from __future__ import annotations
 
+import ctypes
 import errno
+import os
 from collections.abc import Mapping
 from typing import Any
 
@@ -84,8 +86,51 @@ def available() -> str | None:
     return None
 
 
+class _SockFilter(ctypes.Structure):
+    _fields_ = [
+        ("code", ctypes.c_ushort),
+        ("jt", ctypes.c_ubyte),
+        ("jf", ctypes.c_ubyte),
+        ("k", ctypes.c_uint32),
+    ]
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(_SockFilter))]
+
+
+def program() -> bytes:
+    """The filter compiled to classic BPF by libseccomp, once (the fork server does this)."""
+    read, write = os.pipe()
+    try:
+        with os.fdopen(write, "wb", closefd=False) as out:
+            build().export_bpf(out)  # type: ignore[attr-defined]
+        os.close(write)
+        write = -1
+        chunks = []
+        while chunk := os.read(read, 65536):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(read)
+        if write >= 0:
+            os.close(write)
+
+
+def load(bpf: bytes) -> None:
+    """Install the compiled filter on this process (needs ``no_new_privs``); irreversible."""
+    buffer = (ctypes.c_char * len(bpf)).from_buffer_copy(bpf)
+    prog = _SockFprog(
+        len(bpf) // ctypes.sizeof(_SockFilter), ctypes.cast(buffer, ctypes.POINTER(_SockFilter))
+    )
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(22, 2, ctypes.byref(prog), 0, 0) != 0:  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+        errno_ = ctypes.get_errno()
+        raise OSError(errno_, f"seccomp filter: {os.strerror(errno_)}")
+
+
 def build() -> object:
-    """The filter, ready for ``load()`` in the call process (built once, loaded per call)."""
+    """The filter as a libseccomp object (``program()`` compiles it)."""
     pyseccomp = _pyseccomp()
     f = pyseccomp.SyscallFilter(pyseccomp.ALLOW)
     for name in all_denied():

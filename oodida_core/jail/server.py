@@ -191,6 +191,7 @@ class Server:
         self.pid = self.proc.pid
         self.start_seconds = time.perf_counter() - started
         self.calls = 0
+        self._pending = 0  # "ended" answers not read yet (end(wait=False))
 
     def _stderr(self) -> str:
         try:
@@ -228,8 +229,14 @@ class Server:
             raise ServerError("the jail's fork server sent garbage")
         return message, list(received)
 
+    def _drain(self) -> None:
+        while self._pending:
+            self._control(10.0)
+            self._pending -= 1
+
     def spawn(self, request: Mapping[str, Any]) -> Connection:
         """A fresh call process, its request already sent."""
+        self._drain()
         try:
             self.sock.send(b"spawn")
         except OSError as exc:
@@ -243,11 +250,16 @@ class Server:
             conn.send_bytes(pickle.dumps(dict(request), protocol=pickle.HIGHEST_PROTOCOL))
         return conn
 
-    def end(self) -> str:
+    def end(self, wait: bool = True) -> str:
         """Kill the call process and what it left; how it ended (``exit status 0``, ``killed
-        by SIGSEGV``...)."""
+        by SIGSEGV``...). With ``wait=False`` (the reply is in hand) the answer is read before
+        the next request, so that reaping the process costs the call nothing."""
         try:
+            self._drain()
             self.sock.send(b"end")
+            if not wait:
+                self._pending += 1
+                return ""
             message = self._control(10.0)
         except (OSError, ServerError) as exc:
             raise ServerError(f"the jail's fork server failed: {exc}") from None

@@ -29,8 +29,8 @@ import sys
 from multiprocessing.connection import Connection
 from typing import Any
 
+from . import audit, landlock, seccomp
 from . import confine as _confine
-from . import landlock, seccomp
 
 
 def main(argv: list[str]) -> None:  # pragma: no cover - runs in the fork server
@@ -48,9 +48,10 @@ def main(argv: list[str]) -> None:  # pragma: no cover - runs in the fork server
     seccomp.use_libraries(config.get("libraries", {}))
     if "landlock" in layers and landlock.abi_version() < 1:
         layers.discard("landlock")
-    seccomp_filter = seccomp.build() if "seccomp" in layers and seccomp.available() is None else None
-    if seccomp_filter is None:
+    bpf = seccomp.program() if "seccomp" in layers and seccomp.available() is None else None
+    if bpf is None:
         layers.discard("seccomp")
+    hook = audit.Hook(config["readable"])
     if "user" in layers and os.getuid() == 0:
         uid = int(config["uid"])
         os.setgroups([])
@@ -60,13 +61,20 @@ def main(argv: list[str]) -> None:  # pragma: no cover - runs in the fork server
         layers.discard("user")
     _confine.prctl(_confine._PR_SET_DUMPABLE, 0)
     _confine.prctl(_confine._PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid, which clears it
+    _confine.prctl(36, 1)  # PR_SET_CHILD_SUBREAPER: what a call leaves behind stays ours to kill
     null = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(null, fd)
     os.close(null)
+    import gc
+
+    gc.collect()
+    gc.freeze()  # what the server holds now is never traversed again: fewer copied pages per call
     active = frozenset(layers)
     own_pidns = "namespaces" in active  # bubblewrap gave this server its own pid namespace
     sock.send(json.dumps({"ready": os.getpid(), "layers": sorted(active), "uid": os.getuid()}).encode())
+    prepared = _Prepared(runtime, config, active, bpf, hook)
+    spare: tuple[int, socket.socket] | None = _fork(sock, prepared)
     current = 0
     while True:
         try:
@@ -74,23 +82,42 @@ def main(argv: list[str]) -> None:  # pragma: no cover - runs in the fork server
         except OSError:
             op = b""
         if op == b"spawn":
-            theirs, mine = socket.socketpair()
-            current = os.fork()
-            if current == 0:
-                sock.close()
-                theirs.close()
-                _call(mine, runtime, config, active, seccomp_filter)
-            mine.close()
+            current, theirs = spare or _fork(sock, prepared)
+            spare = None
             socket.send_fds(sock, [json.dumps({"pid": current}).encode()], [theirs.fileno()])
             theirs.close()
         elif op == b"end":
             how = _end(current, own_pidns)
             current = 0
             sock.send(json.dumps({"ended": how}).encode())
+            # The next call's process, forked while the parent is busy elsewhere; only now, so
+            # that it never exists next to a running call (and _end's kill(-1) cannot miss it).
+            spare = _fork(sock, prepared)
         else:
             if current:
                 _end(current, own_pidns)
             os._exit(0)
+
+
+class _Prepared:
+    """What every call process gets from the server, made once."""
+
+    def __init__(
+        self, runtime: Any, config: dict[str, Any], layers: frozenset[str], bpf: bytes | None, hook: Any
+    ) -> None:
+        self.runtime, self.config, self.layers, self.bpf, self.hook = runtime, config, layers, bpf, hook
+
+
+def _fork(server: socket.socket, prepared: _Prepared) -> tuple[int, socket.socket]:  # pragma: no cover
+    """A call process waiting for its request, and the parent's end of its socket."""
+    theirs, mine = socket.socketpair()
+    pid = os.fork()
+    if pid == 0:
+        server.close()
+        theirs.close()
+        _call(mine, prepared)
+    mine.close()
+    return pid, theirs
 
 
 def _end(pid: int, own_pidns: bool) -> str:  # pragma: no cover - runs in the fork server
@@ -114,12 +141,12 @@ def _end(pid: int, own_pidns: bool) -> str:  # pragma: no cover - runs in the fo
     return f"exit status {os.WEXITSTATUS(status)}"
 
 
-def _call(
-    sock: socket.socket, runtime: Any, config: dict[str, Any], layers: frozenset[str], seccomp_filter: object
-) -> None:  # pragma: no cover - runs in the call process
+def _call(sock: socket.socket, prepared: _Prepared) -> None:  # pragma: no cover - in the call process
     code = 1
     try:
         os.setsid()
+        _confine.prctl(_confine._PR_SET_PDEATHSIG, signal.SIGKILL)
+        _confine.prctl(_confine._PR_SET_DUMPABLE, 0)
         fd = sock.detach()
         os.closerange(3, fd)
         os.closerange(fd + 1, 1 << 16)
@@ -129,10 +156,12 @@ def _call(
         numpy = sys.modules.get("numpy")
         if numpy is not None:
             numpy.random.seed()
+        config = prepared.config
         hook = _confine.confine(
-            layers, config["readable"], request["memory_limit"], request["time_limit"], seccomp_filter
-        )
-        conn.send_bytes(runtime.call(request, hook, raw_allowed=bool(config.get("raw"))))
+            prepared.layers, config["readable"], request["memory_limit"], request["time_limit"],
+            prepared.bpf, prepared.hook,
+        )  # fmt: skip
+        conn.send_bytes(prepared.runtime.call(request, hook, raw_allowed=bool(config.get("raw"))))
         code = 0
     finally:
         os._exit(code)
