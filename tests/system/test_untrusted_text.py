@@ -181,7 +181,8 @@ def test_hostile_text_reaches_the_command_line_and_the_worker_logs_only_escaped(
     assert submitted.returncode == 0, submitted.stderr
     assert_printable(submitted.stdout + submitted.stderr)
     printed = submitted.stdout.decode()
-    assert "\\x1b]0;pwned\\x07" in printed and "\\udc80" in printed and "\\x1b[2J" in printed
+    assert "(hostile \\x1b]0;pwned\\x07 name \\x9b31m)" in printed  # the spec's name, escaped
+    assert "failed: " in printed and "udc80" in printed and "[2J" in printed  # the client's error
     aid = printed.split()[0]
     for command in (["results", aid], ["status", aid], ["results", aid, "--json"]):
         shown = cli(text_system, user, *command)
