@@ -211,7 +211,19 @@ def check_source(source: str | bytes, filename: str, policy: CodePolicy | None =
         head = f"{filename} cannot be used as custom code ({n} problem{'s' if n > 1 else ''}):"
         lines = [f"  - {filename}{f' line {line}' if line else ''}: {text}" for line, text in problems]
         raise CustomCodeError("\n".join([head, *lines]))
-    return CheckedModule(code_version(source), filename, source, result.code, tuple(dict.fromkeys(imports)))
+    return CheckedModule(
+        code_version(source), filename, source, _compile(source, filename), tuple(dict.fromkeys(imports))
+    )
+
+
+def _compile(source: str, filename: str) -> CodeType:
+    """The module compiled as RestrictedPython does, but without inheriting its
+    ``from __future__ import annotations`` (which made every annotation a string, and
+    ``typing`` evaluates strings with ``eval``): annotations are evaluated, through the guards,
+    where they are written."""
+    tree = ast.parse(source, filename)
+    _Policy([], [], {}).visit(tree)
+    return compile(tree, filename, "exec", dont_inherit=True)
 
 
 def _check_entry_point(tree: ast.Module) -> list[tuple[int, str]]:

@@ -113,12 +113,14 @@ RUNTIME_GUARDED: Mapping[str, str] = {
     "typing.NamedTuple": "calls collections.namedtuple; string types are refused (ForwardRef)",
     "typing.TypedDict": "string types are refused (ForwardRef)",
     "typing.TypeVar": "string bounds are refused (ForwardRef)",
-    "typing.overload": "its registry is per process; every call runs in a fresh process",
-    "decimal.setcontext": "the context is per call process; every call runs in a fresh process",
-    "random.seed": "the generator is per call process; every call runs in a fresh process",
+    "typing.overload": "its registry lasts for the process: every call runs in a fresh process",
+    "decimal.setcontext": "the context lasts for the process: every call runs in a fresh process",
+    "random.*": "the module's generator lasts for the process: every call runs in a fresh process",
     "numpy.char.chararray": "a checked stand-in: no buffer=, offset= or strides=",
     "numpy.polynomial": "its shared arrays (domain, window, polyx...) are made read-only",
-    "numpy.random.seed": "the generator is per call process; every call runs in a fresh process",
+    "numpy.random.*": "the module's generator lasts for the process: every call runs in a fresh process",
+    "numpy.seterr": "the setting lasts for the process: every call runs in a fresh process",
+    "typing.Generic": "Generic[...] with strings is refused (ForwardRef)",
 }
 
 
