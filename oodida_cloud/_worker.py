@@ -20,7 +20,7 @@ from oodida_core.codestore import CodeStore
 from oodida_core.customcode import CodePolicy
 from oodida_core.keys import CLOUD_QUEUE, Keys
 from oodida_core.logs import setup_logging
-from oodida_core.sandbox import Sandbox
+from oodida_core.sandbox import Sandbox, announce_jail
 from oodida_core.settings import Settings
 
 from .deploy import Deployer
@@ -92,6 +92,7 @@ def main(argv: list[str] | None = None) -> None:
     policy = CodePolicy.from_env()
     codestore = CodeStore(client, Keys(settings.key_prefix), ttl=settings.assignment_ttl)
     sandbox = Sandbox(max_children=settings.cloud_concurrency)
+    announce_jail(sandbox, log)
     orchestrator = Orchestrator(app, client, settings, CodeRunner(codestore, sandbox, policy))
     deployer = Deployer(app, codestore, orchestrator.registry, policy, sandbox, orchestrator.gate)
     purger = Purger(app, orchestrator.store, orchestrator.gate)

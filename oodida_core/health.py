@@ -2,7 +2,8 @@
 
 Each check answers from what the processes publish anyway: Redis answers a PING, a client's
 heartbeat in the live registry is fresh, a cloud worker on this host beats, Flower answers its
-``/healthcheck``. A worker's heartbeat comes from a thread of the worker process itself, so a
+``/healthcheck``, this host's jail for custom code reaches ``OODIDA_JAIL``. A worker's
+heartbeat comes from a thread of the worker process itself, so a
 process that died or lost Redis turns unhealthy within ``settings.live_window`` seconds.
 """
 
@@ -45,9 +46,21 @@ def check_flower(url: str, timeout: float = 5.0) -> str | None:
     return None if body.strip() == b"OK" else f"Flower at {target} answered {body!r}"
 
 
+def check_jail() -> tuple[bool, str]:
+    """Whether this host's jail for custom code reaches the operator's minimum
+    (``OODIDA_JAIL``), and its level, layers and what is missing."""
+    from .jail import LEVELS, JailSettings, probe
+
+    jail = JailSettings.from_env()
+    caps = probe(jail.bwrap)
+    enough = LEVELS.index(caps.level) >= LEVELS.index(jail.minimum)
+    return enough, f"custom code: {caps.describe()} (OODIDA_JAIL={jail.minimum})"
+
+
 def check_health(
     settings: Settings,
     *,
+    jail: bool = False,
     clients: Sequence[int] = (),
     cloud_here: bool = False,
     any_cloud: bool = False,
@@ -62,6 +75,9 @@ def check_health(
             health.problems.append(problem)
         else:
             health.ok.append(f"Flower answers at {flower_url}")
+    if jail:
+        enough, line = check_jail()
+        (health.ok if enough else health.problems).append(line)
     if not (clients or cloud_here or any_cloud):
         return health
     client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=3, socket_timeout=5)

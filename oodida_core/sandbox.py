@@ -342,6 +342,17 @@ class Sandbox:
         self.close()
 
 
+def announce_jail(sandbox: Sandbox, logger: logging.Logger) -> None:
+    """Say at a worker's start how custom code is jailed here: info at level full, a warning
+    below it (which layer is missing and why), an error when custom code is refused."""
+    if sandbox.refusal:
+        logger.error("CUSTOM CODE IS REFUSED: %s", sandbox.refusal)
+    elif sandbox.level != "full":
+        logger.warning("custom code runs in a WEAKER JAIL: %s", sandbox.describe())
+    else:
+        logger.info("custom code runs in a %s", sandbox.describe())
+
+
 def _kill_all(children: set[Server]) -> None:
     for child in list(children):
         child.kill()

@@ -34,7 +34,7 @@ from oodida_core.keys import Keys, client_queue
 from oodida_core.logs import setup_logging
 from oodida_core.procs import die_with_parent
 from oodida_core.registry import Registry
-from oodida_core.sandbox import Sandbox
+from oodida_core.sandbox import Sandbox, announce_jail
 from oodida_core.settings import Settings
 from oodida_core.signals import SIGNAL_NAMES
 from oodida_core.wire import ClientInfo
@@ -152,7 +152,9 @@ def serve(
     pool = pool_for(realtime)
     threads = edge_concurrency(len(ids), concurrency, pool)
     # Sandbox processes cost ~40 MB each: a few per edge process, shared by its threads.
-    code = CodeRunner(codestore, Sandbox(max_children=min(threads, SANDBOXES_PER_PROCESS)), policy)
+    sandbox = Sandbox(max_children=min(threads, SANDBOXES_PER_PROCESS))
+    announce_jail(sandbox, log)
+    code = CodeRunner(codestore, sandbox, policy)
     installer = Installer(codestore, policy, set(ids))
     runner = OnboardRunner(reader, keys, sensors, code, realtime=realtime)
     register_edge_tasks(app, runner, installer)

@@ -227,10 +227,11 @@ def cmd_health(args: argparse.Namespace) -> int:
         clients = parse_id_ranges(args.clients) if args.clients else []
     except ValueError as exc:
         raise OodidaError(f"--clients: {exc}") from None
-    anything = clients or args.cloud or args.flower
+    anything = clients or args.cloud or args.flower or args.jail
     settings = Settings.from_env(redis_url=args.redis_url)
     health = check_health(
         settings,
+        jail=args.jail,
         clients=clients,
         cloud_here=args.cloud,
         any_cloud=not anything,
@@ -344,6 +345,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", metavar="IDS", help="these clients are live, e.g. 1 or 1-50")
     p.add_argument("--cloud", action="store_true", help="a cloud worker on this host is live")
     p.add_argument("--flower", metavar="URL", help="Flower at URL answers its /healthcheck")
+    p.add_argument(
+        "--jail",
+        action="store_true",
+        help="this host's jail for custom code reaches OODIDA_JAIL (and its level)",
+    )
     p.set_defaults(func=cmd_health)
 
     add_operator_commands(sub)

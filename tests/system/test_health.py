@@ -35,3 +35,24 @@ def test_health_fails_naming_a_client_that_is_not_live(flower_system: FlowerSyst
     out = _health(flower_system, "--clients", "1-3,9")
     assert out.returncode == 1
     assert "unhealthy: clients 9 are not live" in out.stdout
+
+
+def _jail_health(**env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "oodida_user._cli", "health", "--jail"],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_health_reports_the_jail_level_and_is_unhealthy_below_the_operators_minimum() -> None:
+    fine = _jail_health(OODIDA_JAIL="process")
+    assert fine.returncode == 0, fine.stdout + fine.stderr
+    assert "ok: custom code: jail level " in fine.stdout and "(OODIDA_JAIL=process)" in fine.stdout
+    # without bubblewrap the namespaces layer is missing: level kernel at best, below "full"
+    weak = _jail_health(OODIDA_JAIL="full", OODIDA_JAIL_BWRAP="/nonexistent/bwrap")
+    assert weak.returncode == 1
+    assert "unhealthy: custom code: jail level " in weak.stdout
+    assert "missing: namespaces: bubblewrap cannot run" in weak.stdout
