@@ -19,12 +19,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))  # the catalogue lives there
-from hostile_modules import HOSTILE  # noqa: E402
+from hostile_modules import HOSTILE
 
-from oodida_core.local import LocalSystem  # noqa: E402
-from oodida_core.wire import TASK_DEPLOY, DeployRequest  # noqa: E402
-from oodida_user import CustomCodeError, Oodida  # noqa: E402
-from oodida_user.deploy import Deployment  # noqa: E402
+from oodida_core.local import LocalSystem
+from oodida_core.wire import TASK_DEPLOY, DeployRequest
+from oodida_user import CustomCodeError, Oodida
+from oodida_user.deploy import Deployment
 
 pytestmark = pytest.mark.slow
 
