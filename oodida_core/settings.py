@@ -17,13 +17,17 @@ from .errors import BadArgument
 ENV_PREFIX = "OODIDA_"
 
 # Read by single processes outside ``Settings``: the workers' log level, the edge's Celery
-# pool (oodida_edge/_worker.py) and the custom-code policy (oodida_core/customcode.py).
+# pool (oodida_edge/_worker.py), the custom-code policy (oodida_core/customcode.py) and its
+# jail (oodida_core/jail/layers.py).
 PROCESS_ENV_VARS = (
     "OODIDA_LOGLEVEL",
     "OODIDA_EDGE_POOL",
     "OODIDA_CODE_ALLOWED_IMPORTS",
     "OODIDA_CODE_TIME_LIMIT",
     "OODIDA_CODE_MEMORY_LIMIT",
+    "OODIDA_JAIL",
+    "OODIDA_JAIL_UID",
+    "OODIDA_JAIL_BWRAP",
 )
 
 
