@@ -62,6 +62,8 @@ CLOUD_TASKS = frozenset(
 CLIENT_TASKS = frozenset({TASK_ONBOARD, TASK_INSTALL})
 STORES_RESULT = frozenset({TASK_ONBOARD})  # every other task is defined with ignore_result
 _CLIENT_QUEUE = re.compile(r"^client\.[1-9][0-9]{0,17}$")
+_TASK_FIELD = re.compile(r'"task": ?"([A-Za-z0-9_.:@-]{1,200})"')
+_ID_FIELD = re.compile(r'"id": ?"([A-Za-z0-9_.:@-]{1,200})"')
 ENVELOPE_SLACK = 256 * 1024  # headers and properties around a base64 body
 
 
@@ -174,8 +176,12 @@ def _first_error(exc: MessageError) -> str:
 
 
 def _parse(raw: bytes | str, limit: int) -> object:
-    if len(raw) > limit:
-        raise MessageError(f"the item is {len(raw):,} bytes; this queue takes at most {limit:,}")
+    cap = limit * 4 // 3 + ENVELOPE_SLACK  # the body is base64 in the envelope
+    if len(raw) > cap:
+        raise MessageError(
+            f"the item is {len(raw):,} bytes; messages are limited to {limit:,} bytes on this queue "
+            f"({cap:,} as an envelope)"
+        )
     try:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
         return json.loads(text)
@@ -186,13 +192,18 @@ def _parse(raw: bytes | str, limit: int) -> object:
 def _body(envelope: Envelope, task: str) -> object:
     limit = MESSAGE_LIMITS.get(task, 0)
     if len(envelope.body) * 3 // 4 > limit + 2:
-        raise MessageError(f"the body is over {limit:,} bytes, the limit of {task} messages")
+        size = len(envelope.body) * 3 // 4
+        raise MessageError(
+            f"the body is about {size:,} bytes; {task} messages are limited to {limit:,} bytes"
+        )
     try:
         payload = base64.b64decode(envelope.body, validate=True)
     except (binascii.Error, ValueError):
         raise MessageError("the body is not base64 though the envelope says so") from None
     if len(payload) > limit:
-        raise MessageError(f"the body is {len(payload):,} bytes; {task} messages are limited to {limit:,}")
+        raise MessageError(
+            f"the body is {len(payload):,} bytes; {task} messages are limited to {limit:,} bytes"
+        )
     try:
         return json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -235,7 +246,7 @@ def _workflow(task: str, headers: Headers, body: object) -> None:
 
 def _screen(raw: bytes | str, queue: str, tasks: frozenset[str] | None) -> dict[str, Any]:
     limit = max(MESSAGE_LIMITS[t] for t in tasks) if tasks else max(MESSAGE_LIMITS.values())
-    item = _parse(raw, limit * 4 // 3 + ENVELOPE_SLACK)
+    item = _parse(raw, limit)
     if not isinstance(item, dict):
         raise MessageError(f"the item is a JSON {type(item).__name__}, not an envelope")
     envelope = decode(Envelope, item)
@@ -250,16 +261,15 @@ def _screen(raw: bytes | str, queue: str, tasks: frozenset[str] | None) -> dict[
         if "compression" in envelope.headers:
             raise MessageError("compressed messages are not accepted")
         return {**item, "properties": {**item["properties"], **properties}}
-    task = envelope.headers.get("task")
-    if isinstance(task, str) and task not in tasks:
-        task_id = envelope.headers.get("id")
-        raise RefusedError(
-            Refused(
-                f"task {task[:200]!r} is not served here", task, task_id if isinstance(task_id, str) else None
-            )
-        )
-    headers = decode(Headers, envelope.headers)
-    _workflow(headers.task, headers, _body(envelope, headers.task))
+    task, task_id = envelope.headers.get("task"), envelope.headers.get("id")
+    try:
+        if isinstance(task, str) and task not in tasks:
+            raise MessageError(f"task {task[:200]!r} is not served here")
+        headers = decode(Headers, envelope.headers)
+        _workflow(headers.task, headers, _body(envelope, headers.task))
+    except MessageError as exc:
+        readable = (task if isinstance(task, str) else None, task_id if isinstance(task_id, str) else None)
+        raise RefusedError(Refused(_first_error(exc), *readable)) from None
     return {
         "body": envelope.body,
         "content-type": "application/json",
@@ -290,8 +300,11 @@ class RefusedError(Exception):
 
 def _readable(raw: bytes | str) -> tuple[str | None, str | None]:
     """The task name and id, when the item is small enough to look for them cheaply."""
-    if len(raw) > 1024 * 1024:
-        return None, None
+    if len(raw) > 1024 * 1024:  # kombu writes the headers after the body: look at the ends only
+        ends = bytes(raw[:65536] + raw[-65536:]) if isinstance(raw, bytes) else raw[:65536] + raw[-65536:]
+        text = ends.decode("utf-8", "replace") if isinstance(ends, bytes) else ends
+        found = [field.search(text) for field in (_TASK_FIELD, _ID_FIELD)]
+        return (found[0].group(1) if found[0] else None, found[1].group(1) if found[1] else None)
     try:
         item = json.loads(raw)
         headers = item.get("headers") if isinstance(item, dict) else None
