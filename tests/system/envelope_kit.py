@@ -56,9 +56,9 @@ def envelope(
     raw_body: bytes | None = None,
     header_change: dict[str, Any] | None = None,
     property_change: dict[str, Any] | None = None,
-    **change: Any,
+    top: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A kombu envelope for the Redis transport; ``change`` replaces (``...`` removes) top keys."""
+    """A kombu envelope for the Redis transport; ``top`` replaces (``...`` removes) top keys."""
     task_id = task_id or f"env-{uuid.uuid4().hex[:10]}"
     payload = (
         raw_body
@@ -82,7 +82,7 @@ def envelope(
         "headers": headers(task, task_id, header_change),
         "properties": {k: v for k, v in properties.items() if v is not ...},
     }
-    return {k: v for k, v in {**message, **change}.items() if v is not ...}
+    return {k: v for k, v in {**message, **(top or {})}.items() if v is not ...}
 
 
 def dumps(message: object) -> bytes:

@@ -13,6 +13,7 @@ import base64
 import json
 import pickle
 from collections.abc import Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -92,16 +93,16 @@ def broken(task: str, queue: str) -> list[tuple[str, bytes]]:
         (
             "content_type_pickle",
             envelope(
-                task, queue, raw_body=pickle.dumps(1), **{"content-type": "application/x-python-serialize"}
+                task, queue, raw_body=pickle.dumps(1), top={"content-type": "application/x-python-serialize"}
             ),
         ),
         (
             "content_type_yaml",
-            envelope(task, queue, raw_body=b"a: 1", **{"content-type": "application/x-yaml"}),
+            envelope(task, queue, raw_body=b"a: 1", top={"content-type": "application/x-yaml"}),
         ),
-        ("content_type_missing", envelope(task, queue, **{"content-type": ...})),
-        ("content_encoding_binary", envelope(task, queue, **{"content-encoding": "binary"})),
-        ("content_encoding_unknown", envelope(task, queue, **{"content-encoding": "ebcdic"})),
+        ("content_type_missing", envelope(task, queue, top={"content-type": ...})),
+        ("content_encoding_binary", envelope(task, queue, top={"content-encoding": "binary"})),
+        ("content_encoding_unknown", envelope(task, queue, top={"content-encoding": "ebcdic"})),
         ("unknown_task", envelope("oodida.cloud.nope", queue)),
         ("celery_builtin_task", envelope("celery.group", queue)),
         ("task_a_number", envelope(task, queue, header_change={"task": 5})),
@@ -160,7 +161,7 @@ def test_broken_envelopes_from_every_role_are_dropped_with_one_line_each_and_eve
                 seen = count_lines(system, log, needle)
                 pusher.lpush(queue, item)
                 wait_for(
-                    lambda seen=seen: count_lines(system, log, needle) == seen + 1,
+                    partial(lambda n: count_lines(system, log, needle) == n, seen + 1),
                     what=f"{name} from {role} rejected on {queue}",
                 )
                 assert all_alive(system, before), f"{name} from {role} stopped a process"
