@@ -306,19 +306,122 @@ def in_process(url: str, prefix: str, version: str, rounds: int) -> dict[str, di
     return {k: {"median": statistics.median(v) * 1e3, "p90": p90(v) * 1e3} for k, v in times.items()}
 
 
-def sandbox_processes(pids: set[int]) -> int:
-    """How many sandbox processes the edge worker processes ``pids`` have now."""
-    count = 0
+def _process_table() -> dict[int, tuple[int, bytes]]:
+    """pid -> (parent pid, command line) of every process."""
+    table: dict[int, tuple[int, bytes]] = {}
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
         try:
             ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmdline = (proc / "cmdline").read_bytes()
+            table[int(proc.name)] = (ppid, (proc / "cmdline").read_bytes())
         except (OSError, IndexError, ValueError):
             continue
-        count += ppid in pids and b"_child_main" in cmdline
+    return table
+
+
+def descendants(pids: set[int]) -> set[int]:
+    table = _process_table()
+    found: set[int] = set()
+    todo = set(pids)
+    while todo:
+        parent = todo.pop()
+        for pid, (ppid, _) in table.items():
+            if ppid == parent and pid not in found:
+                found.add(pid)
+                todo.add(pid)
+    return found
+
+
+def sandbox_processes(pids: set[int]) -> int:
+    """How many jail fork servers the edge worker processes ``pids`` have now (bubblewrap, or
+    the server itself without it)."""
+    table = _process_table()
+    count = 0
+    for pid in descendants(pids):
+        ppid, cmdline = table.get(pid, (0, b""))
+        parent_is_jail = b"jail.zygote" in table.get(ppid, (0, b""))[1]
+        count += b"jail.zygote" in cmdline and not parent_is_jail
     return count
+
+
+def tree_memory(pid: int) -> dict[str, float]:
+    """Resident memory of ``pid`` and every process under it (MiB): RSS summed (counts pages
+    shared between them once per process) and PSS summed (shares them out), and the count."""
+    rss = pss = 0
+    pids = {pid} | descendants({pid})
+    for p in pids:
+        try:
+            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+        except OSError:
+            continue
+    return {"rss_mib": rss / 1024, "pss_mib": pss / 1024, "processes": len(pids)}
+
+
+MEAN_SOURCE = "def custom_code(x):\n    return sum(x) / len(x)\n"
+
+
+def jail_costs(rounds: int) -> dict[str, Any]:
+    """One custom call of the mean module on 1000 readings, in this process: in the jail (every
+    layer this machine has), in a fresh process without any layer, and in-process (the
+    restricted interpreter alone, no process); the fork server's start."""
+    from oodida_core._sandbox_child import Runtime
+    from oodida_core.customcode import code_version
+
+    module = (code_version(MEAN_SOURCE), "mean.py", MEAN_SOURCE)
+    x = [float(i) for i in range(1000)]
+    out: dict[str, Any] = {}
+    for label, layers in (("jail, every layer", None), ("fresh process, no layer", frozenset())):
+        with Sandbox(max_children=1, layers=layers) as box:
+            box.run(module, x)
+            times = []
+            for _ in range(rounds):
+                t0 = time.perf_counter()
+                box.run(module, x)
+                times.append(time.perf_counter() - t0)
+                time.sleep(0.002)  # as between tasks: the next call process is forked meanwhile
+            out[label] = figures(times) | {"runs": []}
+            if layers is None:
+                out["level"] = box.describe()
+                out["server_start_ms"] = statistics.median(box.starts) * 1e3
+    runtime = Runtime(CodePolicy().allowed_imports)
+    request = {"op": "run", "version": module[0], "filename": "mean.py", "source": MEAN_SOURCE, "x": x,
+               "max_result_bytes": 1 << 20, "allowed": sorted(CodePolicy().allowed_imports)}  # fmt: skip
+    times = []
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        runtime.call(dict(request), None)
+        times.append(time.perf_counter() - t0)
+    out["in-process, restricted interpreter only"] = figures(times) | {"runs": []}
+    return out
+
+
+def edge_memory(
+    o: Oodida, ctl: Celery, system: LocalSystem, registry: Registry, path: Path, n: int
+) -> dict[str, Any]:
+    """The resident memory of one vehicle's edge (``oodida-edge --clients EXTRA_CLIENT``) and
+    its jail, before and after it ran custom code."""
+    proc = system.start_edge(EXTRA_PROC, str(EXTRA_CLIENT))
+    try:
+        wait_ping(ctl, system, registry, time.perf_counter())
+        time.sleep(1)
+        idle = tree_memory(proc.pid)
+        version = write_module(path, n)
+        report = o.deploy_onboard(path, clients=[EXTRA_CLIENT]).wait(timeout=120)
+        if report.accepted != (EXTRA_CLIENT,):
+            raise RuntimeError(f"deployment to the memory client went wrong: {report}")
+        spec = task_spec("custom", [EXTRA_CLIENT], 3)
+        result = o.submit(spec).wait(timeout=120, progress=False)
+        if result.iterations[-1].versions.get(EXTRA_CLIENT) != version:
+            raise RuntimeError(f"the memory client did not run custom code: {result.iterations[-1]}")
+        time.sleep(0.5)
+        return {"idle": idle, "after custom code": tree_memory(proc.pid)}
+    finally:
+        stop_extra(system, registry)
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -422,6 +525,10 @@ def measure(args: argparse.Namespace, db0: str, db1: str, tmp: Path) -> dict[str
 
         print("diagnostic: the edge's task body in this process ...", flush=True)
         inproc = in_process(db0, system.settings.key_prefix, version, args.inproc_rounds)
+        print("stage 3: the jail's cost per call, and one vehicle's edge memory ...", flush=True)
+        jail = jail_costs(args.inproc_rounds)
+        counter += 1
+        memory = edge_memory(o, ctl, system, registry, path, counter)
     finally:
         if events is not None:
             events.stop()
@@ -464,6 +571,8 @@ def measure(args: argparse.Namespace, db0: str, db1: str, tmp: Path) -> dict[str
             "sandbox_processes_after_warmup_and_at_end": children,
             "ratio_in_process_task": inproc["custom task"]["median"] / inproc["builtin task"]["median"],
         },
+        "jail_per_call_ms": jail,
+        "edge_memory_one_vehicle": memory,
     }
 
 
@@ -500,7 +609,16 @@ def print_table(r: dict[str, Any]) -> None:
     parts = ", ".join(f"{k} {v['median']:.3f}" for k, v in t["in_process_ms"].items())
     print(f"in-process task body, median ms: {parts}")
     before, after = t["sandbox_processes_after_warmup_and_at_end"]
-    print(f"sandbox processes of the edge workers: {before} after the warm-ups, {after} at the end")
+    print(f"jail fork servers of the edge workers: {before} after the warm-ups, {after} at the end")
+    jail = r["jail_per_call_ms"]
+    print(f"\njail: {jail['level']}; a fork server starts in {jail['server_start_ms']:.0f} ms")
+    for label in ("jail, every layer", "fresh process, no layer", "in-process, restricted interpreter only"):
+        print(f"  one call of the mean module, {label:<40} {jail[label]['median']:>7.2f} ms median")
+    for when, m in r["edge_memory_one_vehicle"].items():
+        print(
+            f"one vehicle's edge, {when}: {m['processes']} processes, "
+            f"RSS {m['rss_mib']:.0f} MiB summed, PSS {m['pss_mib']:.0f} MiB (target < 150 MiB)"
+        )
 
 
 def parse(argv: list[str] | None = None) -> argparse.Namespace:
@@ -511,7 +629,7 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--repeats", type=int, default=10, help=f"timed runs of each, after {WARMUP} warm-ups"
     )
-    parser.add_argument("--task-clients", type=int, default=20, help="clients of the custom/builtin runs")
+    parser.add_argument("--task-clients", type=int, default=100, help="clients of the custom/builtin runs")
     parser.add_argument("--iterations", type=int, default=5, help="iterations of each custom/builtin run")
     parser.add_argument("--inproc-rounds", type=int, default=200, help="rounds of the in-process diagnostic")
     parser.add_argument("--json", type=Path, help="also write the results here")

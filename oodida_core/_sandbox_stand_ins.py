@@ -74,9 +74,20 @@ def refuse_forward_refs() -> None:
 
 
 def _field_problem(cls: type) -> str | None:
+    import dataclasses
+
     for klass in cls.__mro__:
         if klass is object:
             continue
+        for name, value in klass.__dict__.items():
+            # dataclasses pastes a Field's name into the text it exec()s: a Field subclass can
+            # answer anything there (a property that ignores the name dataclasses sets)
+            if isinstance(value, dataclasses.Field) and type(value) is not dataclasses.Field:
+                return f"its field {name!r} is a {type(value).__name__}, not a dataclasses.Field"
+            if isinstance(value, type) and issubclass(value, dataclasses.Field):
+                return f"{name!r} is a subclass of dataclasses.Field"
+        if isinstance(klass, type) and issubclass(klass, dataclasses.Field):
+            return "it is a subclass of dataclasses.Field"
         names = klass.__dict__.get("__annotations__", {})  # noqa: RUF063 - the dict dataclasses reads
         for name in names if isinstance(names, dict) else ["?"]:
             if not (isinstance(name, str) and name.isidentifier()) or keyword.iskeyword(name):

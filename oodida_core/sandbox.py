@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
-import select
 import threading
 import time
 import weakref
@@ -29,7 +27,7 @@ from ._sandbox_child import RECURSION_LIMIT as RECURSION_LIMIT
 from .customcode import ENTRY_POINT, CheckedModule, CodePolicy, Role, describe_input, sample_inputs
 from .errors import CustomCodeError
 from .jail import LAYERS, LEVELS, Capabilities, JailSettings, level_of, probe
-from .jail.server import Server, ServerError
+from .jail.server import ReplyTimeout, ReplyTooLarge, Server, ServerError, read_frame
 from .results_check import check_result
 
 MiB = 1024 * 1024
@@ -64,6 +62,10 @@ def child_environment(parent: Mapping[str, str] | None = None) -> dict[str, str]
 
 def _mib(n: int) -> str:
     return f"{n // MiB} MiB" if n % MiB == 0 else f"{n / MiB:.1f} MiB"
+
+
+def _timed_out(limit: float) -> CustomCodeFailure:
+    return CustomCodeFailure(f"{ENTRY_POINT} ran longer than {limit:g} s and was stopped", "timeout")
 
 
 def _no_constant(name: str) -> object:
@@ -226,18 +228,15 @@ class Sandbox:
         data: bytes | None = None
         failure: CustomCodeFailure | None = None
         try:
-            poller = select.poll()
-            poller.register(conn.fileno(), select.POLLIN)
-            if not poller.poll(max(0, math.ceil((deadline - time.monotonic()) * 1000))):
-                failure = CustomCodeFailure(
-                    f"{ENTRY_POINT} ran longer than {limit:g} s and was stopped", "timeout"
-                )
-            else:
-                try:
-                    data = conn.recv_bytes(policy.max_result_bytes + 8 * PRINT_LIMIT + 4096)
-                except (EOFError, OSError) as exc:
-                    if "bad message length" in str(exc):
-                        failure = CustomCodeFailure("the reply of custom code is too large", "reply")
+            data = read_frame(conn.fileno(), deadline, policy.max_result_bytes + 8 * PRINT_LIMIT + 4096)
+        except ReplyTimeout:
+            failure = CustomCodeFailure(
+                f"{ENTRY_POINT} ran longer than {limit:g} s and was stopped", "timeout"
+            )
+        except ReplyTooLarge:
+            failure = CustomCodeFailure("the reply of custom code is too large", "reply")
+        except OSError:
+            data = None
         finally:
             conn.close()
             try:
@@ -249,9 +248,7 @@ class Sandbox:
             raise failure
         if data is None:
             if how in ("killed by SIGXCPU",):
-                raise CustomCodeFailure(
-                    f"{ENTRY_POINT} ran longer than {limit:g} s and was stopped", "timeout"
-                )
+                raise _timed_out(limit)
             raise CustomCodeFailure(f"{ENTRY_POINT} stopped the process running it ({how})", "crash")
         return data
 

@@ -17,6 +17,7 @@ is why seccomp and Landlock stand below it.
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Iterable
 from typing import Any
@@ -52,6 +53,11 @@ REFUSED_EVENTS = frozenset(
         "mmap.__new__",
     ]
 )
+# What the fixed templates of dataclasses and namedtuple never hold, and an injected name would
+_ESCAPES = re.compile(
+    rb"__import__|__subclasses__|__globals__|__builtins__|__code__|__closure__|__bases__|__mro__"
+    rb"|\b(?:exec|eval|compile|open|getattr|setattr|delattr|globals|vars|breakpoint|input)\s*\("
+)
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 
 
@@ -82,6 +88,11 @@ class Hook:
             caller = sys._getframe(1).f_code
             if (os.path.realpath(caller.co_filename), caller.co_name) not in self.generators:
                 raise PermissionError(f"the jail refuses {event} of code at run time")
+            text = args[0]
+            if isinstance(text, (bytes, str)) and _ESCAPES.search(
+                os.fsencode(text) if isinstance(text, str) else text
+            ):
+                raise PermissionError(f"the jail refuses {event} of generated code that reaches out")
 
     def _open(self, args: tuple[Any, ...]) -> None:
         path, mode, flags = [*args, None, None, 0][:3]

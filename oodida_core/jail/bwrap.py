@@ -30,8 +30,11 @@ def command(
     *,
     as_root: bool,
     uid: int,
+    hidden: Iterable[str] = (),
 ) -> list[str]:
-    """``bwrap ... -- argv``: ``readable`` bound read-only at their own paths."""
+    """``bwrap ... -- argv``: ``readable`` bound read-only at their own paths, ``hidden``
+    directories beneath them covered by an empty read-only tmpfs (paths in ``readable`` below
+    a hidden one are bound back on top)."""
     cmd = [bwrap, *namespace_flags(as_root), "--die-with-parent", "--new-session"]
     if not as_root:
         cmd += ["--uid", str(uid), "--gid", str(uid)]
@@ -42,8 +45,15 @@ def command(
             cmd += ["--symlink", os.readlink(top), top]
             made.add(top)
     bound: list[str] = []
-    for path in sorted(set(readable)):
-        if not os.path.exists(path) or path in made or any(path.startswith(b + "/") for b in bound):
+    covered = set(hidden)
+    for path in sorted(set(readable) | covered):
+        if path in covered:
+            cmd += ["--tmpfs", path, "--remount-ro", path]
+            bound.append(path)
+            made.add(path)
+            continue
+        visible = [b for b in bound if path.startswith(b + "/")]
+        if not os.path.exists(path) or path in made or (visible and visible[-1] not in covered):
             continue  # missing here, or already visible through a bind above it
         bound.append(path)
         parts = path.strip("/").split("/")

@@ -20,6 +20,7 @@ from . import audit, landlock, seccomp
 
 _PR_SET_PDEATHSIG, _PR_SET_DUMPABLE, _PR_SET_NO_NEW_PRIVS = 1, 4, 38
 _libc = ctypes.CDLL(None, use_errno=True)
+MAX_DESCRIPTORS = 32
 
 
 def prctl(option: int, value: int) -> None:
@@ -36,9 +37,12 @@ def always() -> None:
 
 def limit(memory_limit: int, time_limit: float) -> None:
     """Address space, CPU seconds (a backstop behind the parent's wall-clock limit), no file
-    may grow (RLIMIT_FSIZE 0), no core dump, no new process (binds an unprivileged uid)."""
+    may grow (RLIMIT_FSIZE 0), no core dump, no new process (binds an unprivileged uid), few
+    descriptors (each pipe or epoll watch costs kernel memory outside the address space)."""
     cpu = math.ceil(time_limit) + 1
     resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (MAX_DESCRIPTORS, MAX_DESCRIPTORS))
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     for which in (resource.RLIMIT_FSIZE, resource.RLIMIT_CORE, resource.RLIMIT_NPROC):
         with contextlib.suppress(ValueError, OSError):

@@ -40,6 +40,12 @@ DENIED: Mapping[str, tuple[str, ...]] = {
         "swapoff", "sethostname", "setdomainname", "acct", "quotactl", "ioperm", "iopl",
         "memfd_create", "memfd_secret", "mknod", "mknodat", "msgget", "semget", "shmget",
         "mq_open", "fanotify_init", "lookup_dcookie", "vhangup", "syslog", "uselib",
+        "modify_ldt", "listmount", "statmount",
+    ),
+    # no kernel objects that pin kernel memory outside the address space limit
+    "kernel memory": (
+        "pipe", "pipe2", "epoll_create", "epoll_create1", "inotify_init", "inotify_init1",
+        "eventfd", "eventfd2", "signalfd", "signalfd4", "timerfd_create", "perf_event_open",
     ),
 }  # fmt: skip
 
@@ -140,6 +146,8 @@ def build() -> object:
             continue  # a call this architecture or libseccomp does not know
     # prlimit64 may read limits (getrlimit uses it), never set them
     f.add_rule(pyseccomp.ERRNO(errno.EPERM), "prlimit64", pyseccomp.Arg(2, pyseccomp.NE, 0))
+    # a call process stays not dumpable (PR_SET_DUMPABLE)
+    f.add_rule(pyseccomp.ERRNO(errno.EPERM), "prctl", pyseccomp.Arg(0, pyseccomp.EQ, 4))
     # TIOCSTI (push characters into a terminal's input) on any descriptor
     f.add_rule(pyseccomp.ERRNO(errno.EPERM), "ioctl", pyseccomp.Arg(1, pyseccomp.EQ, 0x5412))
     return f

@@ -17,9 +17,12 @@ import os
 import pickle
 import queue
 import select
+import site
 import socket
+import struct
 import subprocess
 import sys
+import sysconfig
 import threading
 import time
 from collections.abc import Iterable, Mapping
@@ -81,11 +84,29 @@ class _Launcher:
 _LAUNCHER = _Launcher()
 
 
+def _stdlib() -> list[str]:
+    """The standard library's directories (where ``os`` is, and lib-dynload), never a venv's."""
+    found = {os.path.dirname(os.path.realpath(os.__file__))}
+    found |= {os.path.realpath(p) for p in sys.path if p.endswith(("lib-dynload", ".zip"))}
+    return sorted(p for p in found if os.path.exists(p))
+
+
+def interpreter_paths() -> list[str]:
+    """The interpreter: its binary, its shared library, the standard library and its
+    extension modules. Not its prefix: the base interpreter's own site-packages stay out."""
+    paths = [os.path.realpath(sys.executable), *_stdlib()]
+    library = sysconfig.get_config_var("LDLIBRARY") or ""
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    if library and libdir and os.path.isfile(os.path.join(libdir, library)):
+        paths.append(os.path.realpath(os.path.join(libdir, library)))
+    return paths
+
+
 def package_paths(names: Iterable[str]) -> list[str]:
     """The directories (or single files) of the importable modules ``names`` outside the
     standard library, with their wheels' ``<name>.libs`` directories of shared libraries."""
     paths: list[str] = []
-    stdlib = os.path.realpath(sys.base_prefix)
+    stdlib = _stdlib()
     for name in names:
         try:
             spec = importlib.util.find_spec(name.split(".")[0])
@@ -95,38 +116,82 @@ def package_paths(names: Iterable[str]) -> list[str]:
             continue
         found = list(spec.submodule_search_locations or []) or ([spec.origin] if spec.origin else [])
         for path in (os.path.realpath(p) for p in found):
-            if os.path.exists(path) and not path.startswith(stdlib + os.sep):
-                paths.append(path)
-                libs = path + ".libs" if os.path.isdir(path) else ""
-                if libs and os.path.isdir(libs):
-                    paths.append(libs)
+            if not os.path.exists(path) or any(path == s or path.startswith(s + os.sep) for s in stdlib):
+                continue
+            paths.append(path)
+            libs = path + ".libs" if os.path.isdir(path) else ""
+            if libs and os.path.isdir(libs):
+                paths.append(libs)
     return paths
 
 
 def readable_roots(allowed: Iterable[str]) -> list[str]:
-    """What a call may read: the interpreter (its prefix), the system's shared libraries, this
-    package and RestrictedPython, and the allowed modules that live outside the standard
-    library. Nothing else: no data directory, home, /etc or /proc."""
-    roots = [os.path.realpath(sys.base_prefix)]
+    """What a call may read: the interpreter, the system's shared libraries, this package and
+    RestrictedPython, and the allowed modules that live outside the standard library. Nothing
+    else: no data directory, home, /etc or /proc."""
+    roots = interpreter_paths()
     roots += [os.path.realpath(p) for p in SYSTEM_LIBRARIES if os.path.isdir(p) and not os.path.islink(p)]
     roots += package_paths([*_OWN_PACKAGES, *allowed])
     return list(dict.fromkeys(roots))
 
 
-def _import_paths(roots: Iterable[str]) -> list[str]:
-    """sys.path entries for the server: the directories holding the packages in ``roots``."""
-    prefix = os.path.realpath(sys.base_prefix)
-    out: list[str] = []
-    for root in roots:
-        if (
-            root.startswith(prefix + os.sep)
-            or root == prefix
-            or root.startswith("/usr/lib")
-            or root.startswith("/lib")
-        ):
-            continue
-        out.append(os.path.dirname(root))
-    return list(dict.fromkeys(out))
+def hidden_paths(readable: Iterable[str]) -> list[str]:
+    """Directories of installed packages that a readable root would show (the interpreter's
+    site-packages beneath the standard library, Debian's dist-packages beneath /usr/lib):
+    bubblewrap lays an empty tmpfs over them, and binds the allowed packages back on top."""
+    roots = list(readable)
+    found = []
+    for path in [*site.getsitepackages([sys.base_prefix]), "/usr/lib/python3/dist-packages"]:
+        real = os.path.realpath(path)
+        if os.path.isdir(real) and any(real.startswith(r + os.sep) for r in roots):
+            found.append(real)
+    return sorted(set(found))
+
+
+def _import_paths(packages: Iterable[str]) -> list[str]:
+    """sys.path entries for the server: the directories holding ``packages``."""
+    return list(dict.fromkeys(os.path.dirname(p) for p in packages if not p.endswith(".libs")))
+
+
+class ReplyTimeout(Exception):
+    """The call did not send a whole reply before its deadline."""
+
+
+class ReplyTooLarge(Exception):
+    """The call announced or sent more than the reply may hold."""
+
+
+def read_frame(fd: int, deadline: float, limit: int) -> bytes | None:
+    """One ``multiprocessing.connection`` frame from the untrusted call process, read against
+    the deadline (a peer that sends part of a frame and stalls is a timeout, not a hang), at
+    most ``limit`` bytes; None at end of file before a whole frame."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+
+    def take(n: int) -> bytes | None:
+        parts, got = [], 0
+        while got < n:
+            if not poller.poll(max(0, math.ceil((deadline - time.monotonic()) * 1000))):
+                raise ReplyTimeout
+            chunk = os.read(fd, min(n - got, 1 << 20))
+            if not chunk:
+                return None
+            parts.append(chunk)
+            got += len(chunk)
+        return b"".join(parts)
+
+    head = take(4)
+    if head is None:
+        return None
+    size = struct.unpack("!i", head)[0]
+    if size == -1:
+        more = take(8)
+        if more is None:
+            return None
+        size = struct.unpack("!Q", more)[0]
+    if size < 0 or size > limit:
+        raise ReplyTooLarge
+    return take(size) if size else b""
 
 
 class Server:
@@ -145,6 +210,7 @@ class Server:
     ) -> None:
         started = time.perf_counter()
         readable = readable_roots(allowed)
+        packages = package_paths([*_OWN_PACKAGES, *allowed])
         config = {
             "layers": sorted(layers),
             "allowed": sorted(allowed),
@@ -159,7 +225,7 @@ class Server:
             python,
             "-I",
             "-c",
-            _BOOT.format(paths=_import_paths(readable)),
+            _BOOT.format(paths=_import_paths(packages)),
             str(theirs.fileno()),
             json.dumps(config),
         ]
@@ -167,7 +233,9 @@ class Server:
         if "namespaces" in layers:
             if bwrap is None:
                 raise ServerError("the namespaces layer needs bubblewrap")
-            argv = _bwrap.command(bwrap, argv, readable, env, as_root=as_root, uid=uid)
+            argv = _bwrap.command(
+                bwrap, argv, readable, env, as_root=as_root, uid=uid, hidden=hidden_paths(readable)
+            )
         try:
             self.proc = _LAUNCHER.popen(
                 argv, pass_fds=(theirs.fileno(),), env=dict(env), cwd="/", start_new_session=True,

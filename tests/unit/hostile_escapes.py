@@ -271,4 +271,17 @@ ESCAPES: list[tuple[str, str, str | None]] = [
         "        yield 1\n\n" + _module("it = g()\nnext(it)\nreturn 1"),
         "line 5: a generator that yields inside try/finally, try/except or with",
     ),
+    (
+        # found by the red team: a Field subclass whose name property ignores what dataclasses
+        # sets, and answers text that dataclasses pastes into the source it exec()s
+        "dataclass_field_subclass_injects_into_generated_code",
+        "import dataclasses\n\ndef getter(self):\n"
+        "    return '\\\"+str(__import__(\\'os\\').getuid())+\\\"'\n\n"
+        "def setter(self, value):\n    pass\n\n"
+        "class F(dataclasses.Field):\n    name = property(getter, setter)\n\n"
+        "@dataclasses.dataclass(init=False, eq=False)\nclass C:\n    'doc'\n"
+        "    a: int = F(dataclasses.MISSING, dataclasses.MISSING, True, True, None, True, None, False)\n\n"
+        "def custom_code(x):\n    return repr(C())\n",
+        "not a dataclasses.Field",
+    ),
 ]

@@ -320,3 +320,90 @@ def test_a_call_below_the_operators_minimum_level_is_refused() -> None:
             box.run_raw("def custom_code(x):\n    return 1\n", None)
     finally:
         box.close()
+
+
+FORGE = """
+import os, stat, struct, time
+
+def channel():
+    return next(fd for fd in range(3, 64) if _is_socket(fd))
+
+def _is_socket(fd):
+    try:
+        return stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
+def custom_code(x):
+    fd = channel()
+    body = x["body"].encode("utf-8") if isinstance(x["body"], str) else bytes(x["body"])
+    if x.get("stall"):
+        os.write(fd, struct.pack("!i", 100) + b"{")  # a frame begun, never finished
+        time.sleep(3600)
+    os.write(fd, struct.pack("!i", len(body)) + body)
+    os._exit(0)  # the reply is whatever was written above
+"""
+
+
+@pytest.mark.parametrize(
+    ("body", "fragment"),
+    [
+        ('{"ok": NaN, "out": ""}', "not valid JSON"),
+        ('{"ok": Infinity, "out": ""}', "not valid JSON"),
+        ('{"ok": 1e400, "out": ""}', "only finite numbers"),
+        ('{"ok": "' + "x" * (3 * 1024 * 1024) + '", "out": ""}', "too large"),
+        ('{"ok": ' + "[" * 101 + "]" * 101 + ', "out": ""}', "nested more than"),
+        ('{"ok": 1, "out": "", "extra": 1}', "wrong shape"),
+        ('{"error": "x", "kind": "lies"}', "malformed error"),
+        ("[1, 2]", "not a JSON object"),
+        ('{"ok": 1, "out": "' + "p" * 10_000 + '"}', "too much printed output"),
+        ("\udcff", "not valid JSON"),
+    ],
+    ids=["nan", "infinity", "overflow", "3MiB", "deep", "extra-key", "bad-kind", "list", "print", "bytes"],
+)
+def test_the_parent_trusts_nothing_a_call_writes_on_its_channel(body: str, fragment: str) -> None:
+    from oodida_core.sandbox import CustomCodeFailure
+
+    raw = body.encode("utf-8", "surrogateescape")
+    with Sandbox(POLICY, max_children=1, raw=True) as box:
+        with pytest.raises(CustomCodeFailure) as caught:
+            box.run_raw(FORGE, {"body": list(raw)}, POLICY)
+        assert fragment in str(caught.value)
+        assert len(str(caught.value)) < 500
+        assert box.run_raw("def custom_code(x):\n    return 7\n", None, POLICY) == (7, "")
+
+
+def test_a_call_that_begins_a_reply_and_stalls_is_stopped_at_its_time_limit() -> None:
+    from oodida_core.sandbox import CustomCodeFailure
+
+    policy = CodePolicy(time_limit=1.0, memory_limit=512 * MiB)
+    with Sandbox(policy, max_children=1, raw=True) as box:
+        started = time.monotonic()
+        with pytest.raises(CustomCodeFailure, match="ran longer than 1 s") as caught:
+            box.run_raw(FORGE, {"body": [], "stall": True}, policy)
+        assert caught.value.kind == "timeout"
+        assert time.monotonic() - started < 5
+        assert box.run_raw("def custom_code(x):\n    return 7\n", None, policy) == (7, "")
+
+
+KERNEL_MEMORY = """
+import os, select
+def custom_code(x):
+    out = []
+    for what, make in (("pipe", os.pipe), ("epoll", select.epoll)):
+        try:
+            make()
+            out.append(what + " SUCCEEDED")
+        except OSError as exc:
+            out.append(f"{what} {exc.errno}")
+    return out
+"""
+
+
+def test_a_call_cannot_pin_kernel_memory_with_pipes_or_epoll() -> None:
+    with Sandbox(POLICY, max_children=1, raw=True) as box:
+        outcome, _ = box.run_raw(KERNEL_MEMORY, None, POLICY)
+    if "seccomp" in CAPS.layers:
+        assert outcome == ["pipe 1", "epoll 1"]  # EPERM
+    else:
+        pytest.skip("without seccomp only RLIMIT_NOFILE bounds them")
