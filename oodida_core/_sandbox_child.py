@@ -18,10 +18,10 @@ from typing import Any
 from ._sandbox_guards import _Guards
 from .customcode import ENTRY_POINT, USER_MODULE_NAME, CodePolicy, check_source, code_version
 from .errors import CustomCodeError
+from .jail.reply import PRINT_LIMIT as PRINT_LIMIT
 from .results_check import encode_result
 
 RECURSION_LIMIT = 1000
-PRINT_LIMIT = 4096  # characters of print() output kept per call
 
 
 class _Output:

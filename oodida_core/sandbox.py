@@ -12,7 +12,6 @@ types, depth and size. A timeout, a memory blow-up or a crash costs that call on
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -27,28 +26,15 @@ from ._sandbox_child import RECURSION_LIMIT as RECURSION_LIMIT
 from .customcode import ENTRY_POINT, CheckedModule, CodePolicy, Role, describe_input, sample_inputs
 from .errors import CustomCodeError
 from .jail import LAYERS, LEVELS, Capabilities, JailSettings, level_of, probe
+from .jail.reply import CustomCodeFailure as CustomCodeFailure
+from .jail.reply import check_reply as check_reply
+from .jail.reply import reply_limit
 from .jail.server import ReplyTimeout, ReplyTooLarge, Server, ServerError, read_frame
-from .results_check import check_result
 
 MiB = 1024 * 1024
 Module = CheckedModule | tuple[str, str, str]  # or (version, filename, source)
 log = logging.getLogger("oodida.sandbox")
-_KINDS = frozenset({"raised", "result", "rejected", "memory"})
-_TRUNCATED = "\n[output truncated]"
 _GRACE = 2.0  # seconds the parent waits past the time limit for the jail to answer
-
-
-class CustomCodeFailure(CustomCodeError):
-    """Running custom code failed. ``kind``: raised (the code raised), result (bad return value),
-    rejected (failed the checks), timeout, memory, crash, unavailable (no sandbox process or a
-    jail below the operator's minimum), reply (the jail sent something that is not a reply)."""
-
-    def __init__(self, message: str, kind: str = "raised") -> None:
-        super().__init__(message)
-        self.kind = kind
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.kind))
 
 
 def child_environment(parent: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -60,53 +46,8 @@ def child_environment(parent: Mapping[str, str] | None = None) -> dict[str, str]
     return {**env, **dict.fromkeys(threads, "1"), "PATH": "/usr/bin:/bin"}
 
 
-def _mib(n: int) -> str:
-    return f"{n // MiB} MiB" if n % MiB == 0 else f"{n / MiB:.1f} MiB"
-
-
 def _timed_out(limit: float) -> CustomCodeFailure:
     return CustomCodeFailure(f"{ENTRY_POINT} ran longer than {limit:g} s and was stopped", "timeout")
-
-
-def _no_constant(name: str) -> object:
-    raise ValueError(f"{name} is not JSON")
-
-
-def check_reply(data: bytes, policy: CodePolicy) -> tuple[object, str]:
-    """A call process's reply, checked as if it came from the network: strict JSON (no NaN or
-    infinity), an object of exactly the expected keys, the result within the contract's types,
-    depth and size, printed text and error messages of bounded length. Raises
-    CustomCodeFailure: the code's own error, or kind ``reply`` for anything malformed."""
-    limit = policy.max_result_bytes + 8 * PRINT_LIMIT + 4096
-    if len(data) > limit:
-        raise CustomCodeFailure(
-            f"the reply of custom code is {len(data):,} bytes; at most {limit:,}", "reply"
-        )
-    try:
-        reply = json.loads(data, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as exc:
-        raise CustomCodeFailure(
-            f"the reply of custom code is not valid JSON ({str(exc)[:80]})", "reply"
-        ) from None
-    if not isinstance(reply, dict):
-        raise CustomCodeFailure("the reply of custom code is not a JSON object", "reply")
-    if set(reply) == {"error", "kind"}:
-        error, kind = reply["error"], reply["kind"]
-        if not isinstance(error, str) or kind not in _KINDS:
-            raise CustomCodeFailure("the reply of custom code holds a malformed error", "reply")
-        error = error if len(error) <= 2000 else error[:1997] + "..."
-        if kind == "memory":
-            error = f"{ENTRY_POINT} used more than {_mib(policy.memory_limit)} and was stopped"
-        raise CustomCodeFailure(error, kind)
-    if set(reply) != {"ok", "out"} or not isinstance(reply["out"], str):
-        raise CustomCodeFailure("the reply of custom code has the wrong shape", "reply")
-    if len(reply["out"]) > PRINT_LIMIT + len(_TRUNCATED):
-        raise CustomCodeFailure("the reply of custom code holds too much printed output", "reply")
-    try:
-        value = check_result(reply["ok"], policy)
-    except CustomCodeError as exc:
-        raise CustomCodeFailure(f"the result of custom code is not allowed: {exc}", "result") from None
-    return value, reply["out"]
 
 
 class Sandbox:
@@ -160,6 +101,7 @@ class Sandbox:
         self._starting = 0
         self._closed = False
         self._pid = os.getpid()
+        self._busy_wait = self.policy.time_limit + start_timeout + 30.0
         self._finalizer = weakref.finalize(self, _kill_all, self._children)
 
     def describe(self) -> str:
@@ -228,7 +170,7 @@ class Sandbox:
         data: bytes | None = None
         failure: CustomCodeFailure | None = None
         try:
-            data = read_frame(conn.fileno(), deadline, policy.max_result_bytes + 8 * PRINT_LIMIT + 4096)
+            data = read_frame(conn.fileno(), deadline, reply_limit(policy))
         except ReplyTimeout:
             failure = CustomCodeFailure(
                 f"{ENTRY_POINT} ran longer than {limit:g} s and was stopped", "timeout"
@@ -269,7 +211,11 @@ class Sandbox:
                 if len(self._children) + self._starting < self.max_children:
                     self._starting += 1
                     break
-                self._cond.wait()
+                if not self._cond.wait(self._busy_wait):  # every call ends by its time limit
+                    raise CustomCodeFailure(
+                        f"all {self.max_children} sandbox processes stayed busy for {self._busy_wait:g} s",
+                        "unavailable",
+                    )
         try:
             server = Server(
                 layers=self.layers, allowed=self.policy.allowed_imports, env=child_environment(),
