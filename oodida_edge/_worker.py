@@ -40,6 +40,7 @@ from oodida_core.signals import SIGNAL_NAMES
 from oodida_core.wire import ClientInfo
 
 from .install import Installer
+from .pool import EdgePool
 from .replay import ReplayError, ReplaySensors
 from .runner import OnboardRunner
 from .sensors import SensorSource, SimulatedSensors
@@ -54,7 +55,13 @@ log = logging.getLogger("oodida.edge")
 CLIENTS_PER_PROCESS = 250
 MIN_SPLIT = 20  # from this many clients on, at least two processes: the work spreads over cores
 EDGE_POOL = os.environ.get("OODIDA_EDGE_POOL", "solo")
+# Custom tasks run beside the built-in ones (oodida_edge/pool.py): this many threads, each with
+# its own sandbox fork server (~40 MB, started at the first custom task), one of them at most
+# per assignment; up to CUSTOM_WINDOW tasks a client held at once, running or waiting.
 SANDBOXES_PER_PROCESS = 2
+CUSTOM_PER_ASSIGNMENT = 1
+CUSTOM_NICE = 10
+CUSTOM_WINDOW = 4
 
 
 def pool_for(realtime: bool) -> str:
@@ -65,9 +72,26 @@ def pool_for(realtime: bool) -> str:
 
 def edge_concurrency(n_clients: int, requested: int = 0, pool: str = EDGE_POOL) -> int:
     """Tasks one edge process runs at once: solo runs one; threads one per client, up to 16."""
-    if pool == "solo":
+    if pool in ("solo", "celery-solo"):
         return 1
     return requested or min(n_clients, 16)
+
+
+def lanes_for(pool: str, threads: int, n_clients: int) -> tuple[str, int]:
+    """The Celery pool and concurrency of an edge process: built-in tasks on ``pool`` (solo: in
+    the consumer; threads: ``threads`` threads), custom tasks in lanes of their own, so that
+    none waits for another's custom code. The concurrency is the prefetch window.
+    ``OODIDA_EDGE_POOL=celery-solo`` (or ``celery-threads``, any other Celery pool) runs every
+    task on Celery's own pool, custom ones too, as before issue 12 (for comparisons)."""
+    if pool not in ("solo", "threads"):
+        return pool.removeprefix("celery-"), threads
+    EdgePool.configure(
+        custom_threads=SANDBOXES_PER_PROCESS,
+        per_assignment=CUSTOM_PER_ASSIGNMENT,
+        nice=CUSTOM_NICE,
+        fast_threads=threads if pool == "threads" else 0,
+    )
+    return f"{EdgePool.__module__}:{EdgePool.__name__}", threads + max(16, CUSTOM_WINDOW * n_clients)
 
 
 def default_processes(n_clients: int) -> int:
@@ -140,7 +164,7 @@ def serve(
     else:
         offered = dict.fromkeys(ids, SIGNAL_NAMES)
         sensors = SimulatedSensors()
-    app = make_celery_app(settings, "oodida-edge")
+    app = make_celery_app(settings, "oodida-edge", edge=True)
     client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
     # What the edge only reads (code, assignment state) may come through a read-only ACL user.
     reader = (
@@ -151,8 +175,9 @@ def serve(
     codestore = CodeStore(client, keys, ttl=settings.assignment_ttl, reader=reader)
     pool = pool_for(realtime)
     threads = edge_concurrency(len(ids), concurrency, pool)
-    # Sandbox processes cost ~40 MB each: a few per edge process, shared by its threads.
-    sandbox = Sandbox(max_children=min(threads, SANDBOXES_PER_PROCESS))
+    pool, threads = lanes_for(pool, threads, len(ids))
+    app.conf.worker_pool = pool
+    sandbox = Sandbox(max_children=SANDBOXES_PER_PROCESS)
     announce_jail(sandbox, log)
     code = CodeRunner(codestore, sandbox, policy)
     installer = Installer(codestore, policy, set(ids))
@@ -203,8 +228,8 @@ def serve(
             "worker",
             "--queues",
             ",".join(client_queue(c) for c in ids),
-            "--pool",
-            pool,
+            # Celery's --pool takes only its own names; a class is named by worker_pool.
+            *(["--pool", pool] if ":" not in pool else []),
             "--concurrency",
             str(threads),
             "--hostname",
