@@ -34,6 +34,7 @@ from oodida_core.wire import (
 )
 
 from .gate import Gate
+from .limits import DeploymentLimits
 
 log = logging.getLogger("oodida.cloud")
 
@@ -66,6 +67,7 @@ class Deployer:
         self.registry = registry
         self.policy = policy
         self.sandbox = sandbox
+        self.limits = DeploymentLimits(store, registry, gate)
 
     def deploy(self, message: object, task_id: str | None = None) -> str:
         try:
@@ -82,6 +84,10 @@ class Deployer:
             self.gate.refuse(req, "refused", str(exc))
             return "rejected"
         record = self.store.deployment(req.deploy_id)
+        if (record is None or (record.user == req.user and record.status == "pending")) and (
+            self.limits.refused(req)
+        ):
+            return "rejected"  # past a limit of the user's or Redis's maxmemory
         if record is None:
             self.store.create_deployment(req.deploy_id, req.user, req.role, req.filename)
         elif record.user != req.user:
@@ -107,6 +113,7 @@ class Deployer:
                 one_line(error, 600),
             )
             self.store.deployment_failed(req.deploy_id, error)
+            self.limits.done(req.user, req.deploy_id)
             return "failed"
         self.store.put_source(checked.version, req.source, req.filename)
         if req.role == "offboard":
@@ -143,6 +150,7 @@ class Deployer:
                     ignore_result=True,
                     producer=producer,
                 )
+        self.limits.sent(targets)  # a target that never comes back leaves nothing for ever
         log.info(
             "deployment %s of %s: %s to %d clients at %.3f",
             req.deploy_id,

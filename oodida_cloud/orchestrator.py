@@ -38,6 +38,7 @@ from oodida_core.wire import (
 from .dispatch import HeaderTask, discard_chord, publish_chord
 from .gate import Gate
 from .iteration import combine
+from .limits import AssignmentLimits
 from .planning import (
     check_custom_code,
     check_signals,
@@ -69,6 +70,7 @@ class Orchestrator:
         self.code = code
         self.codestore = code.store
         self.gate = Gate(client, self.keys, settings.auth)
+        self.limits = AssignmentLimits(app, client, self.store, self.gate, settings)
 
     # -- start -------------------------------------------------------------------------------
     def start(self, message: object, task_id: str | None = None) -> str:
@@ -86,6 +88,8 @@ class Orchestrator:
                 log.warning("assignment %s: start by %r refused, it belongs to another user", aid, user)
                 self.gate.refuse(request, "refused", f"assignment id {aid} is taken")
                 return "rejected"
+        if self.limits.refused_start(request):
+            return "rejected"  # past a limit of the user's or Redis's maxmemory
         self.gate.ok(request)  # the library follows the assignment's events from here
         try:
             spec = validate_spec(request.spec)
@@ -135,6 +139,7 @@ class Orchestrator:
         )
         issues = [{"field": i.field, "value": _jsonable(i.value), "rule": i.rule} for i in exc.issues]
         self.store.finish(aid, "failed", str(exc), issues)
+        self.limits.ended(user, aid)
         return "failed"
 
     def dispatch(
@@ -167,6 +172,7 @@ class Orchestrator:
         )
         publish_chord(self.app, chord_group_id(aid, index), header, callback)
         self.store.mark_sent(aid, index)
+        self.limits.sent(clients)
 
     # -- finish an iteration -----------------------------------------------------------------
     def finish_iteration(
@@ -219,9 +225,15 @@ class Orchestrator:
         next_deadline = None if last else now + spec.timeout
         if result.missing:  # the chord cannot complete: close it before anyone is told
             discard_chord(self.app, chord_group_id(aid, index))
-        outcome = self.store.complete_iteration(aid, result, next_deadline)
+        payload = result.to_json()
+        refusal = self.limits.over(index, raw.get("bytes"), payload)
+        if refusal is not None:
+            return self.limits.stop(aid, record.user, index, clients, refusal)
+        outcome = self.store.complete_iteration(aid, result, next_deadline, payload)
         if outcome is Completion.ALREADY_STORED:
             return "stale"
+        if outcome in (Completion.DONE, Completion.STORED):
+            self.limits.ended(record.user, aid)
         if result.error:
             log.warning(
                 "assignment %s of %s iteration %d: the off-board step (%s, in the cloud) failed: %s",
@@ -255,6 +267,7 @@ class Orchestrator:
         if claimed < 0:
             log.warning("assignment %s of %s: iteration %d could not be sent; it failed", aid, user, index)
             self.store.finish(aid, "failed", f"iteration {index} could not be sent to the clients")
+            self.limits.ended(user, aid)
             return "failed"
         previous = self.store.iteration(aid, index - 1) if index > 0 else None
         log.warning("assignment %s of %s: iteration %d was never sent; sending it now", aid, user, index)
@@ -324,6 +337,7 @@ class Orchestrator:
             )
             return "unknown"
         current = self.store.finish(request.assignment_id, "cancelled", announce=False)
+        self.limits.ended(record.user, record.id)
         self.gate.ok(request)
         if current is None:
             return record.status

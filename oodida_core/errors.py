@@ -79,3 +79,12 @@ class UnknownAssignment(OodidaError, KeyError):
 
 
 MISSING = _MISSING
+
+
+class QuotaError(OodidaError):
+    """A request went past a limit: one the operator set per user (an ``OODIDA_*`` setting) or
+    Redis's ``maxmemory``. The message names the limit and its value; ``limit`` is its name."""
+
+    def __init__(self, message: str, limit: str = "") -> None:
+        super().__init__(message)
+        self.limit = limit

@@ -66,6 +66,16 @@ class Keys:
         """sorted set: a user's assignment ids scored by submission time."""
         return f"{self.prefix}:u:{user}:assignments"
 
+    def running(self, user: str) -> str:
+        """set: ids of a user's assignments that hold one of the user's running slots
+        (``OODIDA_MAX_ASSIGNMENTS``); an id leaves when its assignment ends."""
+        return f"{self.prefix}:u:{user}:running"
+
+    def deploying(self, user: str) -> str:
+        """sorted set: ids of a user's deployments that still wait for clients, scored by when
+        they were admitted (``OODIDA_MAX_PENDING_DEPLOYMENTS``); expires with them."""
+        return f"{self.prefix}:u:{user}:deploying"
+
     @property
     def deadlines(self) -> str:
         """sorted set: ``<assignment id>:<iteration>`` scored by the iteration's deadline."""

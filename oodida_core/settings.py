@@ -84,6 +84,21 @@ class Settings(BaseModel):
     deadline_poll: float = Field(0.2, gt=0, le=10, description="cloud deadline check, seconds")
     cloud_concurrency: int = Field(4, ge=1, le=64, description="threads per cloud worker")
     events: bool = Field(True, description="send task events for Flower")
+    # Per-user limits on what a user keeps in Redis (oodida_core/quota.py; README, "Data
+    # retention"): past one, the cloud refuses with QuotaError naming the limit.
+    max_iteration_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, description="bytes of one iteration's stored result (JSON)"
+    )
+    max_assignment_bytes: int = Field(
+        512 * 1024 * 1024, ge=1024, description="bytes of all stored iteration results of one assignment"
+    )
+    max_assignments: int = Field(10, ge=1, description="assignments of one user running at once")
+    max_pending_deployments: int = Field(
+        10, ge=1, description="on-board deployments of one user still waiting for clients"
+    )
+    max_unknown_clients: int = Field(
+        10, ge=0, description="client ids one deployment may name that never registered"
+    )
 
     @field_validator("redis_url")
     @classmethod

@@ -42,6 +42,7 @@ return 1
 _COMPLETE_ITERATION = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('HINCRBY', KEYS[2], 'done', 1)
+redis.call('HINCRBY', KEYS[2], 'bytes', string.len(ARGV[2]))
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'type', 'iteration', 'index', ARGV[1])
 local st = redis.call('HGET', KEYS[2], 'status')
 local idx = tonumber(ARGV[1])
@@ -69,6 +70,7 @@ if not st or st == 'done' or st == 'failed' or st == 'cancelled' then return -2 
 redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2])
 if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[4]) end
 if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'error_issues', ARGV[5]) end
+if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'limit', ARGV[8]) end
 local current = redis.call('HGET', KEYS[1], 'current')
 if current then redis.call('ZREM', KEYS[4], ARGV[6] .. ':' .. current) end
 if ARGV[7] == '1' then redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', ARGV[1]) end
@@ -160,10 +162,15 @@ class AssignmentStore:
         return int(self._mark_running(keys=keys, args=args))
 
     def complete_iteration(
-        self, assignment_id: str, result: IterationResult, next_deadline: float | None
+        self,
+        assignment_id: str,
+        result: IterationResult,
+        next_deadline: float | None,
+        payload: str | None = None,
     ) -> Completion:
-        """Store an iteration's result and, in the same step, move the assignment on: to the
-        next iteration (its deadline armed) or, when ``next_deadline`` is None, to done."""
+        """Store an iteration's result (``payload``: its JSON, when the caller has it) and, in
+        the same step, move the assignment on: to the next iteration (its deadline armed) or,
+        when ``next_deadline`` is None, to done. The record's ``bytes`` counts what is stored."""
         keys = [
             self.keys.iterations(assignment_id),
             self.keys.assignment(assignment_id),
@@ -172,7 +179,7 @@ class AssignmentStore:
         ]
         args: list[str | int] = [
             result.index,
-            result.to_json(),
+            result.to_json() if payload is None else payload,
             self.ttl,
             "" if next_deadline is None else repr(next_deadline),
             repr(time.time()),
@@ -200,8 +207,10 @@ class AssignmentStore:
         error: str | None = None,
         issues: list[dict[str, Any]] | None = None,
         announce: bool = True,
+        limit: str = "",
     ) -> int | None:
-        """End the assignment once: the iteration that was running (-1: none), None if it had ended."""
+        """End the assignment once: the iteration that was running (-1: none), None if it had
+        ended. ``limit``: the quota that ended it (quota.py), shown to the library."""
         keys = [
             self.keys.assignment(assignment_id),
             self.keys.iterations(assignment_id),
@@ -216,6 +225,7 @@ class AssignmentStore:
             json.dumps(issues) if issues else "",
             assignment_id,
             "1" if announce else "0",
+            limit,
         ]
         current = int(self._finish(keys=keys, args=args))
         return None if current == -2 else current
@@ -335,5 +345,6 @@ def record_from_hash(assignment_id: str, raw: dict[str, str]) -> AssignmentRecor
             "finished_at": num("finished_at"),
             "error": raw.get("error") or None,
             "error_issues": issues,
+            "limit": raw.get("limit") or None,
         },
     )

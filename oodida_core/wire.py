@@ -165,7 +165,7 @@ class Reply(Wire):
     """Cloud -> library, on the request's reply stream: done, or refused and why."""
 
     ok: bool
-    error: Literal["", "auth", "unknown", "refused"] = ""
+    error: Literal["", "auth", "unknown", "refused", "quota"] = ""  # quota: value names the limit
     message: Text = ""
     value: Any = None
 
@@ -247,6 +247,7 @@ class AssignmentRecord(Wire):
     finished_at: float | None = None
     error: Text | None = None
     error_issues: tuple[dict[str, Any], ...] = ()
+    limit: str | None = None  # the limit that ended it (QuotaError), if one did
 
 
 class DeployRequest(Request):

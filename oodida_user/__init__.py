@@ -8,6 +8,7 @@ from oodida_core.errors import (
     BadArgument,
     CustomCodeError,
     OodidaError,
+    QuotaError,
     SpecError,
     UnknownAssignment,
 )
@@ -32,6 +33,7 @@ __all__ = [
     "IterationResult",
     "Oodida",
     "OodidaError",
+    "QuotaError",
     "Result",
     "SpecError",
     "UnknownAssignment",

@@ -7,7 +7,14 @@ from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from oodida_core.chords import answered
-from oodida_core.errors import AssignmentTimeout, OodidaError, SpecError, SpecIssue, UnknownAssignment
+from oodida_core.errors import (
+    AssignmentTimeout,
+    OodidaError,
+    QuotaError,
+    SpecError,
+    SpecIssue,
+    UnknownAssignment,
+)
 from oodida_core.wire import FINAL_STATUSES, TASK_CANCEL, AssignmentRecord, CancelRequest, IterationResult
 
 from ._args import POLL_MS, finite_or_inf, seconds
@@ -123,6 +130,8 @@ class Assignment:
         record = self.record()
         if record.status != "failed":
             return
+        if record.limit:
+            raise QuotaError(f"assignment {self.id}: {record.error}", limit=record.limit)
         if record.error_issues:
             raise SpecError(
                 [
@@ -209,7 +218,7 @@ class Assignment:
             if not bar.active:
                 for _ in self._finished_indices(timeout):
                     pass
-                return self.result()
+                return self._checked(self.result())
             clients = len(self.record().clients)
 
             def show_answers() -> None:
@@ -220,7 +229,16 @@ class Assignment:
             for index in self._finished_indices(timeout, _BAR_POLL_MS, show_answers):
                 it = self.o.store.iteration(self.id, index)
                 bar.iteration_done(clients - len(it.missing) if it else None, clients)
-        return self.result()
+        return self._checked(self.result())
+
+    def _checked(self, result: Result) -> Result:
+        """``result``, or QuotaError when a limit stopped the assignment (the message names it
+        and its value; ``result()`` still reads the iterations stored before)."""
+        if result.status == "failed":
+            record = self.record()
+            if record.limit:
+                raise QuotaError(f"assignment {self.id}: {record.error}", limit=record.limit)
+        return result
 
     def progress(self) -> AssignmentProgress:
         """How far it got: status, iterations done, clients that answered the current one."""

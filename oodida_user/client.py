@@ -22,9 +22,11 @@ from oodida_core.errors import (
     BadArgument,
     CustomCodeError,
     OodidaError,
+    QuotaError,
     UnknownAssignment,
 )
 from oodida_core.keys import CLOUD_QUEUE, Keys
+from oodida_core.quota import out_of_memory, out_of_memory_cause
 from oodida_core.registry import Registry
 from oodida_core.sandbox import Sandbox, dry_run
 from oodida_core.settings import Settings
@@ -312,6 +314,12 @@ class Oodida:
                 )
         except OperationalError as exc:
             raise OodidaError(f"cannot reach the OODIDA broker at {self.settings.redis_url}: {exc}") from None
+        except Exception as exc:
+            oom = out_of_memory_cause(exc)
+            if oom is None:
+                raise
+            refusal = out_of_memory(oom)  # Redis at its maxmemory refused the message
+            raise QuotaError(refusal.message, limit=refusal.limit) from None
 
     def close(self) -> None:
         if self._sandbox is not None:

@@ -13,7 +13,7 @@ from typing import Any
 
 import redis
 
-from oodida_core.errors import AuthError, MessageError, OodidaError, UnknownAssignment
+from oodida_core.errors import AuthError, MessageError, OodidaError, QuotaError, UnknownAssignment
 from oodida_core.keys import Keys
 from oodida_core.wire import Reply, decode
 
@@ -54,11 +54,14 @@ def await_reply(client: redis.Redis, keys: Keys, request_id: str, timeout: float
 
 
 def raise_for(reply: Reply) -> Any:
-    """The reply's value, or the error it carries: AuthError, UnknownAssignment, OodidaError."""
+    """The reply's value, or the error it carries: AuthError, UnknownAssignment, QuotaError
+    (a limit was reached: the message names it and its value), OodidaError."""
     if reply.ok:
         return reply.value
     if reply.error == "auth":
         raise AuthError(reply.message)
     if reply.error == "unknown":
         raise UnknownAssignment(reply.message)
+    if reply.error == "quota":
+        raise QuotaError(reply.message, limit=str(reply.value or ""))
     raise OodidaError(reply.message or "the cloud refused the request")
