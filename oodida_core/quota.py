@@ -6,7 +6,7 @@ What one user may keep in Redis (``Settings``, README "Data retention"):
 * ``OODIDA_MAX_ASSIGNMENT_BYTES``: every stored iteration of one assignment together;
 * ``OODIDA_MAX_ASSIGNMENTS``: assignments running at once;
 * ``OODIDA_MAX_PENDING_DEPLOYMENTS``: on-board deployments still waiting for clients;
-* ``OODIDA_MAX_UNKNOWN_CLIENTS``: ids one deployment may name that never registered.
+* ``OODIDA_MAX_UNKNOWN_CLIENTS``: ids one deployment may name that are not registered.
 
 The checks are pure functions that give a ``Refusal`` (the limit's name and a message naming it
 and its value) or None. ``Quotas`` keeps the users' slots in Redis, taken with one script
@@ -68,7 +68,7 @@ def assignment_refusal(index: int, stored: int, size: int, limit: int) -> Refusa
 
 
 def unknown_refusal(targets: Iterable[int], registered: set[int], limit: int) -> Refusal | None:
-    """A deployment naming more ids that never registered than OODIDA_MAX_UNKNOWN_CLIENTS."""
+    """A deployment naming more ids not in the registry than OODIDA_MAX_UNKNOWN_CLIENTS."""
     unknown = sorted(set(targets) - registered)
     if len(unknown) <= limit:
         return None
@@ -77,8 +77,9 @@ def unknown_refusal(targets: Iterable[int], registered: set[int], limit: int) ->
     shown = shown if len(shown) <= 200 else shown[:197] + "..."
     return Refusal(
         name,
-        f"{len(unknown):,} of the clients never registered ({shown}): a deployment may name at "
-        f"most {name}={limit} such ids (a vehicle not started yet); deploy to registered clients",
+        f"{len(unknown):,} of the clients are not registered ({shown}): a deployment may name "
+        f"at most {name}={limit} such ids (vehicles not started yet, or stopped); deploy to "
+        "registered clients",
     )
 
 

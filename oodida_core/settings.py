@@ -97,7 +97,7 @@ class Settings(BaseModel):
         10, ge=1, description="on-board deployments of one user still waiting for clients"
     )
     max_unknown_clients: int = Field(
-        10, ge=0, description="client ids one deployment may name that never registered"
+        10, ge=0, description="client ids one deployment may name that are not registered"
     )
 
     @field_validator("redis_url")
