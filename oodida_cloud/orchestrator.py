@@ -192,8 +192,9 @@ class Orchestrator:
         clients = list(record.clients)
         if reason == "deadline" and status == "running" and int(raw.get("sent") or -1) < index:
             return self._redispatch(aid, record.user, spec, clients, index)
-        if answers is None or reason != "complete":
-            answers = self._read_answers(aid, index, clients)
+        # Always each client's own result key, never the answers the chord gathered: a vehicle
+        # may write only the results of its own tasks (acl.py), but every chord's join key.
+        answers = self._read_answers(aid, index, clients)
         decoded = []
         for a in answers:
             try:
@@ -284,19 +285,21 @@ class Orchestrator:
         return run
 
     def _read_answers(self, aid: str, index: int, clients: Sequence[int]) -> list[Any]:
-        """The answers that arrived so far, read straight from the result backend."""
+        """The answers that arrived so far, read straight from the result backend: each from the
+        result key of the client's own task, and only if it speaks for that client."""
         backend = self.app.backend
-        ids = [header_task_id(aid, index, cid) for cid in clients]
+        wanted = list(clients)
         answers: list[Any] = []
-        for start in range(0, len(ids), 500):
-            chunk = ids[start : start + 500]
-            values = self.redis.mget([backend.get_key_for_task(tid) for tid in chunk])
-            for value in values:
+        for start in range(0, len(wanted), 500):
+            chunk = wanted[start : start + 500]
+            keys = [backend.get_key_for_task(header_task_id(aid, index, cid)) for cid in chunk]
+            for cid, value in zip(chunk, self.redis.mget(keys), strict=True):
                 if value is None:
                     continue
                 meta = backend.decode_result(value)
-                if meta.get("status") == "SUCCESS":
-                    answers.append(meta.get("result"))
+                result = meta.get("result")
+                if meta.get("status") == "SUCCESS" and _speaks_for(result, aid, index, cid):
+                    answers.append(result)
         return answers
 
     # -- deadlines ---------------------------------------------------------------------------
@@ -367,3 +370,15 @@ def _jsonable(value: object, depth: int = 0) -> object:
     if isinstance(value, dict):
         return {str(k)[:100]: _jsonable(v, depth + 1) for k, v in list(value.items())[:100]}
     return clean(value, 200)
+
+
+def _speaks_for(answer: object, aid: str, index: int, client_id: int) -> bool:
+    """Whether an answer read from client ``client_id``'s result key is that client's answer
+    to iteration ``index`` of ``aid`` (a vehicle writes only its own result keys; what it
+    writes there must not speak for another client or another iteration)."""
+    return (
+        isinstance(answer, dict)
+        and answer.get("client_id") == client_id
+        and answer.get("assignment_id") == aid
+        and answer.get("iteration") == index
+    )

@@ -1,54 +1,74 @@
-"""Redis ACL users per role, so that holding one role's password is not holding the system's.
+"""Redis ACL users per role and per vehicle, so that holding one set of credentials is not
+holding the system's.
 
-Redis 6.2 (the embedded one) grants key patterns to every command a user may run: a user who
-may read a key may also write it. So a role that must only read some keys gets two Redis
-users: the role's own, which writes (and reads) what the role writes, and ``<role>-read``,
-limited to read commands, for what it only reads. A process takes the first as its
-``OODIDA_REDIS_URL`` and the second as ``OODIDA_READ_URL``.
+=================  ============================================================================
+admin              everything (the operator: ``oodida users``, ``oodida vehicles``, ``oodida acl``)
+cloud              every key and command but the dangerous ones (it is the trusted part)
+analyst            publish to the ``cloud`` queue and task events, nothing else (no reads)
+analyst-read       read only: assignments, results, deployments, the registry, the cloud's replies
+vehicle-<name>     one vehicle (or one simulated fleet process): its own queue(s)
+                   ``client.<id>``, the results of its own tasks (task ids end in ``-c<id>``), its
+                   own on-board pointers, pending installs and deployment verdicts; the
+                   registry, chord counters and the ``cloud`` queue (write only on Redis 7)
+vehicle-<name>-read  read only (Redis 6.2): code sources by version, assignment state
+=================  ============================================================================
 
-=============  ================================================================================
-admin          everything (the operator: ``oodida users``, ``oodida acl``, ``LocalSystem``)
-cloud          every key and command but the dangerous ones (it is the trusted part)
-edge           its queues, Celery's results and chords, the registry, on-board pointers,
-               deployment verdicts; task events and remote control channels
-edge-read      read only: code sources and assignment state; never the users' token hashes
-analyst        publish to the ``cloud`` queue and task events, nothing else (no reads at all)
-analyst-read   read only: assignments, results, deployments, the registry, the cloud's replies
-=============  ================================================================================
+Redis 6.2 (the embedded one) grants a key pattern to every command a user may run: a user who
+may read a key may also write it. So there a role that must only read some keys gets a second
+user, ``<user>-read``, limited to read commands. Redis 7 has key selectors (``%R~``, ``%W~``):
+there a vehicle is one user that may only push to ``cloud`` (not read the requests waiting
+there) and only read code and assignment state (``selectors=True``).
 
-Nobody but admin and cloud can read ``Keys.users``; nobody but admin and cloud can write code.
+Nobody but admin and cloud can read ``Keys.users`` or write code; no vehicle or analyst can
+publish on Celery's remote-control channels (and edges do not listen to them: celery_app.py).
 """
 
 from __future__ import annotations
 
 import secrets
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from urllib.parse import quote, urlsplit, urlunsplit
 
 import redis
 
 from .errors import OodidaError
-from .keys import CLIENT_QUEUES, CLOUD_QUEUE, Keys
+from .keys import CLOUD_QUEUE, Keys, client_queue
 
-ROLES = ("admin", "cloud", "edge", "edge-read", "analyst", "analyst-read")
+ROLES = ("admin", "cloud", "analyst", "analyst-read")
+VEHICLE_PREFIX = "vehicle-"  # a vehicle's ACL user is <prefix>-vehicle-<name>
 
 # Celery's and kombu's own keys and channels on the Redis transport and result backend.
 CELERY_RESULTS = ("celery-task-meta-*", "celery-taskset-meta-*")
-KOMBU_KEYS = ("_kombu.*", "unacked", "unacked_index", "unacked_mutex", "*.celery.pidbox")
 EVENT_CHANNELS = "/*.celeryev/*"  # task events (kombu's fanout prefix is /<db>.)
-# Remote control (revoke, shutdown, ...): workers PSUBSCRIBE the pattern "/<db>.celery.pidbox",
-# which Redis 6.2 matches literally against the allowed patterns, hence one per database.
-CONTROL_CHANNELS = tuple(f"/{db}.celery.pidbox" for db in range(16))
-CONNECT = "+ping +client|setinfo +client|setname"  # what clients send on connecting
-READ_COMMANDS = f"+@read -@dangerous +multi +exec +discard +evalsha +eval +script|load {CONNECT}"
+CONNECT = "+ping +client|setname"  # what clients send on connecting (CLIENT SETINFO: 7.2 only, optional)
+READ_COMMANDS = (
+    f"+@read -@dangerous -scan -keys -randomkey +multi +exec +discard +evalsha +eval +script|load {CONNECT}"
+)
+# A vehicle's commands: what a worker and its registry, installs and results use; no key
+# listing (SCAN, KEYS), no SORT (its BY/GET reach other keys), nothing dangerous.
+VEHICLE_COMMANDS = f"+@all -@dangerous -scan -keys -randomkey -sort -copy -move +info {CONNECT}"
+
+
+def result_key(task_pattern: str) -> str:
+    """The result backend's key (and channel) of a task id or task id pattern."""
+    return f"celery-task-meta-{task_pattern}"
+
+
+def vehicle_task_ids(client_id: int) -> str:
+    """Pattern of the ids of every task sent to one client: on-board ``<aid>-i<n>-c<id>``,
+    install ``<deploy id>-c<id>`` (oodida_cloud/planning.py, deploy.py)."""
+    return f"*-c{client_id}"
 
 
 @dataclass(frozen=True)
 class Role:
     name: str
-    keys: tuple[str, ...]
+    keys: tuple[str, ...]  # read and write
     channels: tuple[str, ...]
     commands: str
+    read_keys: tuple[str, ...] = field(default=())  # Redis 7: %R~ (read only)
+    write_keys: tuple[str, ...] = field(default=())  # Redis 7: %W~ (write only)
 
     def user(self, prefix: str = "oodida") -> str:
         return f"{prefix}-{self.name}"
@@ -61,37 +81,21 @@ class Role:
             "on",
             f">{password}",
             *(f"~{k}" for k in self.keys),
+            *(f"%R~{k}" for k in self.read_keys),
+            *(f"%W~{k}" for k in self.write_keys),
             *(f"&{c}" for c in self.channels),
             *self.commands.split(),
         ]
 
 
 def roles(keys: Keys) -> dict[str, Role]:
-    """Every role's rules for the key layout ``keys``."""
+    """The rules of every role but the vehicles (``vehicle_roles``) for the key layout ``keys``."""
     return {
         "admin": Role("admin", ("*",), ("*",), "+@all"),
         "cloud": Role("cloud", ("*",), ("*",), f"+@all -@dangerous +info {CONNECT}"),
-        "edge": Role(
-            "edge",
-            (
-                CLIENT_QUEUES,
-                CLOUD_QUEUE,  # the chord callback: the last answer of an iteration sends it
-                *KOMBU_KEYS,
-                *CELERY_RESULTS,
-                keys.clients,
-                keys.heartbeats,
-                keys.onboard_pointers,
-                keys.deployed_at("*"),
-                keys.deployment("*"),
-                keys.every_pending_installs,
-            ),
-            (EVENT_CHANNELS, *CONTROL_CHANNELS, "celery-task-meta-*"),  # results are announced
-            f"+@all -@dangerous +info {CONNECT}",
-        ),
-        "edge-read": Role("edge-read", (keys.code("*"), keys.assignment("*")), (), READ_COMMANDS),
         "analyst": Role(
             "analyst",
-            (CLOUD_QUEUE, "_kombu.*"),
+            (CLOUD_QUEUE, "_kombu.binding.cloud", "_kombu.binding_permanent.cloud"),
             (EVENT_CHANNELS,),
             f"+lpush +llen +sadd +publish +multi +exec {CONNECT}",
         ),
@@ -113,9 +117,67 @@ def roles(keys: Keys) -> dict[str, Role]:
     }
 
 
-def new_passwords() -> dict[str, str]:
+def vehicle_user_name(name: str) -> str:
+    """The role name of vehicle ``name`` (a client id, or a fleet process's name)."""
+    if not name or not all(c.isalnum() or c in "-_." for c in name):
+        raise OodidaError(f"bad vehicle name {name!r}: letters, digits, '-', '_' and '.' only")
+    return VEHICLE_PREFIX + name
+
+
+def vehicle_roles(keys: Keys, name: str, client_ids: Iterable[int], selectors: bool = False) -> list[Role]:
+    """The Redis user(s) of a vehicle (or of a simulated fleet process) serving ``client_ids``:
+    one user on Redis 7 (``selectors``), a writer and a ``-read`` reader on Redis 6.2."""
+    ids = sorted(set(client_ids))
+    if not ids or ids[0] < 1:
+        raise OodidaError("a vehicle needs one or more positive client ids")
+    own: list[str] = []
+    channels: list[str] = [EVENT_CHANNELS]
+    for cid in ids:
+        own += [
+            client_queue(cid),  # its tasks (BRPOP; no ack emulation on edges: no 'unacked')
+            f"_kombu.binding.{client_queue(cid)}",  # the worker declares its queue's binding
+            f"_kombu.binding_permanent.{client_queue(cid)}",
+            result_key(vehicle_task_ids(cid)),  # the answers of its own tasks only
+            keys.onboard_pointer("*", cid),  # the pointers of its own installs
+            keys.pending_installs(cid),
+            keys.deployment_verdict("*", cid),  # its own verdicts
+        ]
+        channels.append(result_key(vehicle_task_ids(cid)))  # Celery announces each result
+    shared = [
+        keys.clients,  # the registry: one hash and one sorted set for every client
+        keys.heartbeats,
+        "celery-taskset-meta-*",  # chord counters: the last answer of an iteration joins them
+        keys.every_deployment_events,  # "a verdict arrived" (the content is in the verdict key)
+    ]
+    reads = [keys.code("*"), keys.assignment("*"), "_kombu.binding.cloud"]
+    name = vehicle_user_name(name)
+    if selectors:
+        return [
+            Role(
+                name,
+                (*own, *shared),
+                tuple(channels),
+                VEHICLE_COMMANDS,
+                read_keys=tuple(reads),
+                write_keys=(CLOUD_QUEUE,),  # the chord callback; never reading the requests
+            )
+        ]
+    return [
+        Role(name, (*own, *shared, CLOUD_QUEUE, "_kombu.binding.cloud"), tuple(channels), VEHICLE_COMMANDS),
+        Role(f"{name}-read", tuple(reads[:2]), (), READ_COMMANDS),
+    ]
+
+
+def has_selectors(client: redis.Redis) -> bool:
+    """Whether the server behind ``client`` has ACL key selectors (Redis 7 or later)."""
+    info = client.info("server")
+    major = str(info.get("redis_version", "0")).split(".", 1)[0]
+    return major.isdigit() and int(major) >= 7
+
+
+def new_passwords(names: Iterable[str] = ROLES) -> dict[str, str]:
     """A fresh random password per role."""
-    return {role: secrets.token_urlsafe(24) for role in ROLES}
+    return {role: secrets.token_urlsafe(24) for role in names}
 
 
 def role_url(base_url: str, user: str, password: str) -> str:
@@ -128,21 +190,28 @@ def role_url(base_url: str, user: str, password: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def setuser_commands(keys: Keys, passwords: dict[str, str]) -> list[list[str]]:
+def setuser_commands(keys: Keys, passwords: dict[str, str], extra: Iterable[Role] = ()) -> list[list[str]]:
     """``ACL SETUSER`` commands (as argument lists) for every role that has a password."""
+    every = {**roles(keys), **{role.name: role for role in extra}}
     return [
         ["ACL", "SETUSER", role.user(keys.prefix), *role.rules(passwords[name])]
-        for name, role in roles(keys).items()
+        for name, role in every.items()
         if name in passwords
     ]
 
 
-def apply(client: redis.Redis, keys: Keys, passwords: dict[str, str], lock_default: bool = False) -> None:
+def apply(
+    client: redis.Redis,
+    keys: Keys,
+    passwords: dict[str, str],
+    lock_default: bool = False,
+    extra: Iterable[Role] = (),
+) -> None:
     """Create or reset the role users on the server behind ``client`` (which must be allowed to
     run ACL); with ``lock_default``, switch the passwordless ``default`` user off (after this,
     every connection needs a role's URL)."""
     try:
-        for command in setuser_commands(keys, passwords):
+        for command in setuser_commands(keys, passwords, extra):
             client.execute_command(*command)
         if lock_default:
             client.execute_command("ACL", "SETUSER", "default", "off")
@@ -151,6 +220,44 @@ def apply(client: redis.Redis, keys: Keys, passwords: dict[str, str], lock_defau
 
 
 def role_urls(base_url: str, keys: Keys, passwords: dict[str, str]) -> dict[str, str]:
-    """Each role's URL (the role's name -> redis://oodida-<role>:<password>@host:port/db)."""
-    all_roles = roles(keys)
-    return {name: role_url(base_url, all_roles[name].user(keys.prefix), pw) for name, pw in passwords.items()}
+    """Each role's URL (the role's name -> redis://<prefix>-<role>:<password>@host:port/db)."""
+    return {name: role_url(base_url, f"{keys.prefix}-{name}", pw) for name, pw in passwords.items()}
+
+
+@dataclass(frozen=True)
+class VehicleCredentials:
+    name: str
+    url: str  # OODIDA_REDIS_URL
+    read_url: str  # OODIDA_READ_URL ("" on Redis 7: the one user reads what it may read)
+
+
+def add_vehicle(
+    client: redis.Redis, base_url: str, keys: Keys, name: str, client_ids: Iterable[int]
+) -> VehicleCredentials:
+    """Create (or replace, with fresh passwords) the Redis user(s) of one vehicle on the server
+    behind ``client`` (an admin's connection); its URLs, to be handed to the vehicle once."""
+    try:
+        made = vehicle_roles(keys, name, client_ids, selectors=has_selectors(client))
+        passwords = new_passwords(role.name for role in made)
+        apply(client, keys, passwords, extra=made)
+    except redis.exceptions.RedisError as exc:
+        raise OodidaError(f"cannot create the vehicle's Redis user: {exc}") from None
+    urls = role_urls(base_url, keys, passwords)
+    return VehicleCredentials(name, urls[made[0].name], urls[made[1].name] if len(made) > 1 else "")
+
+
+def revoke_vehicle(client: redis.Redis, keys: Keys, name: str) -> bool:
+    """Delete a vehicle's Redis user(s); Redis closes their open connections at once.
+    False when it had none."""
+    user = f"{keys.prefix}-{vehicle_user_name(name)}"
+    try:
+        return bool(client.execute_command("ACL", "DELUSER", user, f"{user}-read"))
+    except redis.exceptions.RedisError as exc:
+        raise OodidaError(f"cannot delete the vehicle's Redis user: {exc}") from None
+
+
+def vehicles(client: redis.Redis, keys: Keys) -> list[str]:
+    """Names of the vehicles that have Redis users on the server behind ``client``."""
+    head = f"{keys.prefix}-{VEHICLE_PREFIX}"
+    names = [u.decode() if isinstance(u, bytes) else str(u) for u in client.execute_command("ACL", "USERS")]
+    return sorted(u[len(head) :] for u in names if u.startswith(head) and not u.endswith("-read"))

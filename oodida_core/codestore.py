@@ -37,10 +37,22 @@ redis.call('LPOP', KEYS[1])
 return {1, redis.call('LINDEX', KEYS[1], 0)}
 """
 
+# One key per client's verdict (a vehicle's ACL user writes only its own), and an event.
 _VERDICT = """
-redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'type', 'verdict', 'client', ARGV[1])
-for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'type', 'verdict', 'client', ARGV[2])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+
+# An on-board pointer moved by the client that installed the version (only that pointer: the
+# time of the deployment is the cloud's, recorded when it sends the installs).
+_POINT_ONBOARD = """
+local head = redis.call('LINDEX', KEYS[1], 0)
+if head ~= ARGV[1] then
+  redis.call('LPUSH', KEYS[1], ARGV[1])
+  redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
+end
 return 1
 """
 
@@ -60,6 +72,7 @@ class CodeStore:
         self._point = client.register_script(_POINT)
         self._rollback = client.register_script(_ROLLBACK)
         self._verdict = client.register_script(_VERDICT)
+        self._point_onboard = client.register_script(_POINT_ONBOARD)
 
     # -- sources -----------------------------------------------------------------------------
     def put_source(self, version: str, source: str, filename: str) -> None:
@@ -74,8 +87,8 @@ class CodeStore:
 
     # -- pointers ----------------------------------------------------------------------------
     def point_onboard(self, user: str, client_id: int, version: str) -> None:
-        keys = [self.keys.onboard_pointer(user, client_id), self.keys.deployed_at(user)]
-        self._point(keys=keys, args=[version, repr(time.time()), HISTORY])
+        """Make ``version`` current on ``client_id`` (the client, once it installed it)."""
+        self._point_onboard(keys=[self.keys.onboard_pointer(user, client_id)], args=[version, HISTORY])
 
     def point_offboard(self, user: str, version: str) -> None:
         keys = [self.keys.offboard_pointer(user), self.keys.deployed_at(user)]
@@ -160,18 +173,17 @@ class CodeStore:
         pipe.execute()
 
     def record_verdict(self, deploy_id: str, client_id: int, verdict: Verdict) -> None:
-        keys = [
-            self.keys.deployment_verdicts(deploy_id),
-            self.keys.deployment_events(deploy_id),
-            self.keys.deployment(deploy_id),
-        ]
-        self._verdict(keys=keys, args=[client_id, verdict.to_json(), self.ttl])
+        keys = [self.keys.deployment_verdict(deploy_id, client_id), self.keys.deployment_events(deploy_id)]
+        self._verdict(keys=keys, args=[verdict.to_json(), client_id, self.ttl])
 
     # -- deployments waiting for their clients ------------------------------------------------
     def add_pending(self, tasks: list[InstallTask]) -> None:
-        """Record install tasks as pending on their clients (before they are sent)."""
+        """Record install tasks as pending on their clients (before they are sent), and the time
+        of the deployment of their version (the vote's tie-break)."""
         now = time.time()
         pipe = self.redis.pipeline(transaction=False)
+        for user, version in {(t.user, t.version) for t in tasks}:
+            pipe.hset(self.keys.deployed_at(user), version, repr(now))
         for task in tasks:
             key = self.keys.pending_installs(task.client_id)
             pipe.hset(key, task.deploy_id, PendingInstall(task=task, sent_at=now).to_json())
@@ -194,16 +206,18 @@ class CodeStore:
         return bool(self.redis.hdel(self.keys.pending_installs(client_id), deploy_id))
 
     def has_verdict(self, deploy_id: str, client_id: int) -> bool:
-        return bool(self.redis.hexists(self.keys.deployment_verdicts(deploy_id), str(client_id)))
+        return bool(self.redis.exists(self.keys.deployment_verdict(deploy_id, client_id)))
 
     def deployment(self, deploy_id: str) -> DeploymentRecord | None:
-        pipe = self.redis.pipeline()
-        pipe.hgetall(self.keys.deployment(deploy_id))
-        pipe.hgetall(self.keys.deployment_verdicts(deploy_id))
-        raw, verdicts = pipe.execute()
+        raw = self.redis.hgetall(self.keys.deployment(deploy_id))
         if not raw:
             return None
         rec = {_s(k): _s(v) for k, v in raw.items()}
+        targets = json.loads(rec["targets"]) if rec.get("targets") else []
+        found = (
+            self.redis.mget([self.keys.deployment_verdict(deploy_id, c) for c in targets]) if targets else []
+        )
+        verdicts = {c: v for c, v in zip(targets, found, strict=True) if v is not None}
         return decode(
             DeploymentRecord,
             {
@@ -213,8 +227,8 @@ class CodeStore:
                 "filename": rec.get("filename", ""),
                 "version": rec.get("version", ""),
                 "status": rec.get("status", "pending"),
-                "targets": json.loads(rec["targets"]) if rec.get("targets") else [],
-                "verdicts": {int(_s(k)): json.loads(_s(v)) for k, v in verdicts.items()},
+                "targets": targets,
+                "verdicts": {int(k): json.loads(_s(v)) for k, v in verdicts.items()},
                 "error": rec.get("error") or None,
                 "created_at": float(rec.get("created_at") or 0.0),
             },

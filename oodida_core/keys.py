@@ -102,9 +102,10 @@ class Keys:
         """hash: a deployment's record (user, role, version, targets, status, error)."""
         return f"{self.prefix}:d:{deploy_id}"
 
-    def deployment_verdicts(self, deploy_id: str) -> str:
-        """hash: client id -> JSON verdict (accepted, or rejected with the reason)."""
-        return f"{self.prefix}:d:{deploy_id}:v"
+    def deployment_verdict(self, deploy_id: str, client_id: int | str) -> str:
+        """string: one client's verdict JSON on one deployment (accepted, or rejected with the
+        reason); one key per client so that a vehicle's ACL user writes only its own."""
+        return f"{self.prefix}:d:{deploy_id}:v:{client_id}"
 
     def deployment_events(self, deploy_id: str) -> str:
         """stream: one entry per verdict and one when the cloud finished its part."""
@@ -121,6 +122,11 @@ class Keys:
     def onboard_pointers(self) -> str:
         """pattern: every user's on-board pointer on every client."""
         return f"{self.prefix}:u:*:on:*"
+
+    @property
+    def every_deployment_events(self) -> str:
+        """pattern: every deployment's event stream."""
+        return f"{self.prefix}:d:*:ev"
 
     @property
     def every_pending_installs(self) -> str:

@@ -7,7 +7,10 @@ neither; it waits until every part is ready and stops every process it started.
 The cloud authenticates users unless ``auth=False`` (``OODIDA_AUTH=off``): ``token(user)``
 issues a user's token, ``client_settings(user)`` gives an analyst everything to connect. With
 ``acl=True`` every process talks to Redis as its own ACL user (``acl.py``), and so does the
-analyst of ``client_settings``; this object keeps the admin's URL in ``url``.
+analyst of ``client_settings``; this object keeps the admin's URL in ``url``. Every edge
+process it starts is then a vehicle of its own (``acl.vehicle_roles``, named after the
+process, for the clients it serves); ``role_urls["edge"]`` and ``["edge-read"]`` are those of
+the first one (``vehicle_urls`` has each).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import redis
 from . import acl as acl_rules
 from .auth import UserStore
 from .errors import OodidaError
+from .ids import parse_id_ranges
 from .keys import Keys
 from .procs import die_with_parent
 from .redis_server import EmbeddedRedis, free_port
@@ -78,6 +82,7 @@ class LocalSystem:
             self.base_settings = self.base_settings.model_copy(update={"auth": auth})
         self.role_urls = dict(role_urls or {})
         self.acl = acl
+        self.vehicle_urls: dict[str, acl_rules.VehicleCredentials] = {}
         self.tokens: dict[str, str] = {}
         self._tokens_lock = threading.Lock()
         self.log_dir = Path(log_dir) if log_dir else self.data_dir / "logs"
@@ -218,7 +223,20 @@ class LocalSystem:
         if replay is not None:
             cmd += ["--replay", replay]
             self._check_edge_options(cmd)
-        return self._spawn(name, cmd, role="edge")
+        extra = self._vehicle_env(name, parse_id_ranges(clients)) if self.acl else None
+        return self._spawn(name, cmd, extra, role="edge")
+
+    def _vehicle_env(self, name: str, ids: list[int]) -> dict[str, str]:
+        """A vehicle's own Redis user(s) for the edge process ``name`` serving ``ids``."""
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=5)
+        try:
+            made = acl_rules.add_vehicle(client, self.url, Keys(self.base_settings.key_prefix), name, ids)
+        finally:
+            client.close()
+        self.vehicle_urls[name] = made
+        self.role_urls.setdefault("edge", made.url)
+        self.role_urls.setdefault("edge-read", made.read_url or made.url)
+        return {"OODIDA_REDIS_URL": made.url, "OODIDA_READ_URL": made.read_url}
 
     def _check_edge_options(self, cmd: list[str]) -> None:
         """Refuse bad recorded drives with the edge's own message, not a start-up timeout."""

@@ -164,7 +164,7 @@ def serve(
     else:
         offered = dict.fromkeys(ids, SIGNAL_NAMES)
         sensors = SimulatedSensors()
-    app = make_celery_app(settings, "oodida-edge")
+    app = make_celery_app(settings, "oodida-edge", edge=True)
     client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
     # What the edge only reads (code, assignment state) may come through a read-only ACL user.
     reader = (

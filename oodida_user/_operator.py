@@ -1,4 +1,5 @@
-"""The operator's commands of ``oodida``: users and their tokens, Redis ACL users per role.
+"""The operator's commands of ``oodida``: users and their tokens, Redis ACL users per role and
+per vehicle.
 
 They talk to Redis directly and need the operator's (admin) URL.
 """
@@ -16,6 +17,7 @@ import redis
 from oodida_core import acl
 from oodida_core.auth import UserStore
 from oodida_core.errors import OodidaError
+from oodida_core.ids import parse_id_ranges
 from oodida_core.keys import Keys
 from oodida_core.settings import Settings
 
@@ -78,14 +80,51 @@ def cmd_acl(args: argparse.Namespace) -> int:
             print("user " + " ".join(command[2:]))
     print("# each process gets its role's URL(s) only; the passwords above are fresh and random")
     for process, (write, read) in {
-        "operator (oodida users, oodida acl)": ("admin", None),
+        "operator (oodida users, oodida vehicles, oodida acl)": ("admin", None),
         "oodida-cloud": ("cloud", None),
-        "oodida-edge": ("edge", "edge-read"),
         "analysts (library, oodida CLI)": ("analyst", "analyst-read"),
     }.items():
         line = f"OODIDA_REDIS_URL={urls[write]}" + (f" OODIDA_READ_URL={urls[read]}" if read else "")
         print(f"# {process}:\n{line}")
+    print("# each vehicle (oodida-edge): its own user, made by `oodida vehicles add ID`")
     return 0
+
+
+def cmd_vehicles(args: argparse.Namespace) -> int:
+    """A vehicle's own Redis credentials: add (printed once), revoke, list."""
+    settings = Settings.from_env(redis_url=args.redis_url)
+    keys = Keys(settings.key_prefix)
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    try:
+        if args.action == "list":
+            for name in acl.vehicles(client, keys):
+                print(name)
+            return 0
+        if not args.id:
+            raise OodidaError(f"vehicles {args.action} needs a client id (or a name with --name)")
+        if args.action == "revoke":
+            if not acl.revoke_vehicle(client, keys, args.id):
+                raise OodidaError(f"no vehicle {args.id!r}")
+            print(f"revoked {args.id}: its credentials no longer work", file=sys.stderr)
+            return 0
+        try:
+            ids = parse_id_ranges(args.clients or args.id)
+        except ValueError as exc:
+            raise OodidaError(f"vehicles add: {exc}") from None
+        made = acl.add_vehicle(client, settings.redis_url, keys, args.id, ids)
+        print(f"OODIDA_REDIS_URL={made.url}")
+        if made.read_url:
+            print(f"OODIDA_READ_URL={made.read_url}")
+        print(
+            f"# the credentials of vehicle {made.name} (clients {args.clients or args.id}), shown once; "
+            "not persisted unless the server has an aclfile (ACL SAVE)",
+            file=sys.stderr,
+        )
+        return 0
+    except redis.exceptions.RedisError as exc:
+        raise OodidaError(f"cannot reach Redis at {settings.redis_url}: {exc}") from None
+    finally:
+        client.close()
 
 
 def add_operator_commands(sub: Any) -> None:
@@ -113,3 +152,14 @@ def add_operator_commands(sub: Any) -> None:
         help="with --apply: switch off the passwordless default user (every client needs a role URL)",
     )
     p.set_defaults(func=cmd_acl)
+
+    p = sub.add_parser("vehicles", help="operator: a vehicle's own Redis credentials (add, revoke, list)")
+    p.add_argument("action", choices=["add", "revoke", "list"])
+    p.add_argument("id", nargs="?", help="the vehicle: its client id (or a name, with --clients)")
+    p.add_argument("--clients", help="with add: the client ids this vehicle serves, e.g. 1-20 (default: ID)")
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get("OODIDA_REDIS_URL"),
+        help="Redis URL with the operator's rights (default: $OODIDA_REDIS_URL)",
+    )
+    p.set_defaults(func=cmd_vehicles)

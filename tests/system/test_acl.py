@@ -42,7 +42,17 @@ def role_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
                 if part.startswith(("OODIDA_REDIS_URL=", "OODIDA_READ_URL=")):
                     url = part.split("=", 1)[1]
                     urls[url.split("//", 1)[1].split(":", 1)[0].removeprefix("oodida-")] = url
-        assert set(urls) == {"admin", "cloud", "edge", "edge-read", "analyst", "analyst-read"}
+        assert set(urls) == {"admin", "cloud", "analyst", "analyst-read"}
+        vehicle = subprocess.run(  # a vehicle's own users: "edge" below
+            [sys.executable, "-m", "oodida_user._cli", "vehicles", "add", "1"],
+            env={**os.environ, "OODIDA_REDIS_URL": urls["admin"]},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert vehicle.returncode == 0, vehicle.stderr
+        given = dict(line.split("=", 1) for line in vehicle.stdout.splitlines())
+        urls["edge"], urls["edge-read"] = given["OODIDA_REDIS_URL"], given["OODIDA_READ_URL"]
         yield urls
         admin = redis.Redis.from_url(urls["admin"])
         admin.execute_command("ACL", "SETUSER", "default", "on")  # so that stop() is clean
@@ -128,6 +138,7 @@ def test_a_system_whose_processes_hold_only_their_roles_runs_custom_code_end_to_
 ) -> None:
     with LocalSystem(2, data_dir=tmp_path, acl=True) as system:
         assert {"cloud", "edge", "edge-read", "analyst", "analyst-read"} <= set(system.role_urls)
+        assert "oodida-vehicle-fleet:" in system.role_urls["edge"]  # the fleet is a vehicle of its own
         with Oodida(settings=system.client_settings("acl-alice")) as o:
             assert "analyst-read" in o.settings.read_url and "oodida-analyst:" in o.settings.redis_url
             module = tmp_path / "mean.py"
