@@ -724,7 +724,7 @@ def main(argv: list[str] | None = None) -> int:
         "--naive-pool", choices=("solo", "threads"), default="solo", help="pool of the naive bare worker"
     )
     parser.add_argument("--drift-rounds", type=int, help="rounds of the drift row (3; quick 1)")
-    parser.add_argument("--rows", default="scale,throughput,drift,code", help="which stages to run")
+    parser.add_argument("--rows", default="scale,throughput,drift,code,isolation", help="which stages to run")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--plot", type=Path, help="also draw the results here (needs matplotlib)")
     args = parser.parse_args(argv)
@@ -738,8 +738,8 @@ def main(argv: list[str] | None = None) -> int:
     drift_rounds = args.drift_rounds or (1 if q else 3)
     sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     stages = {s.strip() for s in args.rows.split(",") if s.strip()}
-    if not stages <= {"scale", "throughput", "drift", "code"} or (sizes and min(sizes) < 1):
-        parser.error("--rows takes scale,throughput,drift,code; --sizes positive integers")
+    if not stages <= {"scale", "throughput", "drift", "code", "isolation"} or (sizes and min(sizes) < 1):
+        parser.error("--rows takes scale,throughput,drift,code,isolation; --sizes positive integers")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind, so every finally runs
 
     info = machine()
@@ -774,6 +774,11 @@ def main(argv: list[str] | None = None) -> int:
         if "code" in stages:
             print("5. active-code replacement (bench_code.py) ...", flush=True)
             report["code"] = bench_code.run(bench_code.parse(["--repeats", "3" if q else "10"]))
+        if "isolation" in stages:
+            print("6. concurrent tasks of one vehicle (bench_isolation.py) ...", flush=True)
+            import bench_isolation  # imports this module: here, not at the top
+
+            report["isolation"] = bench_isolation.run(3 if q else 7, {"scale", "isolation"})
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     report["elapsed_s"] = time.perf_counter() - t_start
@@ -782,6 +787,10 @@ def main(argv: list[str] | None = None) -> int:
         for label, value, target, met in verdicts(report)
     ]
     print_report(report)
+    if "isolation" in report:
+        import bench_isolation
+
+        bench_isolation.print_report(report["isolation"])
     print(f"\n(took {report['elapsed_s']:.0f} s)")
     if args.json:
         args.json.write_text(json.dumps(report, indent=2) + "\n")
