@@ -85,9 +85,12 @@ def lanes_for(pool: str, threads: int, n_clients: int) -> tuple[str, int]:
     task on Celery's own pool, custom ones too, as before issue 12 (for comparisons)."""
     if pool not in ("solo", "threads"):
         return pool.removeprefix("celery-"), threads
+    # Real-time custom tasks spend most of their time waiting for readings, in their lane:
+    # there one lane more than threads (sharing the sandbox servers), all but one per assignment.
+    lanes = SANDBOXES_PER_PROCESS if pool == "solo" else max(SANDBOXES_PER_PROCESS, threads + 1)
     EdgePool.configure(
-        custom_threads=SANDBOXES_PER_PROCESS,
-        per_assignment=CUSTOM_PER_ASSIGNMENT,
+        custom_threads=lanes,
+        per_assignment=CUSTOM_PER_ASSIGNMENT if pool == "solo" else lanes - 1,
         nice=CUSTOM_NICE,
         fast_threads=threads if pool == "threads" else 0,
     )
