@@ -149,7 +149,9 @@ class CustomLanes:
 
     def close(self, timeout: float = 1.0) -> None:
         """Take no more jobs; wait up to ``timeout`` for the running ones. Jobs still waiting
-        are dropped: their messages were not acknowledged, so the broker delivers them again."""
+        are dropped: their messages were not acknowledged, and kombu puts them back on their
+        queues when the worker's channel closes (a warm shutdown; a killed process loses them,
+        and those clients are ``missing`` from that iteration)."""
         with self._cond:
             self._closed = True
             self._waiting.clear()
