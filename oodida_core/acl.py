@@ -8,10 +8,14 @@ analyst            publish to the ``cloud`` queue and task events, nothing else 
 analyst-read       read only: assignments, results, deployments, the registry, the cloud's replies
 vehicle-<name>     one vehicle (or one simulated fleet process): its own queue(s)
                    ``client.<id>``, the results of its own tasks (task ids end in ``-c<id>``), its
-                   own on-board pointers, pending installs and deployment verdicts; the
-                   registry, chord counters and the ``cloud`` queue (write only on Redis 7)
-vehicle-<name>-read  read only (Redis 6.2): code sources by version, assignment state
+                   own on-board pointers, pending installs, deployment verdicts, registry entry
+                   and heartbeat; chord counters and the ``cloud`` queue (write only on Redis 7)
+vehicle-<name>-read  read only (Redis 6.2): code sources by version, assignments' end markers
 =================  ============================================================================
+
+No vehicle writes the index of client ids (the registry's list): ``add_vehicle`` puts the
+vehicle's ids there, ``revoke_vehicle`` takes them out with their entries. No vehicle reads
+an assignment's record or results: a real-time client reads only its end marker.
 
 Redis 6.2 (the embedded one) grants a key pattern to every command a user may run: a user who
 may read a key may also write it. So there a role that must only read some keys gets a second
@@ -25,6 +29,7 @@ publish on Celery's remote-control channels (and edges do not listen to them: ce
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -105,8 +110,10 @@ def roles(keys: Keys) -> dict[str, Role]:
                 keys.assignment("*"),
                 keys.user_assignments("*"),
                 keys.deployment("*"),
-                keys.clients,
-                keys.heartbeats,
+                keys.client_index,
+                keys.every_client_info,
+                keys.every_client_seen,
+                keys.every_assignment_ended,
                 keys.cloud_workers,
                 keys.reply("*"),
                 "celery-taskset-meta-*",  # how many clients answered (progress bars)
@@ -141,15 +148,16 @@ def vehicle_roles(keys: Keys, name: str, client_ids: Iterable[int], selectors: b
             keys.onboard_pointer("*", cid),  # the pointers of its own installs
             keys.pending_installs(cid),
             keys.deployment_verdict("*", cid),  # its own verdicts
+            keys.client_info(cid),  # its own registry entry and heartbeat
+            keys.client_seen(cid),
         ]
         channels.append(result_key(vehicle_task_ids(cid)))  # Celery announces each result
     shared = [
-        keys.clients,  # the registry: one hash and one sorted set for every client
-        keys.heartbeats,
         "celery-taskset-meta-*",  # chord counters: the last answer of an iteration joins them
         keys.every_deployment_events,  # "a verdict arrived" (the content is in the verdict key)
     ]
-    reads = [keys.code("*"), keys.assignment("*"), "_kombu.binding.cloud"]
+    # code by version; whether an assignment ended (a real-time client stops reading early)
+    reads = [keys.code("*"), keys.every_assignment_ended, "_kombu.binding.cloud"]
     name = vehicle_user_name(name)
     if selectors:
         return [
@@ -236,10 +244,15 @@ def add_vehicle(
 ) -> VehicleCredentials:
     """Create (or replace, with fresh passwords) the Redis user(s) of one vehicle on the server
     behind ``client`` (an admin's connection); its URLs, to be handed to the vehicle once."""
+    ids = sorted(set(client_ids))
     try:
-        made = vehicle_roles(keys, name, client_ids, selectors=has_selectors(client))
+        made = vehicle_roles(keys, name, ids, selectors=has_selectors(client))
         passwords = new_passwords(role.name for role in made)
         apply(client, keys, passwords, extra=made)
+        pipe = client.pipeline(transaction=True)  # the registry lists them from now on
+        pipe.sadd(keys.client_index, *map(str, ids))
+        pipe.hset(keys.vehicles, name, json.dumps(ids))
+        pipe.execute()
     except redis.exceptions.RedisError as exc:
         raise OodidaError(f"cannot create the vehicle's Redis user: {exc}") from None
     urls = role_urls(base_url, keys, passwords)
@@ -247,13 +260,36 @@ def add_vehicle(
 
 
 def revoke_vehicle(client: redis.Redis, keys: Keys, name: str) -> bool:
-    """Delete a vehicle's Redis user(s); Redis closes their open connections at once.
+    """Delete a vehicle's Redis user(s); Redis closes their open connections at once. Its
+    clients leave the registry (entries and index) unless another vehicle serves them.
     False when it had none."""
     user = f"{keys.prefix}-{vehicle_user_name(name)}"
     try:
-        return bool(client.execute_command("ACL", "DELUSER", user, f"{user}-read"))
+        deleted = bool(client.execute_command("ACL", "DELUSER", user, f"{user}-read"))
+        served = {
+            k.decode() if isinstance(k, bytes) else str(k): v
+            for k, v in client.hgetall(keys.vehicles).items()
+        }
+        mine = set(_served_ids(served.pop(name, None)))
+        gone = sorted(mine - {c for other in served.values() for c in _served_ids(other)})
+        pipe = client.pipeline(transaction=True)
+        pipe.hdel(keys.vehicles, name)
+        if gone:
+            pipe.srem(keys.client_index, *map(str, gone))
+            pipe.delete(*(k for c in gone for k in (keys.client_info(c), keys.client_seen(c))))
+        pipe.execute()
+        return deleted
     except redis.exceptions.RedisError as exc:
         raise OodidaError(f"cannot delete the vehicle's Redis user: {exc}") from None
+
+
+def _served_ids(raw: object) -> list[int]:
+    """The client ids stored for a vehicle in ``Keys.vehicles`` (a JSON list)."""
+    try:
+        ids = json.loads(raw) if isinstance(raw, (bytes, str)) else []
+    except ValueError:
+        return []
+    return [i for i in ids if isinstance(i, int)] if isinstance(ids, list) else []
 
 
 def vehicles(client: redis.Redis, keys: Keys) -> list[str]:

@@ -75,11 +75,35 @@ ROWS: tuple[Row, ...] = (
         lambda r: r.zcard(f"celery-taskset-meta-{AID}-i0.j"),
         ("yes", "yes", "yes", "yes"),
     ),
-    Row("read the registry of clients", lambda r: r.hgetall(K.clients), ("yes", "yes", "yes", "yes")),
     Row(
-        "write another vehicle's registry entry or heartbeat",
-        lambda r: r.zadd(K.heartbeats, {"2": 1.0}),
+        "list the registered clients (the index of ids)",
+        lambda r: r.smembers(K.client_index),
+        ("yes", "yes", "yes", "no"),
+    ),
+    Row(
+        "add or remove ids in the index of clients",
+        lambda r: r.sadd(K.client_index, "99999"),
+        ("yes", "yes", "no", "no"),
+    ),
+    Row(
+        "write its own registry entry and heartbeat",
+        lambda r: r.set(K.client_seen(1), "1"),
         ("yes", "yes", "no", "yes"),
+    ),
+    Row(
+        "read another vehicle's registry entry or heartbeat",
+        lambda r: r.mget([K.client_info(2), K.client_seen(2)]),
+        ("yes", "yes", "yes", "no"),
+    ),
+    Row(
+        "write another vehicle's registry entry",
+        lambda r: r.set(K.client_info(2), "{}"),
+        ("yes", "yes", "no", "no"),
+    ),
+    Row(
+        "write or remove another vehicle's heartbeat",
+        lambda r: r.delete(K.client_seen(2)),
+        ("yes", "yes", "no", "no"),
     ),
     Row(
         "write its own deployment verdict",
@@ -123,9 +147,24 @@ ROWS: tuple[Row, ...] = (
     ),
     Row("write code", lambda r: r.hset(K.code(VERSION), "source", "x"), ("yes", "yes", "no", "no")),
     Row(
-        "read assignments and their results",
+        "read an assignment's record (user, spec, status)",
+        lambda r: r.hgetall(K.assignment(AID)),
+        ("yes", "yes", "yes", "no"),
+    ),
+    Row(
+        "read an assignment's results",
         lambda r: r.hgetall(K.iterations(AID)),
+        ("yes", "yes", "yes", "no"),
+    ),
+    Row(
+        "read whether an assignment ended (its end marker)",
+        lambda r: r.get(K.assignment_ended(AID)),
         ("yes", "yes", "yes", "yes"),
+    ),
+    Row(
+        "write an assignment's end marker",
+        lambda r: r.set(K.assignment_ended(AID), "cancelled"),
+        ("yes", "yes", "no", "no"),
     ),
     Row(
         "write assignments or results",

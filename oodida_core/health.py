@@ -84,7 +84,7 @@ def check_health(
     try:
         client.ping()
         registry = Registry(client, settings)
-        live = {c.client_id for c in registry.live()}
+        live = {c.client_id for c in registry.live(clients or None)}  # only what is asked
         cloud = registry.live_cloud_workers()
     except redis.exceptions.RedisError as exc:
         health.problems.append(f"Redis: {exc}")

@@ -24,15 +24,26 @@ class Keys:
     prefix: str = "oodida"
 
     # -- live client registry ------------------------------------------------------------
+    # Each client writes only keys of its own (its info and its heartbeat), so that a vehicle's
+    # ACL user names exactly them; the index of ids is written by the operator (``oodida
+    # vehicles add``) or, without ACLs, by the edges, and read by everyone who lists clients.
     @property
-    def clients(self) -> str:
-        """hash: client id -> ClientInfo JSON (who offers what)."""
-        return f"{self.prefix}:clients"
+    def client_index(self) -> str:
+        """set: ids of the clients that may be registered (never written by a vehicle)."""
+        return f"{self.prefix}:clients:ids"
+
+    def client_info(self, client_id: int | str) -> str:
+        """string: one client's ClientInfo JSON (who offers what); gone when it left."""
+        return f"{self.prefix}:c:{client_id}:info"
+
+    def client_seen(self, client_id: int | str) -> str:
+        """string: the time of one client's last heartbeat; expires after the live window."""
+        return f"{self.prefix}:c:{client_id}:seen"
 
     @property
-    def heartbeats(self) -> str:
-        """sorted set: client id scored by the time of its last heartbeat."""
-        return f"{self.prefix}:clients:seen"
+    def vehicles(self) -> str:
+        """hash: vehicle name -> the client ids its credentials serve (operator only)."""
+        return f"{self.prefix}:vehicles"
 
     @property
     def cloud_workers(self) -> str:
@@ -75,6 +86,11 @@ class Keys:
         """sorted set: ids of a user's deployments that still wait for clients, scored by when
         they were admitted (``OODIDA_MAX_PENDING_DEPLOYMENTS``); expires with them."""
         return f"{self.prefix}:u:{user}:deploying"
+
+    def assignment_ended(self, assignment_id: str) -> str:
+        """string: the final status of an assignment that ended (done, failed, cancelled), set
+        when it ends: all a vehicle may read of it (a real-time client stops reading early)."""
+        return f"{self.prefix}:end:{assignment_id}"
 
     @property
     def deadlines(self) -> str:
@@ -124,6 +140,21 @@ class Keys:
         return f"{self.prefix}:u:*:on:*"
 
     @property
+    def every_client_info(self) -> str:
+        """pattern: every client's registry entry."""
+        return self.client_info("*")
+
+    @property
+    def every_client_seen(self) -> str:
+        """pattern: every client's heartbeat."""
+        return self.client_seen("*")
+
+    @property
+    def every_assignment_ended(self) -> str:
+        """pattern: every assignment's end marker."""
+        return self.assignment_ended("*")
+
+    @property
     def every_deployment_events(self) -> str:
         """pattern: every deployment's event stream."""
         return f"{self.prefix}:d:*:ev"
@@ -139,4 +170,5 @@ class Keys:
             self.assignment(assignment_id),
             self.iterations(assignment_id),
             self.events(assignment_id),
+            self.assignment_ended(assignment_id),
         )

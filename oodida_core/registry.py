@@ -2,6 +2,14 @@
 
 A client registers once with what it offers and then beats every few seconds; a client whose
 last beat is older than ``settings.live_window`` is not live. A clean shutdown removes it.
+
+Each client writes only keys of its own: its info (``Keys.client_info``) and its heartbeat
+(``Keys.client_seen``, a timestamp that expires after the live window), so that a vehicle's
+Redis user is granted exactly those and cannot touch another vehicle's entry. Readers find the
+clients through an index of ids (``Keys.client_index``) that no vehicle writes: the operator
+fills it when making a vehicle's credentials (``oodida vehicles add``); without ACLs the edges
+add themselves (their attempt is refused, and ignored, under ACLs). Listing the live clients
+is two round trips (the index, then one MGET of every entry and beat), with no SCAN.
 """
 
 from __future__ import annotations
@@ -17,16 +25,14 @@ from .keys import Keys
 from .settings import Settings
 from .wire import ClientInfo, decode
 
-# Live clients in one round trip: [last beat, info JSON or false] per client.
-_LIVE = """
-local seen = redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], '+inf', 'WITHSCORES')
-local out = {}
-for i = 1, #seen, 2 do
-  out[#out + 1] = seen[i + 1]
-  out[#out + 1] = redis.call('HGET', KEYS[2], seen[i])
-end
-return out
-"""
+
+def _ids(values: Iterable[Any]) -> list[int]:
+    out = []
+    for v in values:
+        text = v.decode() if isinstance(v, bytes) else str(v)
+        if text.isdigit() and int(text) > 0:
+            out.append(int(text))
+    return sorted(set(out))
 
 
 class Registry:
@@ -34,56 +40,89 @@ class Registry:
         self.redis = client
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self._live = client.register_script(_LIVE)
+
+    def _ttl_ms(self) -> int:
+        return max(1, int(self.settings.live_window * 1000))
 
     # -- clients -----------------------------------------------------------------------------
     def register(self, infos: Iterable[ClientInfo]) -> None:
+        """Write each client's entry and first beat (one round trip); add the ids to the index
+        where this user may (no ACLs), which a vehicle's user may not: the operator did."""
         infos = list(infos)
         if not infos:
             return
-        now = time.time()
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hset(self.keys.clients, mapping={str(i.client_id): i.to_json() for i in infos})
-        pipe.zadd(self.keys.heartbeats, {str(i.client_id): now for i in infos})
-        pipe.execute()
+        now = repr(time.time())
+        pipe = self.redis.pipeline(transaction=False)
+        for info in infos:
+            pipe.set(self.keys.client_info(info.client_id), info.to_json())
+            pipe.set(self.keys.client_seen(info.client_id), now, px=self._ttl_ms())
+        pipe.sadd(self.keys.client_index, *(str(i.client_id) for i in infos))
+        replies = pipe.execute(raise_on_error=False)
+        for reply in replies[:-1]:
+            if isinstance(reply, Exception):
+                raise reply
+        if isinstance(replies[-1], Exception) and not _refused(replies[-1]):
+            raise replies[-1]
 
-    def beat(self, client_ids: Iterable[int]) -> None:
-        now = time.time()
-        mapping = {str(c): now for c in client_ids}
-        if mapping:
-            self.redis.zadd(self.keys.heartbeats, mapping)
+    def beat(self, client_ids: Iterable[int]) -> list[int]:
+        """One heartbeat for each client (one pipelined round trip for a whole fleet); the ids
+        whose entry is gone (Redis lost it: the caller registers them again)."""
+        ids = list(client_ids)
+        if not ids:
+            return []
+        now = repr(time.time())
+        ttl = self._ttl_ms()
+        pipe = self.redis.pipeline(transaction=False)
+        for cid in ids:
+            pipe.set(self.keys.client_seen(cid), now, px=ttl)
+        for cid in ids:
+            pipe.exists(self.keys.client_info(cid))
+        replies = pipe.execute()
+        return [cid for cid, present in zip(ids, replies[len(ids) :], strict=True) if not present]
 
     def unregister(self, client_ids: Iterable[int]) -> None:
-        ids = [str(c) for c in client_ids]
-        if not ids:
-            return
-        pipe = self.redis.pipeline(transaction=True)
-        pipe.hdel(self.keys.clients, *ids)
-        pipe.zrem(self.keys.heartbeats, *ids)
-        pipe.execute()
+        """A clean leave: the clients' own entries and beats go (the index keeps the ids)."""
+        ids = list(client_ids)
+        if ids:
+            self.redis.delete(*(k for c in ids for k in (self.keys.client_info(c), self.keys.client_seen(c))))
 
-    def live(self, now: float | None = None) -> list[ClientInfo]:
-        """Live clients ordered by id, each with its last heartbeat."""
+    def _entries(self, ids: list[int]) -> list[tuple[int, Any, Any]]:
+        if not ids:
+            return []
+        names = [k for c in ids for k in (self.keys.client_info(c), self.keys.client_seen(c))]
+        flat = self.redis.mget(names)
+        return [(cid, flat[2 * n], flat[2 * n + 1]) for n, cid in enumerate(ids)]
+
+    def indexed(self) -> list[int]:
+        """Every id in the index (registered once, live or not, or only allowed)."""
+        return _ids(self.redis.smembers(self.keys.client_index))
+
+    def live(self, client_ids: Iterable[int] | None = None, now: float | None = None) -> list[ClientInfo]:
+        """Live clients ordered by id, each with its last heartbeat; of ``client_ids`` only
+        (without reading the index) when given."""
         now = time.time() if now is None else now
-        flat: Any = self._live(
-            keys=[self.keys.heartbeats, self.keys.clients], args=[repr(now - self.settings.live_window)]
-        )
+        ids = self.indexed() if client_ids is None else sorted(set(client_ids))
+        oldest = now - self.settings.live_window
         out: list[ClientInfo] = []
-        for i in range(0, len(flat), 2):
-            score, data = flat[i], flat[i + 1]
-            if not data:
+        for _cid, data, seen in self._entries(ids):
+            if not data or not seen:
                 continue
             try:
                 info = decode(ClientInfo, data)
-            except MessageError:
+                last = float(seen)
+            except (MessageError, ValueError):
                 continue
-            out.append(info.model_copy(update={"last_seen": float(score)}))
-        out.sort(key=lambda i: i.client_id)
+            if last >= oldest:
+                out.append(info.model_copy(update={"last_seen": last}))
         return out
 
     def known(self) -> set[int]:
-        """Ids of every registered client, live or not."""
-        return {int(k) for k in self.redis.hkeys(self.keys.clients)}
+        """Ids of every registered client, live or not (one that left cleanly is not)."""
+        ids = self.indexed()
+        pipe = self.redis.pipeline(transaction=False)
+        for cid in ids:
+            pipe.exists(self.keys.client_info(cid))
+        return {cid for cid, present in zip(ids, pipe.execute() if ids else [], strict=True) if present}
 
     # -- cloud workers -----------------------------------------------------------------------
     def cloud_beat(self, worker: str) -> None:
@@ -96,3 +135,8 @@ class Registry:
         now = time.time() if now is None else now
         members = self.redis.zrangebyscore(self.keys.cloud_workers, now - self.settings.live_window, "+inf")
         return sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+
+
+def _refused(exc: Exception) -> bool:
+    """A NOPERM reply: this Redis user may not do that (a vehicle adding to the index)."""
+    return isinstance(exc, redis.exceptions.NoPermissionError) or "NOPERM" in str(exc)

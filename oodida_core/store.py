@@ -57,6 +57,7 @@ if ARGV[4] == '' then
   redis.call('HSET', KEYS[2], 'status', 'done', 'finished_at', ARGV[5])
   redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', 'done')
   for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+  redis.call('SET', KEYS[5], 'done', 'EX', ARGV[3])
   return 2
 end
 redis.call('HSET', KEYS[2], 'current', idx + 1, 'current_started', ARGV[5])
@@ -75,6 +76,7 @@ local current = redis.call('HGET', KEYS[1], 'current')
 if current then redis.call('ZREM', KEYS[4], ARGV[6] .. ':' .. current) end
 if ARGV[7] == '1' then redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', ARGV[1]) end
 for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
+redis.call('SET', KEYS[5], ARGV[1], 'EX', ARGV[3])
 return tonumber(current or -1)
 """
 
@@ -176,6 +178,7 @@ class AssignmentStore:
             self.keys.assignment(assignment_id),
             self.keys.events(assignment_id),
             self.keys.deadlines,
+            self.keys.assignment_ended(assignment_id),  # what a vehicle reads (Keys)
         ]
         args: list[str | int] = [
             result.index,
@@ -216,6 +219,7 @@ class AssignmentStore:
             self.keys.iterations(assignment_id),
             self.keys.events(assignment_id),
             self.keys.deadlines,
+            self.keys.assignment_ended(assignment_id),  # what a vehicle reads (Keys)
         ]
         args: list[str | int] = [
             status,

@@ -134,10 +134,9 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         while not self.stopped.wait(self.registry.settings.heartbeat_interval):
             try:
-                if len(self.registry.known() & set(self.ids)) < len(self.ids):
-                    self.registry.register(self.infos)
-                else:
-                    self.registry.beat(self.ids)
+                lost = set(self.registry.beat(self.ids))
+                if lost:
+                    self.registry.register(i for i in self.infos if i.client_id in lost)
             except Exception:
                 log.warning("heartbeat failed (Redis unreachable?); retrying", exc_info=True)
 

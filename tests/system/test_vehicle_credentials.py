@@ -1,10 +1,13 @@
 """Each vehicle holds its own Redis credentials (``oodida vehicles add``): tried against another
-vehicle's queue, results, pointers, verdicts, pending installs and code, against the messages
-in flight and against remote control (a ``shutdown`` broadcast), everything is refused or
-ignored, and the fleet keeps working. Real Redis (6.2, embedded), real workers."""
+vehicle's queue, results, pointers, verdicts, pending installs, registry entry and heartbeat
+and code, against assignments and their results, against the messages in flight and against
+remote control (a ``shutdown`` broadcast), everything is refused or ignored, and the fleet
+keeps working. Real Redis (6.2, embedded), real workers."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import subprocess
 import sys
@@ -17,6 +20,8 @@ import redis
 
 from oodida_core.keys import Keys
 from oodida_core.local import LocalSystem
+from oodida_core.registry import Registry
+from oodida_core.wire import ClientInfo
 from oodida_user import Oodida
 
 KEYS = Keys()
@@ -34,12 +39,16 @@ SPEC = {
 
 @pytest.fixture(scope="module")
 def system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
-    """Two vehicles, each an edge process with its own credentials, and a cloud."""
+    """Two vehicles, each an edge process with its own credentials, and a cloud; a third
+    vehicle takes its readings in real time (``--realtime``)."""
     data = tmp_path_factory.mktemp("vehicles")
     with LocalSystem(0, data_dir=data, acl=True) as system:
         system.start_edge("vehicle-1", "1")
         system.start_edge("vehicle-2", "2")
-        system.wait_ready(clients=2)
+        system.realtime = True
+        system.start_edge("vehicle-3", "3")
+        system.realtime = False
+        system.wait_ready(clients=3)
         yield system
 
 
@@ -169,3 +178,68 @@ def test_the_operator_makes_a_vehicles_credentials_with_one_command_and_revokes_
     with pytest.raises(redis.exceptions.RedisError):
         held.llen("client.7")  # and the open one was closed
     held.close()
+
+
+def _live(system: LocalSystem) -> dict[int, ClientInfo]:
+    admin = redis.Redis.from_url(system.url)
+    try:
+        return {c.client_id: c for c in Registry(admin, system.settings).live()}
+    finally:
+        admin.close()
+
+
+def test_a_vehicle_cannot_overwrite_remove_or_age_another_vehicles_registry_entry(
+    system: LocalSystem,
+) -> None:
+    genuine = _live(system)[2]
+    forged = genuine.model_copy(update={"signals": ("forged",), "worker": "evil@nowhere", "pid": 1})
+    for url in vehicle_one(system):
+        registry = Registry(redis.Redis.from_url(url), system.settings)
+        with contextlib.suppress(redis.exceptions.RedisError):
+            registry.register([forged])
+        with contextlib.suppress(redis.exceptions.RedisError):
+            registry.beat([2])
+        with contextlib.suppress(redis.exceptions.RedisError):
+            registry.unregister([2])
+        registry.redis.close()
+    after = _live(system)
+    assert set(after) >= {1, 2, 3}, "vehicle 1 removed vehicle 2 from the registry"
+    assert after[2].signals == genuine.signals and after[2].worker == genuine.worker
+    assert after[2].last_seen >= genuine.last_seen
+    mine = vehicle_one(system)
+    assert refused(mine, lambda r: r.set(KEYS.client_info(2), forged.to_json()))
+    assert refused(mine, lambda r: r.delete(KEYS.client_info(2), KEYS.client_seen(2)))
+    assert refused(mine, lambda r: r.set(KEYS.client_seen(2), "0"))
+    assert refused(mine, lambda r: r.srem(KEYS.client_index, "2"))
+    assert refused(mine, lambda r: r.sadd(KEYS.client_index, "99999"))
+    assert not refused(mine, lambda r: r.get(KEYS.client_info(1)))
+
+
+def test_a_vehicle_reads_no_assignment_nor_any_result(system: LocalSystem) -> None:
+    mine = vehicle_one(system)
+    with Oodida(settings=system.client_settings("alice")) as o:
+        aid = o.submit(SPEC).wait(timeout=60).id
+    assert refused(mine, lambda r: r.hget(KEYS.assignment(aid), "status"))
+    assert refused(mine, lambda r: r.hgetall(KEYS.assignment(aid)))
+    assert refused(mine, lambda r: r.hgetall(KEYS.iterations(aid)))
+    assert refused(mine, lambda r: r.xrange(KEYS.events(aid)))
+    assert refused(mine, lambda r: r.zrange(KEYS.user_assignments("alice"), 0, -1))
+    assert not refused(mine, lambda r: r.get(KEYS.assignment_ended(aid)))
+
+
+def test_a_real_time_vehicle_stops_reading_when_its_assignment_is_cancelled(system: LocalSystem) -> None:
+    with Oodida(settings=system.client_settings("alice")) as o:
+        a = o.submit({**SPEC, "clients": [3], "samples": 60, "timeout": 120})
+        time.sleep(3)  # the vehicle is reading (60 samples at 1 Hz)
+        a.cancel()
+    admin = redis.Redis.from_url(system.url)
+    deadline = time.monotonic() + 20
+    meta = None
+    while time.monotonic() < deadline and meta is None:
+        meta = admin.get(f"celery-task-meta-{a.id}-i0-c3")
+        time.sleep(0.2)
+    admin.close()
+    assert meta is not None, "the vehicle went on reading after the cancel"
+    answer = json.loads(meta)["result"]
+    assert answer["status"] == "skipped", answer
+    assert answer["error"] == "assignment ended while reading"
