@@ -8,7 +8,7 @@ Each client writes only keys of its own: its info (``Keys.client_info``) and its
 Redis user is granted exactly those and cannot touch another vehicle's entry. Readers find the
 clients through an index of ids (``Keys.client_index``) that no vehicle writes: the operator
 fills it when making a vehicle's credentials (``oodida vehicles add``); without ACLs the edges
-add themselves (their attempt is refused, and ignored, under ACLs). Listing the live clients
+add themselves (a vehicle's own Redis user does not try: it may not). Listing the live clients
 is two round trips (the index, then one MGET of every entry and beat), with no SCAN.
 """
 
@@ -17,9 +17,11 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import unquote, urlsplit
 
 import redis
 
+from .acl import VEHICLE_PREFIX
 from .errors import MessageError
 from .keys import Keys
 from .settings import Settings
@@ -40,6 +42,8 @@ class Registry:
         self.redis = client
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
+        user = unquote(urlsplit(settings.redis_url).username or "")
+        self.writes_index = not user.startswith(f"{settings.key_prefix}-{VEHICLE_PREFIX}")
 
     def _ttl_ms(self) -> int:
         return max(1, int(self.settings.live_window * 1000))
@@ -47,7 +51,7 @@ class Registry:
     # -- clients -----------------------------------------------------------------------------
     def register(self, infos: Iterable[ClientInfo]) -> None:
         """Write each client's entry and first beat (one round trip); add the ids to the index
-        where this user may (no ACLs), which a vehicle's user may not: the operator did."""
+        unless this is a vehicle's own user, which may not (the operator did)."""
         infos = list(infos)
         if not infos:
             return
@@ -56,13 +60,12 @@ class Registry:
         for info in infos:
             pipe.set(self.keys.client_info(info.client_id), info.to_json())
             pipe.set(self.keys.client_seen(info.client_id), now, px=self._ttl_ms())
-        pipe.sadd(self.keys.client_index, *(str(i.client_id) for i in infos))
+        if self.writes_index:
+            pipe.sadd(self.keys.client_index, *(str(i.client_id) for i in infos))
         replies = pipe.execute(raise_on_error=False)
-        for reply in replies[:-1]:
-            if isinstance(reply, Exception):
+        for n, reply in enumerate(replies):
+            if isinstance(reply, Exception) and not (n == 2 * len(infos) and _refused(reply)):
                 raise reply
-        if isinstance(replies[-1], Exception) and not _refused(replies[-1]):
-            raise replies[-1]
 
     def beat(self, client_ids: Iterable[int]) -> list[int]:
         """One heartbeat for each client (one pipelined round trip for a whole fleet); the ids
