@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import Celery
 from kombu import Exchange, Queue
 
-from . import kombu_guard
+from . import kombu_guard, remote_control
 from .keys import CLOUD_QUEUE
 from .settings import Settings
 
@@ -14,13 +14,16 @@ def make_celery_app(settings: Settings, name: str = "oodida", *, edge: bool = Fa
     """A Celery app on ``settings.redis_url`` with the project's fixed configuration.
 
     An ``edge`` (a vehicle's worker) holds only its own vehicle's credentials (acl.py), so it
-    touches nothing that every worker shares: it does not listen to remote control (no
-    ``shutdown``, ``revoke`` or ``pool_restart`` reaches it, from anyone) and takes its tasks
-    without kombu's ack emulation (no ``unacked`` hash holding every queue's messages in
-    flight). A task taken by an edge that dies is lost; its iteration counts it as missing at
-    the deadline, and an install stays on the client's pending list. Nor does it declare the
-    ``cloud`` queue when it sends a chord's callback there (the cloud worker does): it only
-    reads that queue's binding, and may not add one (on Redis 7, where reading is not writing).
+    touches nothing that every worker shares: it takes its tasks without kombu's ack emulation
+    (no ``unacked`` hash holding every queue's messages in flight). A task taken by an edge
+    that dies is lost; its iteration counts it as missing at the deadline, and an install stays
+    on the client's pending list. Nor does it declare the ``cloud`` queue when it sends a
+    chord's callback there (the cloud worker does): it only reads that queue's binding, and may
+    not add one (on Redis 7, where reading is not writing).
+
+    Every worker, edge or cloud, listens to remote control so that Flower lists it, but
+    answers only inspection (remote_control.py): no ``shutdown``, ``revoke``,
+    ``pool_restart`` or ``add_consumer`` from anyone changes a worker.
     """
     kombu_guard.install()  # workers survive a restart of Redis (kombu_guard.py)
     app = Celery(
@@ -48,7 +51,7 @@ def make_celery_app(settings: Settings, name: str = "oodida", *, edge: bool = Fa
             "visibility_timeout": settings.visibility_timeout,
             **({"ack_emulation": False} if edge else {}),
         },
-        worker_enable_remote_control=not edge,
+        worker_enable_remote_control=True,
         result_backend_transport_options={"retry_policy": {"timeout": 5.0}},
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
@@ -70,4 +73,5 @@ def make_celery_app(settings: Settings, name: str = "oodida", *, edge: bool = Fa
         app.conf.task_queues = [
             Queue(CLOUD_QUEUE, Exchange(CLOUD_QUEUE), routing_key=CLOUD_QUEUE, no_declare=True)
         ]
+    remote_control.install(app)
     return app
