@@ -27,6 +27,27 @@ from .keys import Keys
 from .settings import Settings
 from .wire import ClientInfo, decode
 
+# A whole fleet's heartbeats in one command: KEYS = n heartbeat keys, then the n info keys;
+# the positions (1-based) of the clients whose info is gone.
+_BEAT = """
+local n = #KEYS / 2
+local lost = {}
+for i = 1, n do
+  redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
+  if redis.call('EXISTS', KEYS[n + i]) == 0 then lost[#lost + 1] = i end
+end
+return lost
+"""
+
+# The indexed ids whose info key exists (ARGV: the info key's name around the id), in one call.
+_KNOWN = """
+local out = {}
+for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
+  if redis.call('EXISTS', ARGV[1] .. id .. ARGV[2]) == 1 then out[#out + 1] = id end
+end
+return out
+"""
+
 
 def _ids(values: Iterable[Any]) -> list[int]:
     out = []
@@ -42,6 +63,8 @@ class Registry:
         self.redis = client
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
+        self._beat = client.register_script(_BEAT)
+        self._known = client.register_script(_KNOWN)
         user = unquote(urlsplit(settings.redis_url).username or "")
         self.writes_index = not user.startswith(f"{settings.key_prefix}-{VEHICLE_PREFIX}")
 
@@ -68,20 +91,14 @@ class Registry:
                 raise reply
 
     def beat(self, client_ids: Iterable[int]) -> list[int]:
-        """One heartbeat for each client (one pipelined round trip for a whole fleet); the ids
+        """One heartbeat for each client (one script call for a whole fleet); the ids
         whose entry is gone (Redis lost it: the caller registers them again)."""
         ids = list(client_ids)
         if not ids:
             return []
-        now = repr(time.time())
-        ttl = self._ttl_ms()
-        pipe = self.redis.pipeline(transaction=False)
-        for cid in ids:
-            pipe.set(self.keys.client_seen(cid), now, px=ttl)
-        for cid in ids:
-            pipe.exists(self.keys.client_info(cid))
-        replies = pipe.execute()
-        return [cid for cid, present in zip(ids, replies[len(ids) :], strict=True) if not present]
+        names = [self.keys.client_seen(c) for c in ids] + [self.keys.client_info(c) for c in ids]
+        lost: Any = self._beat(keys=names, args=[repr(time.time()), self._ttl_ms()])
+        return [ids[int(n) - 1] for n in lost]
 
     def unregister(self, client_ids: Iterable[int]) -> None:
         """A clean leave: the clients' own entries and beats go (the index keeps the ids)."""
@@ -121,11 +138,8 @@ class Registry:
 
     def known(self) -> set[int]:
         """Ids of every registered client, live or not (one that left cleanly is not)."""
-        ids = self.indexed()
-        pipe = self.redis.pipeline(transaction=False)
-        for cid in ids:
-            pipe.exists(self.keys.client_info(cid))
-        return {cid for cid, present in zip(ids, pipe.execute() if ids else [], strict=True) if present}
+        head, tail = self.keys.client_info("\n").split("\n")
+        return set(_ids(self._known(keys=[self.keys.client_index], args=[head, tail])))
 
     # -- cloud workers -----------------------------------------------------------------------
     def cloud_beat(self, worker: str) -> None:
