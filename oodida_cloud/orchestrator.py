@@ -35,6 +35,7 @@ from oodida_core.wire import (
     decode,
 )
 
+from . import ending
 from .dispatch import HeaderTask, discard_chord, publish_chord
 from .gate import Gate
 from .iteration import combine
@@ -190,11 +191,17 @@ class Orchestrator:
         record = record_from_hash(aid, raw)
         spec = parse_spec(raw["spec"])
         clients = list(record.clients)
-        if reason == "deadline" and status == "running" and int(raw.get("sent") or -1) < index:
-            return self._redispatch(aid, record.user, spec, clients, index)
         # Always each client's own result key, never the answers the chord gathered: a vehicle
         # may write only the results of its own tasks (acl.py), but every chord's join key.
         answers = self._read_answers(aid, index, clients)
+        answered = [a["client_id"] for a in answers]  # each speaks for its client
+        deadline = ending.iteration_deadline(raw, spec.timeout)
+        refused = ending.refusal(reason, status, clients, answered, deadline)
+        if refused is not None:  # anyone may send finish_iteration: only the cloud decides (ending.py)
+            log.warning("assignment %s iteration %d: a %r ending ignored: %s", aid, index, reason, refused)
+            return "refused"
+        if reason == "deadline" and status == "running" and int(raw.get("sent") or -1) < index:
+            return self._redispatch(aid, record.user, spec, clients, index)
         decoded = []
         for a in answers:
             try:
@@ -345,9 +352,7 @@ class Orchestrator:
         if current is None:
             return record.status
         try:
-            if current >= 0:
-                ids = [header_task_id(record.id, current, cid) for cid in record.clients]
-                self.app.control.revoke(ids)
+            if current >= 0:  # its clients skip its tasks by its end marker (no worker obeys revoke)
                 self.finish_iteration(None, record.id, current, reason="cancel")
         finally:
             self.store.announce_end(record.id)

@@ -1,0 +1,61 @@
+"""Whether a ``finish_iteration`` message may end an iteration now.
+
+Anyone who may push onto ``cloud`` (an analyst, a vehicle's chord callback) can send a
+well-formed ``oodida.cloud.finish_iteration`` naming any assignment and iteration, and the reason
+it claims. The cloud believes none of it: it ends an iteration
+
+- as ``complete`` only when every selected client of that iteration has answered (its own
+  result key holds an answer that speaks for it: what the real chord callback finds);
+- at its ``deadline`` only once the iteration's deadline has passed (the deadline the cloud
+  stored: the iteration's start plus the spec's timeout);
+- as ``cancel`` only when the assignment was cancelled (the cloud's own cancel does that first).
+
+Otherwise the message is logged in one line and does nothing: the real callback or deadline
+will come. Once an assignment is cancelled, any reason may close its current iteration.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Collection, Mapping
+
+# The cloud stores an iteration's start a few microseconds after it computed its deadline; a
+# real deadline that arrives within this much before the stored start plus timeout is waited out.
+SETTLE = 1.0
+
+
+def iteration_deadline(raw: Mapping[str, str], timeout: float) -> float:
+    """The current iteration's deadline, from the assignment's stored record."""
+    try:
+        started = float(raw.get("current_started") or "nan")
+    except ValueError:
+        started = float("nan")
+    return started + timeout if started == started else float("inf")
+
+
+def refusal(
+    reason: str,
+    status: str | None,
+    clients: Collection[int],
+    answered: Collection[int],
+    deadline: float,
+) -> str | None:
+    """Why ending the current iteration for ``reason`` is refused now (None: it may end).
+    A ``deadline`` just short of ``deadline`` (``SETTLE``) is waited out here."""
+    if status == "cancelled":
+        return None
+    if reason == "cancel":
+        return "the assignment was not cancelled"
+    if reason == "complete":
+        missing = set(clients) - set(answered)
+        if missing:
+            return f"{len(missing)} of its {len(set(clients))} clients have not answered"
+        return None
+    if reason == "deadline":
+        early = deadline - time.time()
+        if 0 < early <= SETTLE:
+            time.sleep(early)
+        elif early > 0:
+            return f"its deadline is {early:.1f} s away"
+        return None
+    return f"unknown reason {reason!r}"
