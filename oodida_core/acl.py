@@ -23,8 +23,10 @@ user, ``<user>-read``, limited to read commands. Redis 7 has key selectors (``%R
 there a vehicle is one user that may only push to ``cloud`` (not read the requests waiting
 there) and only read code and assignment state (``selectors=True``).
 
-Nobody but admin and cloud can read ``Keys.users`` or write code; no vehicle or analyst can
-publish on Celery's remote-control channels (and edges do not listen to them: celery_app.py).
+Nobody but admin and cloud can read ``Keys.users`` or write code. Every worker listens to
+Celery's remote control (Flower lists only workers that answer it), so a vehicle may subscribe,
+and on Redis 6.2 then also publish, there; no worker obeys anything but inspection
+(remote_control.py). Analysts cannot publish there.
 """
 
 from __future__ import annotations
@@ -46,6 +48,11 @@ VEHICLE_PREFIX = "vehicle-"  # a vehicle's ACL user is <prefix>-vehicle-<name>
 # Celery's and kombu's own keys and channels on the Redis transport and result backend.
 CELERY_RESULTS = ("celery-task-meta-*", "celery-taskset-meta-*")
 EVENT_CHANNELS = "/*.celeryev/*"  # task events (kombu's fanout prefix is /<db>.)
+# A worker's remote-control mailbox: its node's queue and binding (declared, never holding a
+# message: commands come by PUBLISH), the reply exchange's bindings and the reply queues.
+PIDBOX_NODE = ("*@*.celery.pidbox", "_kombu.binding.celery.pidbox", "_kombu.binding_permanent.celery.pidbox")
+PIDBOX_REPLY_BINDING = "_kombu.binding.reply.celery.pidbox"
+PIDBOX_REPLIES = "????????-????-????-????-????????????.reply.celery.pidbox"  # <uuid>.reply...
 CONNECT = "+ping +client|setname"  # what clients send on connecting (CLIENT SETINFO: 7.2 only, optional)
 READ_COMMANDS = (
     f"+@read -@dangerous -scan -keys -randomkey +multi +exec +discard +evalsha +eval +script|load {CONNECT}"
@@ -131,9 +138,12 @@ def vehicle_user_name(name: str) -> str:
     return VEHICLE_PREFIX + name
 
 
-def vehicle_roles(keys: Keys, name: str, client_ids: Iterable[int], selectors: bool = False) -> list[Role]:
-    """The Redis user(s) of a vehicle (or of a simulated fleet process) serving ``client_ids``:
-    one user on Redis 7 (``selectors``), a writer and a ``-read`` reader on Redis 6.2."""
+def vehicle_roles(
+    keys: Keys, name: str, client_ids: Iterable[int], selectors: bool = False, db: int = 0
+) -> list[Role]:
+    """The Redis user(s) of a vehicle (or of a simulated fleet process) serving ``client_ids``
+    on database ``db``: one user on Redis 7 (``selectors``), a writer and a ``-read`` reader on
+    Redis 6.2."""
     ids = sorted(set(client_ids))
     if not ids or ids[0] < 1:
         raise OodidaError("a vehicle needs one or more positive client ids")
@@ -158,6 +168,10 @@ def vehicle_roles(keys: Keys, name: str, client_ids: Iterable[int], selectors: b
     ]
     # code by version; whether an assignment ended (a real-time client stops reading early)
     reads = [keys.code("*"), keys.every_assignment_ended, "_kombu.binding.cloud"]
+    # Remote control, so that Flower lists the worker: every worker answers only inspection
+    # (remote_control.py), and on 6.2 who may subscribe to the channel may publish on it.
+    channels.append(f"/{db}.celery.pidbox")  # PSUBSCRIBE'd literally
+    own += PIDBOX_NODE
     name = vehicle_user_name(name)
     if selectors:
         return [
@@ -166,12 +180,13 @@ def vehicle_roles(keys: Keys, name: str, client_ids: Iterable[int], selectors: b
                 (*own, *shared),
                 tuple(channels),
                 VEHICLE_COMMANDS,
-                read_keys=tuple(reads),
-                write_keys=(CLOUD_QUEUE,),  # the chord callback; never reading the requests
+                read_keys=(*reads, PIDBOX_REPLY_BINDING),
+                write_keys=(CLOUD_QUEUE, PIDBOX_REPLIES),  # never reading requests nor replies
             )
         ]
+    writes = (CLOUD_QUEUE, "_kombu.binding.cloud", PIDBOX_REPLY_BINDING, PIDBOX_REPLIES)
     return [
-        Role(name, (*own, *shared, CLOUD_QUEUE, "_kombu.binding.cloud"), tuple(channels), VEHICLE_COMMANDS),
+        Role(name, (*own, *shared, *writes), tuple(channels), VEHICLE_COMMANDS),
         Role(f"{name}-read", tuple(reads[:2]), (), READ_COMMANDS),
     ]
 
@@ -246,7 +261,8 @@ def add_vehicle(
     behind ``client`` (an admin's connection); its URLs, to be handed to the vehicle once."""
     ids = sorted(set(client_ids))
     try:
-        made = vehicle_roles(keys, name, ids, selectors=has_selectors(client))
+        db = int(client.connection_pool.connection_kwargs.get("db") or 0)
+        made = vehicle_roles(keys, name, ids, selectors=has_selectors(client), db=db)
         passwords = new_passwords(role.name for role in made)
         apply(client, keys, passwords, extra=made)
         pipe = client.pipeline(transaction=True)  # the registry lists them from now on

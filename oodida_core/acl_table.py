@@ -174,9 +174,15 @@ ROWS: tuple[Row, ...] = (
     Row("read the users' token hashes", lambda r: r.hgetall(K.users), ("yes", "yes", "no", "no")),
     Row("list key names (`SCAN`, `KEYS`)", lambda r: r.scan(0), ("yes", "yes", "no", "no")),
     Row(
-        "publish remote control (`shutdown`, `revoke`, `pool_restart`)",
+        "publish on the remote-control channel (every worker answers only inspection, and obeys "
+        "no `shutdown`, `revoke`, `pool_restart` from anyone)",
         lambda r: r.publish("/0.celery.pidbox", "x"),
-        ("yes", "yes", "no", "no"),
+        ("yes", "yes", "no", "yes"),
+    ),
+    Row(
+        "read the replies to remote control (workers' stats, task labels)",
+        lambda r: r.lrange("00000000-0000-0000-0000-000000000000.reply.celery.pidbox", 0, -1),
+        ("yes", "yes", "no", "6.2"),
     ),
     Row(
         "publish task events (what Flower shows)",
