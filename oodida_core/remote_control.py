@@ -139,5 +139,9 @@ class InspectOnlyNode(pidbox.Node):
 
 
 def install(app: Any) -> None:
-    """Make ``app``'s workers answer remote control with ``InspectOnlyNode``."""
-    app.control.mailbox.node_cls = InspectOnlyNode
+    """Make ``app``'s workers answer remote control with ``InspectOnlyNode``, their node's
+    queue declared without expiry (kombu's expiring bindings would make the worker sweep every
+    exchange's binding table, which a vehicle may not touch)."""
+    mailbox = app.control.mailbox
+    mailbox.node_cls = InspectOnlyNode
+    mailbox.queue_expires = None  # the node's queue only; requesters' reply queues still expire

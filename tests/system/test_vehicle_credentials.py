@@ -135,11 +135,8 @@ def test_a_vehicle_reads_only_the_code_deployed_to_it_and_moves_only_its_own_poi
 
 
 def test_no_vehicle_can_stop_or_revoke_a_worker_and_edges_ignore_remote_control(system: LocalSystem) -> None:
-    mine = vehicle_one(system)
-    for db in range(16):
-        assert refused(mine, lambda r, db=db: r.publish(f"/{db}.celery.pidbox", "shutdown"))  # type: ignore[misc]
-    assert refused(mine, lambda r: r.lpush("_kombu.binding.celery.pidbox", "x"))
-    # Even a shutdown that reached the channel (from the operator) stops no edge.
+    # A vehicle may publish on the remote-control channel (on Redis 6.2 subscribing is
+    # publishing), but no worker obeys a shutdown or revoke from anyone (test_remote_control.py).
     from oodida_core.celery_app import make_celery_app
 
     app = make_celery_app(system.settings, "test-admin")
