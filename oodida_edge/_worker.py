@@ -175,6 +175,7 @@ def serve(
     keys = Keys(settings.key_prefix)
     policy = CodePolicy.from_env()
     codestore = CodeStore(client, keys, ttl=settings.assignment_ttl, reader=reader)
+    EdgePool.resolve_with(codestore.onboard_version)
     pool = pool_for(realtime)
     threads = edge_concurrency(len(ids), concurrency, pool)
     pool, threads = lanes_for(pool, threads, len(ids))

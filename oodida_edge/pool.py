@@ -35,6 +35,8 @@ from celery.concurrency.base import BasePool, apply_target
 
 from oodida_core.wire import TASK_ONBOARD
 
+from .runner import PINNED
+
 log = logging.getLogger("oodida.edge")
 
 Job = Callable[[], object]
@@ -45,6 +47,13 @@ def custom_assignment(args: Sequence[Any] | None) -> str | None:
     task. ``args``: what the worker passes to the pool (task name, id, request, body, ...).
     A body that neither names ``custom`` nor holds a JSON escape cannot be one: most tasks
     are told apart without decoding them."""
+    target = custom_target(args)
+    return None if target is None else target[0]
+
+
+def custom_target(args: Sequence[Any] | None) -> tuple[str, str | None, int | None] | None:
+    """(assignment id, user, client id) of a custom on-board task, as far as they can be read;
+    None for any other task."""
     if not args or len(args) < 4 or args[0] != TASK_ONBOARD:
         return None
     body = args[3]
@@ -62,8 +71,21 @@ def custom_assignment(args: Sequence[Any] | None) -> str | None:
         return None
     if not isinstance(message, dict) or message.get("method") != "custom":
         return None
-    aid = message.get("assignment_id")
-    return aid if isinstance(aid, str) else ""
+    aid, user, client = message.get("assignment_id"), message.get("user"), message.get("client_id")
+    return (
+        aid if isinstance(aid, str) else "",
+        user if isinstance(user, str) else None,
+        client if isinstance(client, int) and not isinstance(client, bool) else None,
+    )
+
+
+def _pinned(pin: tuple[str, int, str | None], job: Job) -> object:
+    """Run ``job`` with the version its client had when the task was received."""
+    token = PINNED.set(pin)
+    try:
+        return job()
+    finally:
+        PINNED.reset(token)
 
 
 def lower_priority(nice: int) -> None:
@@ -172,6 +194,7 @@ class EdgePool(BasePool):
     per_assignment: ClassVar[int] = 1
     nice: ClassVar[int] = 10
     fast_threads: ClassVar[int] = 0
+    resolvers: ClassVar[tuple[Callable[[str, int], str | None], ...]] = ()  # none, or one
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -200,6 +223,14 @@ class EdgePool(BasePool):
 
     on_terminate = on_stop
 
+    @classmethod
+    def resolve_with(cls, resolver: Callable[[str, int], str | None]) -> None:
+        """How to read a client's current on-board version of a user: a custom task is pinned
+        to the version current when the consumer took it, so an install taken after it (which
+        runs at once, in the consumer) does not overtake it while it waits for a lane. A
+        deployment takes effect for the next task in the queue, as with a single consumer."""
+        cls.resolvers = (resolver,)
+
     def on_apply(
         self,
         target: Callable[..., Any],
@@ -210,8 +241,14 @@ class EdgePool(BasePool):
         **_: Any,
     ) -> object:
         job = partial(apply_target, target, args, kwargs, callback, accept_callback)
-        key = custom_assignment(args)
-        if key is not None and self.lanes is not None:
+        custom = custom_target(args)
+        if custom is not None and self.lanes is not None:
+            key, user, client = custom
+            if self.resolvers and user is not None and client is not None:
+                try:
+                    job = partial(_pinned, (user, client, self.resolvers[0](user, client)), job)
+                except Exception as exc:  # Redis away: the task looks the version up itself
+                    log.warning("custom task of client %s: version not pinned (%s)", client, exc)
             self.lanes.submit(key, job)
             return None
         if self.fast is not None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from contextvars import ContextVar
 from typing import Any
 
 import redis
@@ -22,6 +23,9 @@ from oodida_core.wire import FINAL_STATUSES, OnboardResult, OnboardTask, decode
 
 from .onboard import OnboardParams, run_builtin
 from .sensors import SensorSource
+
+# (user, client id, version): the version a custom task's client had when the pool took it
+PINNED: ContextVar[tuple[str, int, str | None] | None] = ContextVar("oodida_pinned_version", default=None)
 
 log = logging.getLogger("oodida.edge")
 
@@ -108,8 +112,13 @@ class OnboardRunner:
         return run_builtin(params, data, task.model), "builtin"
 
     def _custom(self, task: OnboardTask, data: dict[str, Any]) -> tuple[object, str]:
-        """The user's current version on this client, looked up afresh for every task."""
-        version = self.codestore.onboard_version(task.user, task.client_id)
+        """The user's current version on this client, looked up afresh for every task (by the
+        pool when it took the task, ``PINNED``, or here)."""
+        pin = PINNED.get()
+        if pin is not None and pin[:2] == (task.user, task.client_id):
+            version = pin[2]
+        else:
+            version = self.codestore.onboard_version(task.user, task.client_id)
         if version is None:
             raise CustomCodeError(f"user {task.user!r} has no on-board code on client {task.client_id}")
         x: object = (
