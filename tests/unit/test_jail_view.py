@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 from oodida_core.customcode import DEFAULT_ALLOWED_IMPORTS
 from oodida_core.jail import bwrap
@@ -14,9 +15,11 @@ def test_the_readable_view_is_the_interpreter_the_system_libraries_and_the_neede
     roots = readable_roots(DEFAULT_ALLOWED_IMPORTS)
     assert os.path.realpath(sys.executable) in roots
     assert any(r.endswith("/numpy") for r in roots) and any(r.endswith("/RestrictedPython") for r in roots)
-    here = os.path.realpath(os.getcwd())
-    assert here not in roots and os.path.realpath(sys.prefix) not in roots  # not the venv, not the checkout
-    assert not [r for r in roots if r.startswith(("/etc", "/proc", "/home", "/tmp", "/var"))]
+    checkout = os.path.realpath(Path(__file__).parents[2])
+    assert checkout not in roots and os.path.realpath(sys.prefix) not in roots  # nor the venv
+    assert not [r for r in roots if r.startswith(os.path.join(checkout, ".oodida"))]  # no data directory
+    assert not [r for r in roots if r in ("/", "/etc", "/proc", "/home", "/root", "/tmp", "/var", "/usr")]
+    assert not [r for r in roots if r.startswith(("/etc/", "/proc/", "/var/", "/home/"))]
     assert os.path.realpath(sys.base_prefix) not in roots  # only its binary and standard library
 
 
