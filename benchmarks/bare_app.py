@@ -6,7 +6,9 @@ that runs it publishes that same chord, with the callback under a task id the ca
 OODIDA's cloud does for an assignment; the caller then waits on that callback's result.
 
 The app is built by the project's own ``make_celery_app`` so that it runs with exactly the same
-settings (serialisers, acks, prefetch, events, transport options) as OODIDA. A worker is started
+settings (serialisers, acks, prefetch, events, transport options) as OODIDA, without OODIDA's
+guards (``guarded=False``: the queue-item check, which refuses tasks that are not OODIDA's on
+these queue names, and the inspection-only remote control); their cost counts as ours. A worker is started
 as ``python benchmarks/bare_app.py --redis-url URL --queues client.1,client.2 --concurrency 2``;
 when it is ready it adds its name to the Redis set ``READY_KEY`` so the benchmark knows.
 """
@@ -29,7 +31,7 @@ READY_KEY = "bench:ready"
 
 def make_app(redis_url: str, stock: bool = False) -> Celery:
     settings = Settings.from_env(redis_url=redis_url)
-    app = make_celery_app(settings, "bench-bare")
+    app = make_celery_app(settings, "bench-bare", guarded=False)
     if stock:
         # Celery's own transport defaults (priority_steps [0, 3, 6, 9]: every BRPOP names each
         # consumed queue four times), as a worker a user starts without tuning would run.

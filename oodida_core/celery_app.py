@@ -10,7 +10,9 @@ from .keys import CLOUD_QUEUE
 from .settings import Settings
 
 
-def make_celery_app(settings: Settings, name: str = "oodida", *, edge: bool = False) -> Celery:
+def make_celery_app(
+    settings: Settings, name: str = "oodida", *, edge: bool = False, guarded: bool = True
+) -> Celery:
     """A Celery app on ``settings.redis_url`` with the project's fixed configuration.
 
     An ``edge`` (a vehicle's worker) holds only its own vehicle's credentials (acl.py), so it
@@ -24,8 +26,13 @@ def make_celery_app(settings: Settings, name: str = "oodida", *, edge: bool = Fa
     Every worker, edge or cloud, listens to remote control so that Flower lists it, but
     answers only inspection (remote_control.py): no ``shutdown``, ``revoke``,
     ``pool_restart`` or ``add_consumer`` from anyone changes a worker.
+
+    ``guarded=False`` (the benchmarks' bare Celery baseline only) leaves out what guards the
+    workers: the check of every queue item (kombu_guard, envelope.py), the guarded consumer and
+    the inspection-only remote control; the rest of the configuration is the same.
     """
-    kombu_guard.install()  # workers survive a restart of Redis (kombu_guard.py)
+    if guarded:
+        kombu_guard.install()  # checks every queue item; workers survive a Redis restart
     app = Celery(
         name,
         broker=settings.redis_url,
@@ -66,12 +73,14 @@ def make_celery_app(settings: Settings, name: str = "oodida", *, edge: bool = Fa
         worker_cancel_long_running_tasks_on_connection_loss=False,
         # Every task message is checked before Celery reads it: a malformed one is logged and
         # deleted instead of stopping the worker (oodida_core/guard.py).
-        worker_consumer="oodida_core.guard:GuardedConsumer",
         enable_utc=True,
     )
+    if guarded:
+        app.conf.worker_consumer = "oodida_core.guard:GuardedConsumer"
     if edge:
         app.conf.task_queues = [
             Queue(CLOUD_QUEUE, Exchange(CLOUD_QUEUE), routing_key=CLOUD_QUEUE, no_declare=True)
         ]
-    remote_control.install(app)
+    if guarded:
+        remote_control.install(app)
     return app
