@@ -70,6 +70,25 @@ class Runtime(_Guards):  # pragma: no cover - runs in the call process
     def __init__(self, allowed: frozenset[str]) -> None:
         super().__init__(allowed)  # imports everything allowed
 
+    def warm_up(self) -> None:
+        """Run a fixed module of ours through the whole path once (compile, run, encode), in a
+        call process still waiting for its request: the pages a call writes (reference counts
+        of the guards, the compiler's, the encoder's) are copied from the fork server now, off
+        the call's path, instead of one page fault at a time during it. No user's code or data
+        is involved, and nothing of it is kept."""
+        source = (
+            "import math\n\ndef custom_code(x):\n    return {'n': len(x), 'mean': math.fsum(x) / len(x)}\n"
+        )
+        request = {
+            "op": "run", "version": code_version(source), "filename": "warm-up.py", "source": source,
+            "x": [float(i) for i in range(100)], "max_result_bytes": 1 << 20, "allowed": sorted(self.allowed),
+        }  # fmt: skip
+        allowed = self.allowed
+        try:
+            self.call(request, None)
+        finally:
+            self.allowed = allowed
+
     def call(self, request: dict[str, Any], hook: Any, *, raw_allowed: bool = False) -> bytes:
         """``request``: op (run, raw, environ), version, filename, source, x, max_result_bytes,
         allowed (may narrow the server's list). The JSON reply the parent re-checks."""

@@ -74,6 +74,9 @@ def main(argv: list[str]) -> None:  # pragma: no cover - runs in the fork server
     own_pidns = "namespaces" in active  # bubblewrap gave this server its own pid namespace
     sock.send(json.dumps({"ready": os.getpid(), "layers": sorted(active), "uid": os.getuid()}).encode())
     prepared = _Prepared(runtime, config, active, bpf, hook)
+    # With seccomp no call can fork, so nothing but the call process itself is left to kill,
+    # and the next call's process can be forked (and warmed up) while a call runs.
+    eager = "seccomp" in active
     spare: tuple[int, socket.socket] | None = _fork(sock, prepared)
     current = 0
     while True:
@@ -86,13 +89,16 @@ def main(argv: list[str]) -> None:  # pragma: no cover - runs in the fork server
             spare = None
             socket.send_fds(sock, [json.dumps({"pid": current}).encode()], [theirs.fileno()])
             theirs.close()
+            if eager:  # the next call's process, made ready while this call runs
+                spare = _fork(sock, prepared)
         elif op == b"end":
-            how = _end(current, own_pidns)
+            how = _end(current, own_pidns and not eager)
             current = 0
             sock.send(json.dumps({"ended": how}).encode())
-            # The next call's process, forked while the parent is busy elsewhere; only now, so
-            # that it never exists next to a running call (and _end's kill(-1) cannot miss it).
-            spare = _fork(sock, prepared)
+            # Without seccomp a call could have forked: the next call's process only now, so
+            # that it never exists next to a running call and _end's kill(-1) cannot miss it.
+            if spare is None:
+                spare = _fork(sock, prepared)
         else:
             if current:
                 _end(current, own_pidns)
@@ -151,6 +157,8 @@ def _call(sock: socket.socket, prepared: _Prepared) -> None:  # pragma: no cover
         os.closerange(3, fd)
         os.closerange(fd + 1, 1 << 16)
         conn = Connection(fd)
+        with contextlib.suppress(Exception):
+            prepared.runtime.warm_up()  # while no request is here yet: fewer page faults in the call
         request = pickle.loads(conn.recv_bytes())
         random.seed()  # the server's state is every call's: draw fresh
         numpy = sys.modules.get("numpy")
