@@ -68,6 +68,7 @@ NUMPY_REFUSED: Mapping[str, str] = {
     **REFUSED_ATTRIBUTES,
     **_why(_FILES, "load save loads dump dumps"),
     **_why("it can build arrays over raw memory", "rec recarray"),
+    "ScalarType": "it holds memoryview, which custom code has no use of",
     **_why(_INTERNALS, "lib core testing f2py distutils typing show_config show_runtime info lookfor"),
     **_why(_INTERNALS, "source get_include add_newdoc add_docstring add_newdoc_ufunc"),
     "test": "it runs numpy's test suite (pytest, files, subprocesses)",

@@ -162,25 +162,26 @@ class Sandbox:
     def _exchange(self, server: Server, request: dict[str, Any], policy: CodePolicy) -> bytes:
         """The call process's raw reply; CustomCodeFailure for a timeout or a crash."""
         limit = policy.time_limit
-        try:
-            conn = server.spawn(request)  # a ServerError here: the caller tries a fresh server
-        except TypeError as exc:  # pickling the input
-            raise CustomCodeFailure(f"cannot send the input to custom code: {exc}", "unavailable") from None
         deadline = time.monotonic() + limit
         data: bytes | None = None
         failure: CustomCodeFailure | None = None
         try:
-            data = read_frame(conn.fileno(), deadline, reply_limit(policy))
+            call = server.spawn(request, deadline)  # a ServerError here: the caller tries a fresh server
+        except TypeError as exc:  # pickling the input
+            raise CustomCodeFailure(f"cannot send the input to custom code: {exc}", "unavailable") from None
         except ReplyTimeout:
-            failure = CustomCodeFailure(
-                f"{ENTRY_POINT} ran longer than {limit:g} s and was stopped", "timeout"
-            )
+            server.end()
+            raise _timed_out(limit) from None
+        try:
+            data = read_frame(call.fileno(), deadline, reply_limit(policy))
+        except ReplyTimeout:
+            failure = _timed_out(limit)
         except ReplyTooLarge:
             failure = CustomCodeFailure("the reply of custom code is too large", "reply")
         except OSError:
             data = None
         finally:
-            conn.close()
+            call.close()
             try:
                 how = server.end(wait=data is None)
             except ServerError as exc:

@@ -42,11 +42,15 @@ DENIED: Mapping[str, tuple[str, ...]] = {
         "mq_open", "fanotify_init", "lookup_dcookie", "vhangup", "syslog", "uselib",
         "modify_ldt", "listmount", "statmount",
     ),
-    # no kernel objects that pin kernel memory outside the address space limit
+    # no kernel objects that pin kernel memory outside the address space limit, or a
+    # host-wide quota (fs.aio-max-nr)
     "kernel memory": (
         "pipe", "pipe2", "epoll_create", "epoll_create1", "inotify_init", "inotify_init1",
         "eventfd", "eventfd2", "signalfd", "signalfd4", "timerfd_create", "perf_event_open",
+        "io_setup", "io_destroy", "io_submit", "io_cancel", "io_getevents", "io_pgetevents",
     ),
+    # no scheduling or memory placement of other processes (see build() for its own)
+    "scheduling": ("sched_setattr", "ioprio_set", "migrate_pages", "move_pages"),
 }  # fmt: skip
 
 
@@ -148,6 +152,13 @@ def build() -> object:
     f.add_rule(pyseccomp.ERRNO(errno.EPERM), "prlimit64", pyseccomp.Arg(2, pyseccomp.NE, 0))
     # a call process stays not dumpable (PR_SET_DUMPABLE)
     f.add_rule(pyseccomp.ERRNO(errno.EPERM), "prctl", pyseccomp.Arg(0, pyseccomp.EQ, 4))
-    # TIOCSTI (push characters into a terminal's input) on any descriptor
-    f.add_rule(pyseccomp.ERRNO(errno.EPERM), "ioctl", pyseccomp.Arg(1, pyseccomp.EQ, 0x5412))
+    # scheduling policy and CPUs of itself only (pid 0): not of the fork server or the next call
+    for name in ("sched_setscheduler", "sched_setparam", "sched_setaffinity"):
+        f.add_rule(pyseccomp.ERRNO(errno.EPERM), name, pyseccomp.Arg(0, pyseccomp.NE, 0))
+    # no signal by way of a descriptor: F_SETOWN, F_SETOWN_EX, F_SETSIG, F_SETLEASE, F_NOTIFY
+    for command in (8, 15, 10, 1024, 1026):
+        f.add_rule(pyseccomp.ERRNO(errno.EPERM), "fcntl", pyseccomp.Arg(1, pyseccomp.EQ, command))
+    # TIOCSTI (push characters into a terminal's input), FIOSETOWN and SIOCSPGRP (signals)
+    for request in (0x5412, 0x8901, 0x8902):
+        f.add_rule(pyseccomp.ERRNO(errno.EPERM), "ioctl", pyseccomp.Arg(1, pyseccomp.EQ, request))
     return f

@@ -26,7 +26,6 @@ import sysconfig
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
@@ -302,8 +301,9 @@ class Server:
             self._control(10.0)
             self._pending -= 1
 
-    def spawn(self, request: Mapping[str, Any]) -> Connection:
-        """A fresh call process, its request already sent."""
+    def spawn(self, request: Mapping[str, Any], deadline: float) -> socket.socket:
+        """A fresh call process, its request sent by ``deadline`` (ReplyTimeout otherwise: a
+        call process that does not take its request is a call that ran out of time)."""
         self._drain()
         try:
             self.sock.send(b"spawn")
@@ -312,11 +312,20 @@ class Server:
         _, fds = self._receive(10.0, 1)
         if len(fds) != 1:
             raise ServerError("the jail's fork server did not hand over a call process")
-        conn = Connection(fds[0])
+        call = socket.socket(fileno=fds[0])
         self.calls += 1
-        with contextlib.suppress(OSError):  # it died at once; end() tells how
-            conn.send_bytes(pickle.dumps(dict(request), protocol=pickle.HIGHEST_PROTOCOL))
-        return conn
+        data = pickle.dumps(dict(request), protocol=pickle.HIGHEST_PROTOCOL)
+        head = struct.pack("!i", len(data)) if len(data) <= 0x7FFFFFFF else struct.pack("!iQ", -1, len(data))
+        try:
+            call.settimeout(max(0.05, deadline - time.monotonic()))
+            call.sendall(head + data)
+        except TimeoutError:
+            call.close()
+            raise ReplyTimeout from None
+        except OSError:
+            pass  # it died at once; end() tells how
+        call.settimeout(None)
+        return call
 
     def end(self, wait: bool = True) -> str:
         """Kill the call process and what it left; how it ended (``exit status 0``, ``killed

@@ -92,7 +92,7 @@ def main(argv: list[str]) -> None:  # pragma: no cover - runs in the fork server
             if eager:  # the next call's process, made ready while this call runs
                 spare = _fork(sock, prepared)
         elif op == b"end":
-            how = _end(current, own_pidns and not eager)
+            how = _end(current, not eager, own_pidns)
             current = 0
             sock.send(json.dumps({"ended": how}).encode())
             # Without seccomp a call could have forked: the next call's process only now, so
@@ -101,7 +101,7 @@ def main(argv: list[str]) -> None:  # pragma: no cover - runs in the fork server
                 spare = _fork(sock, prepared)
         else:
             if current:
-                _end(current, own_pidns)
+                _end(current, not eager, own_pidns)
             os._exit(0)
 
 
@@ -126,21 +126,24 @@ def _fork(server: socket.socket, prepared: _Prepared) -> tuple[int, socket.socke
     return pid, theirs
 
 
-def _end(pid: int, own_pidns: bool) -> str:  # pragma: no cover - runs in the fork server
+def _end(pid: int, leftovers: bool, own_pidns: bool) -> str:  # pragma: no cover - in the server
+    """Kill and reap the call process; with ``leftovers`` (a call could have forked: no
+    seccomp) also what it started. How the call process ended."""
     with contextlib.suppress(OSError):
         os.kill(pid, signal.SIGKILL)
     try:
         _, status = os.waitpid(pid, 0)
     except ChildProcessError:
         status = 0
-    with contextlib.suppress(OSError):  # leftovers: a process the call started
-        if own_pidns:
-            os.kill(-1, signal.SIGKILL)  # everything this uid has in this namespace, but us
-        else:
-            os.killpg(pid, signal.SIGKILL)
-    with contextlib.suppress(ChildProcessError, OSError):
-        while os.waitpid(-1, os.WNOHANG)[0] > 0:
-            pass
+    if leftovers:
+        with contextlib.suppress(OSError):
+            if own_pidns:
+                os.kill(-1, signal.SIGKILL)  # everything this uid has in this namespace, but us
+            else:
+                os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError, OSError):
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:  # no spare exists now: only leftovers
+                pass
     if os.WIFSIGNALED(status):
         sig = os.WTERMSIG(status)
         return "killed" if sig == signal.SIGKILL else f"killed by {signal.Signals(sig).name}"

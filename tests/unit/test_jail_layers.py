@@ -90,6 +90,29 @@ def ctypes_load(x):
     import ctypes
     ctypes.CDLL("libc.so.6").getpid()
 
+def sched_other(x):
+    os.sched_setaffinity(x["parent"], os.sched_getaffinity(x["parent"]))  # a no-op, if allowed
+
+def aio_quota(x):
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    context = ctypes.c_ulong(0)
+    if libc.syscall(206, 1, ctypes.byref(context)) != 0:  # io_setup: a host-wide quota
+        raise OSError(ctypes.get_errno(), os.strerror(ctypes.get_errno()))
+    libc.syscall(207, context)  # io_destroy
+
+def signal_by_descriptor(x):
+    import fcntl, stat
+    fd = next(f for f in range(3, 64) if _is_socket(f))
+    fcntl.fcntl(fd, fcntl.F_SETOWN, x["parent"])  # SIGIO (or F_SETSIG's signal) to the parent
+
+def _is_socket(fd):
+    import stat
+    try:
+        return stat.S_ISSOCK(os.fstat(fd).st_mode)
+    except OSError:
+        return False
+
 def custom_code(x):
     return attempt(lambda: globals()[x["attack"]](x))
 """
@@ -97,6 +120,7 @@ def custom_code(x):
 ATTACKS = [
     *("proc_environ", "data_file", "write_file", "tcp_connect", "unix_connect"),
     *("fork_sleeper", "kill_parent", "raise_rlimit", "setuid_root", "ctypes_load"),
+    *("sched_other", "aio_quota", "signal_by_descriptor"),
 ]
 
 # What each layer alone does to each attack: a fragment of the outcome.
@@ -135,6 +159,9 @@ STOPS: dict[str, dict[str, str]] = {
         "kill_parent": ERRNO_EPERM,
         "raise_rlimit": "cannot even lower a limit",  # EPERM, which Python words as a ValueError
         "setuid_root": ERRNO_EPERM,
+        "sched_other": ERRNO_EPERM,
+        "aio_quota": ERRNO_EPERM,
+        "signal_by_descriptor": ERRNO_EPERM,
     },
     "rlimits": {
         "write_file": "[Errno 27]",  # RLIMIT_FSIZE 0: File too large
@@ -149,6 +176,7 @@ STOPS: dict[str, dict[str, str]] = {
         "kill_parent": AUDIT,
         "raise_rlimit": AUDIT,
         "ctypes_load": AUDIT,
+        "aio_quota": AUDIT,  # through ctypes
     },
 }
 
