@@ -284,4 +284,10 @@ ESCAPES: list[tuple[str, str, str | None]] = [
         "def custom_code(x):\n    return repr(C())\n",
         "not a dataclasses.Field",
     ),
+    (
+        # found by the second red team: memoryview, an unavailable builtin, in numpy's tuple
+        "numpy_scalar_type_reaches_memoryview",
+        "import numpy as np\n\ndef custom_code(x):\n    return len(np.ScalarType[6](bytearray(b'ab')))\n",
+        "numpy.ScalarType is not available",
+    ),
 ]
