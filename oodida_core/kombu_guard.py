@@ -8,6 +8,12 @@ log line naming the queue and the reason; it was taken off the queue by the pop 
 reached kombu's unacked index, so it neither comes back nor stays behind. An admitted item
 is delivered as the envelope ``admit`` rebuilt (our properties, the queue's own routing key).
 
+**Remote-control payloads** (``fanout.py``). kombu 5.7's ``Channel._receive_one`` (pub/sub, the
+path of the remote-control channel) handed any JSON value to ``connection._deliver``: one
+PUBLISH of ``1`` stopped every worker. It hands the payload to ``fanout.screen`` first; one it
+refuses is dropped with one log line naming the channel and the reason, and an exception out
+of delivering an admitted one (but a broken connection) is logged instead of stopping the worker.
+
 **A restore that cannot be read.** Restoring an unacknowledged message parses what kombu
 stored in its ``unacked`` hash; an entry that does not parse is logged and removed instead of
 raising out of the worker.
@@ -28,7 +34,9 @@ import logging
 import threading
 from typing import Any
 
+from . import fanout
 from .envelope import Refused, admit
+from .errors import MessageError
 from .guard import clean
 
 log = logging.getLogger("oodida.guard")
@@ -71,6 +79,7 @@ def install() -> None:
         channel: Any = kombu_redis.Channel
         _patch_connparams(channel, redis)
         _patch_reads(channel, kombu_redis)
+        _patch_receive(channel, kombu_redis)
         _patch_restore(kombu_redis.QoS, kombu_redis)
         _installed = True
 
@@ -131,6 +140,47 @@ def _patch_reads(channel: Any, kombu_redis: Any) -> None:
     _get.__wrapped__ = channel._get  # type: ignore[attr-defined]
     channel._brpop_read = _brpop_read
     channel._get = _get
+
+
+def _patch_receive(channel: Any, kombu_redis: Any) -> None:
+    """``_receive_one`` of kombu 5.7, with ``fanout.screen`` where it called ``loads``."""
+    bytes_to_str = kombu_redis.bytes_to_str
+
+    def _receive_one(self: Any, c: Any) -> Any:
+        try:
+            response = c.parse_response()
+        except self.connection_errors:
+            self._in_listen = None
+            raise
+        if not isinstance(response, (list, tuple)):
+            return None
+        payload = self._handle_message(c, response)
+        if not bytes_to_str(payload["type"]).endswith("message") or not payload["data"]:
+            return None
+        channel = bytes_to_str(payload["channel"])
+        if channel[0] == "/":
+            _, _, channel = channel.partition(".")
+        try:
+            message = fanout.screen(payload["data"])
+        except MessageError as exc:
+            log.warning(
+                "rejected a message (channel %s): %s; deleted", clean(channel, 80), clean(str(exc), 400)
+            )
+            return None
+        try:
+            return self._deliver_fanout_message(message, channel.split("/", 1)[0])
+        except self.connection_errors:
+            raise
+        except Exception as exc:  # a command no check foresaw: the worker goes on
+            log.warning(
+                "a message on channel %s failed: %s; dropped",
+                clean(channel, 80),
+                clean(f"{type(exc).__name__}: {exc}", 400),
+            )
+            return None
+
+    _receive_one.__wrapped__ = channel._receive_one  # type: ignore[attr-defined]
+    channel._receive_one = _receive_one
 
 
 def _patch_restore(qos: Any, kombu_redis: Any) -> None:
