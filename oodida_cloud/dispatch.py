@@ -34,7 +34,7 @@ class HeaderTask:
 def publish_chord(app: Celery, group_id: str, header: Sequence[HeaderTask], callback: Signature) -> None:
     """Publish ``header`` as the chord ``group_id`` whose callback is ``callback``."""
     if not header:
-        callback.clone(args=([],)).apply_async()
+        callback.clone().apply_async()
         return
     body = callback.clone()
     body.freeze(uuid.uuid4().hex, group_id=group_id)

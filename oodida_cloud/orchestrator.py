@@ -167,6 +167,7 @@ class Orchestrator:
         callback = self.app.signature(
             TASK_FINISH_ITERATION,
             kwargs={"assignment_id": aid, "iteration": index},
+            immutable=True,  # carries no answers: finish_iteration reads each client's result key
             queue=CLOUD_QUEUE,
             argsrepr=argsrepr,
             kwargsrepr=kwargsrepr,

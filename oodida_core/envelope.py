@@ -152,7 +152,7 @@ class ChordCallback(Strict):
     kwargs: CallbackKwargs
     options: CallbackOptions
     subtask_type: None = None
-    immutable: Literal[False] = False
+    immutable: Literal[True]  # ``.si``: Celery hands the callback none of the chord's answers
 
 
 @dataclass(frozen=True)
@@ -189,6 +189,28 @@ def _parse(raw: bytes | str, limit: int) -> object:
         raise MessageError(f"the item is not a JSON envelope: {type(exc).__name__}: {exc}") from None
 
 
+def element_limit(limit: int) -> int:
+    """How many JSON values (counted by their commas and brackets) a body of ``limit`` bytes
+    may hold: one per 16 bytes, at least 4096."""
+    return max(4096, limit // 16)
+
+
+def _raw_limit(raw: bytes | str, tasks: frozenset[str]) -> int:
+    """The size limit to apply to ``raw`` before it is parsed: the largest limit of the tasks
+    named at its ends (where kombu writes the headers) if it names served tasks, else the
+    largest limit of the tasks ``tasks`` (the queue's). A name that lies only moves the item
+    under the queue's limit; the task's own limit applies again to the body before decoding."""
+    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) and len(raw) <= 131072 else ""
+    if isinstance(raw, bytes) and len(raw) > 131072:
+        text = (raw[:65536] + raw[-65536:]).decode("utf-8", "replace")
+    elif isinstance(raw, str):
+        text = raw[:65536] + raw[-65536:] if len(raw) > 131072 else raw
+    named = {m.group(1) for m in _TASK_FIELD.finditer(text)}
+    if named and named <= tasks:
+        return max(MESSAGE_LIMITS[t] for t in named)
+    return max(MESSAGE_LIMITS[t] for t in tasks)
+
+
 def _body(envelope: Envelope, task: str) -> object:
     limit = MESSAGE_LIMITS.get(task, 0)
     if len(envelope.body) * 3 // 4 > limit + 2:
@@ -203,6 +225,12 @@ def _body(envelope: Envelope, task: str) -> object:
     if len(payload) > limit:
         raise MessageError(
             f"the body is {len(payload):,} bytes; {task} messages are limited to {limit:,} bytes"
+        )
+    elements = payload.count(b",") + payload.count(b"[") + payload.count(b"{")
+    if elements > element_limit(limit):  # ``[{},{},...]`` costs ~30 times its size once decoded
+        raise MessageError(
+            f"the body has about {elements:,} elements; {task} messages are limited to "
+            f"{element_limit(limit):,}"
         )
     try:
         return json.loads(payload.decode("utf-8"))
@@ -245,7 +273,7 @@ def _workflow(task: str, headers: Headers, body: object) -> None:
 
 
 def _screen(raw: bytes | str, queue: str, tasks: frozenset[str] | None) -> dict[str, Any]:
-    limit = max(MESSAGE_LIMITS[t] for t in tasks) if tasks else max(MESSAGE_LIMITS.values())
+    limit = _raw_limit(raw, tasks) if tasks else max(MESSAGE_LIMITS.values())
     item = _parse(raw, limit)
     if not isinstance(item, dict):
         raise MessageError(f"the item is a JSON {type(item).__name__}, not an envelope")

@@ -47,12 +47,13 @@ MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 # The largest body a worker takes for each task, checked before the body is decoded
 # (oodida_core.guard). A deployment carries a module of up to 4 MiB, which JSON may escape to
-# six times that; an iteration's chord callback carries every client's answer.
+# six times that. An iteration's chord callback is immutable (``.si``): it carries no answers
+# (the cloud reads each client's own result key), only which iteration ended.
 MESSAGE_LIMITS: dict[str, int] = {
     TASK_START: 4 * 1024 * 1024,
     TASK_CANCEL: 64 * 1024,
     TASK_DEPLOY: 32 * 1024 * 1024,
-    TASK_FINISH_ITERATION: 256 * 1024 * 1024,
+    TASK_FINISH_ITERATION: 64 * 1024,
     TASK_ONBOARD: 16 * 1024 * 1024,
     TASK_INSTALL: 64 * 1024,
     TASK_AUTHENTICATE: 64 * 1024,
@@ -129,8 +130,9 @@ class SubmitRequest(Request):
 
 
 class FinishIteration(Wire):
-    """The arguments of ``finish_iteration``: the chord's answers (None: read them from the
-    result backend), which iteration, and why it ended."""
+    """The arguments of ``finish_iteration``: which iteration, and why it ended. ``answers`` is
+    never read (the cloud reads each client's own result key); the chord's callback is
+    immutable and sends none, and a message that carries more is refused by its size limit."""
 
     assignment_id: WireId
     iteration: int = Field(ge=0)

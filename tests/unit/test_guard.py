@@ -36,7 +36,7 @@ CHORD: dict[str, Any] = {
     "kwargs": {"assignment_id": "a1", "iteration": 0},
     "options": {"queue": "cloud", "task_id": "cb-1", "group_id": "g1", "reply_to": "r", "argsrepr": "a1"},
     "subtask_type": None,
-    "immutable": False,
+    "immutable": True,
 }
 
 
