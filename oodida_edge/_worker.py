@@ -77,10 +77,12 @@ def edge_concurrency(n_clients: int, requested: int = 0, pool: str = EDGE_POOL) 
     return requested or min(n_clients, 16)
 
 
-def lanes_for(pool: str, threads: int, n_clients: int) -> tuple[str, int]:
+def lanes_for(pool: str, threads: int, n_clients: int, max_assignments: int = 10) -> tuple[str, int]:
     """The Celery pool and concurrency of an edge process: built-in tasks on ``pool`` (solo: in
     the consumer; threads: ``threads`` threads), custom tasks in lanes of their own, so that
-    none waits for another's custom code. The concurrency is the prefetch window.
+    none waits for another's custom code. The concurrency is the prefetch window for built-in
+    tasks: a custom task waiting for its lane widens it by one (pool.py ``Window``), up to
+    ``max_assignments`` tasks per client served for each user.
     ``OODIDA_EDGE_POOL=celery-solo`` (or ``celery-threads``, any other Celery pool) runs every
     task on Celery's own pool, custom ones too, as before issue 12 (for comparisons)."""
     if pool not in ("solo", "threads"):
@@ -93,6 +95,7 @@ def lanes_for(pool: str, threads: int, n_clients: int) -> tuple[str, int]:
         per_assignment=CUSTOM_PER_ASSIGNMENT if pool == "solo" else lanes - 1,
         nice=CUSTOM_NICE,
         fast_threads=threads if pool == "threads" else 0,
+        waiting_per_user=max_assignments * max(1, n_clients),
     )
     return f"{EdgePool.__module__}:{EdgePool.__name__}", threads + max(16, CUSTOM_WINDOW * n_clients)
 
@@ -178,7 +181,7 @@ def serve(
     EdgePool.resolve_with(codestore.onboard_version)
     pool = pool_for(realtime)
     threads = edge_concurrency(len(ids), concurrency, pool)
-    pool, threads = lanes_for(pool, threads, len(ids))
+    pool, threads = lanes_for(pool, threads, len(ids), settings.max_assignments)
     app.conf.worker_pool = pool
     sandbox = Sandbox(max_children=SANDBOXES_PER_PROCESS)
     announce_jail(sandbox, log)

@@ -9,8 +9,17 @@ events). The consumer goes on taking the next message at once, so a slow or runa
 task delays neither other assignments' tasks on the same vehicle nor the other vehicles the
 process serves.
 
-The lanes are fair: at most ``per_assignment`` threads run one assignment's tasks, and the
-waiting tasks are taken round-robin over assignments, each assignment's in arrival order. The
+The lanes are fair per user: at most ``per_assignment`` threads run one user's tasks (all of a
+user's assignments share that user's turns), and the waiting tasks are taken round-robin over
+users, each user's in arrival order. A task whose assignment ended while it waited is answered
+``skipped`` without running (``runner.py`` reads the end marker first, in the lane).
+
+Waiting custom tasks never block built-in ones: each task handed to a lane widens the
+consumer's prefetch window by one until it starts (``Window``), so the window left for built-in
+tasks stays what ``--concurrency`` says whatever waits in the lanes. How much one user may
+widen it is bounded (``waiting_per_user``: the user's assignment quota times the clients the
+process serves, one task per client and running iteration); beyond that, a user's waiting
+tasks count against the window like any other. The
 threads run at a lower CPU priority (``nice``), and so do the sandbox processes they start, so
 custom code on every core does not slow the consumer either.
 
@@ -183,6 +192,55 @@ class CustomLanes:
                 thread.join(timeout)
 
 
+class Window:
+    """How far custom tasks waiting in the lanes widened the consumer's prefetch window, per
+    user, up to ``per_user`` each. Celery's ``qos.increment_eventually`` and
+    ``decrement_eventually`` are thread-safe; the consumer applies the change in its loop."""
+
+    consumer: ClassVar[Any] = None  # set when the worker is ready (``worker_ready``)
+
+    def __init__(self, per_user: int) -> None:
+        self.per_user = per_user
+        self._lock = threading.Lock()
+        self._widened: Counter[str] = Counter()
+
+    def widen(self, user: str) -> bool:
+        """Widen the window by one for a task of ``user`` now waiting, if ``user`` may."""
+        qos = getattr(self.consumer, "qos", None)
+        with self._lock:
+            if qos is None or self._widened[user] >= self.per_user:
+                return False
+            self._widened[user] += 1
+        qos.increment_eventually()
+        return True
+
+    def narrow(self, user: str) -> None:
+        """The task of ``user`` that widened the window left the lane's queue."""
+        with self._lock:
+            self._widened[user] -= 1
+            if self._widened[user] <= 0:
+                del self._widened[user]
+        qos = getattr(self.consumer, "qos", None)
+        if qos is not None:
+            qos.decrement_eventually()
+
+    def widened(self) -> int:
+        with self._lock:
+            return sum(self._widened.values())
+
+
+def _remember_consumer(sender: Any = None, **_: Any) -> None:
+    Window.consumer = sender
+
+
+signals.worker_ready.connect(_remember_consumer, weak=False)
+
+
+def _started(window: Window, user: str, job: Job) -> object:
+    window.narrow(user)
+    return job()
+
+
 class EdgePool(BasePool):
     """The pool of ``oodida-edge`` (``--pool oodida_edge.pool:EdgePool``). ``limit`` (the
     worker's ``--concurrency``) is the prefetch window: how many tasks the process holds at
@@ -194,17 +252,28 @@ class EdgePool(BasePool):
     per_assignment: ClassVar[int] = 1
     nice: ClassVar[int] = 10
     fast_threads: ClassVar[int] = 0
+    waiting_per_user: ClassVar[int] = 40
     resolvers: ClassVar[tuple[Callable[[str, int], str | None], ...]] = ()  # none, or one
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.lanes: CustomLanes | None = None
+        self.window = Window(self.waiting_per_user)
         self.fast: ThreadPoolExecutor | None = None
         initargs = self.options.get("initargs") or (None, None)
         signals.worker_process_init.send(sender=initargs[1])  # as the solo pool does
 
     @classmethod
-    def configure(cls, *, custom_threads: int, per_assignment: int, nice: int, fast_threads: int = 0) -> None:
+    def configure(
+        cls,
+        *,
+        custom_threads: int,
+        per_assignment: int,
+        nice: int,
+        fast_threads: int = 0,
+        waiting_per_user: int = 40,
+    ) -> None:
+        cls.waiting_per_user = waiting_per_user
         cls.custom_threads = custom_threads
         cls.per_assignment = max(1, min(per_assignment, custom_threads))
         cls.nice = nice
@@ -249,7 +318,10 @@ class EdgePool(BasePool):
                     job = partial(_pinned, (user, client, self.resolvers[0](user, client)), job)
                 except Exception as exc:  # Redis away: the task looks the version up itself
                     log.warning("custom task of client %s: version not pinned (%s)", client, exc)
-            self.lanes.submit(key, job)
+            turn = user or key  # a user's assignments share that user's turns
+            if self.window.widen(turn):
+                job = partial(_started, self.window, turn, job)
+            self.lanes.submit(turn, job)
             return None
         if self.fast is not None:
             return self.fast.submit(job)
@@ -264,6 +336,7 @@ class EdgePool(BasePool):
                 "custom-per-assignment": self.per_assignment,
                 "custom-running": self.lanes.running() if self.lanes else 0,
                 "custom-waiting": self.lanes.waiting() if self.lanes else 0,
+                "custom-window": self.window.widened(),
                 "fast-threads": self.fast_threads,
             }
         )

@@ -56,6 +56,8 @@ class OnboardRunner:
         try:
             if started > task.deadline:  # the iteration is over: a redelivered or stale task
                 return self._answer(task, "skipped", started, error="the iteration's deadline passed")
+            if task.method == "custom" and self._no_longer_wanted(task):  # it waited for its lane
+                return self._answer(task, "skipped", started, error="the assignment ended before its turn")
             value, version = self._compute(task)
         except _Abandoned:
             return self._answer(task, "skipped", started, error="assignment ended while reading")
