@@ -179,7 +179,7 @@ def _parse(raw: bytes | str, limit: int) -> object:
     cap = limit * 4 // 3 + ENVELOPE_SLACK  # the body is base64 in the envelope
     if len(raw) > cap:
         raise MessageError(
-            f"the item is {len(raw):,} bytes; messages are limited to {limit:,} bytes on this queue "
+            f"the item is {len(raw):,} bytes; messages are limited to {limit:,} bytes here "
             f"({cap:,} as an envelope)"
         )
     try:

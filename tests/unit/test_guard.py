@@ -155,7 +155,7 @@ def test_the_size_is_checked_before_the_body_is_decoded() -> None:
     raw = item(b"\xff" * (limit + 1), {"lang": "py", "task": TASK_CANCEL, "id": "x"})
     assert f"{limit:,}" in reason(raw)
     too_big = reason(b"x" * (message_limit(TASK_ONBOARD) * 3 // 2), "client.1")  # unparsed
-    assert f"limited to {message_limit(TASK_ONBOARD):,} bytes on this queue" in too_big
+    assert f"limited to {message_limit(TASK_ONBOARD):,} bytes here" in too_big
     assert message_limit(TASK_CANCEL) < message_limit(TASK_START) < message_limit(TASK_ONBOARD)
 
 
