@@ -24,6 +24,7 @@ from .planning import header_task_id
 
 log = logging.getLogger("oodida.cloud")
 
+
 def celery_keys(app: Celery, assignment_id: str, clients: list[int], iterations: int) -> list[str]:
     """Celery's result and chord keys of an assignment's first ``iterations`` iterations."""
     backend: Any = app.backend

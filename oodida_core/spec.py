@@ -57,6 +57,7 @@ __all__ = [
     "validate_spec",
 ]
 
+
 class AssignmentSpec(BaseModel):
     """An analytic assignment in canonical form (lower-case names, aliases resolved)."""
 

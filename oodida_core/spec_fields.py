@@ -304,5 +304,3 @@ CHECKS: dict[str, Callable[[object], object]] = {
     "bins": lambda v: _integer(v, 1, 1000),
     "filename": _filename,
 }
-
-
