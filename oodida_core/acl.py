@@ -107,9 +107,9 @@ def roles(keys: Keys) -> dict[str, Role]:
         "cloud": Role("cloud", ("*",), ("*",), f"+@all -@dangerous +info {CONNECT}"),
         "analyst": Role(
             "analyst",
-            (CLOUD_QUEUE, "_kombu.binding.cloud", "_kombu.binding_permanent.cloud"),
+            (CLOUD_QUEUE,),  # the library never declares `cloud`: no binding sets to fill
             (EVENT_CHANNELS,),
-            f"+lpush +llen +sadd +publish +multi +exec {CONNECT}",
+            f"+lpush +llen +publish +multi +exec {CONNECT}",
         ),
         "analyst-read": Role(
             "analyst-read",

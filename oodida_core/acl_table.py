@@ -46,6 +46,11 @@ ROWS: tuple[Row, ...] = (
         ("yes", "yes", "no", "no"),
     ),
     Row(
+        "add to the binding sets of `cloud` (kombu's, never expiring)",
+        lambda r: r.sadd("_kombu.binding.cloud", "junk"),
+        ("yes", "yes", "no", "6.2"),
+    ),
+    Row(
         "push a message onto `cloud` (requests, chord callbacks)",
         lambda r: r.lpush("cloud", "x"),
         ("yes", "yes", "yes", "yes"),

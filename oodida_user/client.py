@@ -11,6 +11,7 @@ from types import TracebackType
 from typing import Any, TypedDict, overload
 
 import redis
+from kombu import Exchange, Queue
 from kombu.exceptions import OperationalError
 from pydantic import ValidationError
 
@@ -125,6 +126,11 @@ class Oodida:
         self.policy = CodePolicy.from_env()
         self._sandbox: Sandbox | None = None
         self.app = make_celery_app(self.settings, "oodida-user")
+        # Requests go to `cloud` by name; declaring it would add to kombu's binding sets, which
+        # the analyst role may not write (nothing would bound what it stores there).
+        self.app.conf.task_queues = [
+            Queue(CLOUD_QUEUE, Exchange(CLOUD_QUEUE), routing_key=CLOUD_QUEUE, no_declare=True)
+        ]
 
     # -- assignments -------------------------------------------------------------------------
     @overload
