@@ -56,6 +56,10 @@ def screen(data: bytes | str) -> dict[str, Any]:
         raise MessageError("the properties are not a mapping with a delivery_info mapping")
     if not isinstance(properties.get("delivery_tag"), str) or properties.get("body_encoding") != "base64":
         raise MessageError("the properties have no delivery tag or a body encoding other than base64")
-    if not isinstance(_decoded_body(body), dict):
-        raise MessageError("the body is not a JSON object")
+    decoded = _decoded_body(body)
+    # a command or an event is an object; Celery batches task events (``task.multi``) in a list
+    if not (
+        isinstance(decoded, dict) or (isinstance(decoded, list) and all(isinstance(e, dict) for e in decoded))
+    ):
+        raise MessageError("the body is not a JSON object or a list of them")
     return item

@@ -62,6 +62,14 @@ BAD_PAYLOADS: list[bytes | str] = [
     json.dumps({"body": "not base64!", "properties": GOOD_PROPS, **ENVELOPE}),
     json.dumps({"body": _b64(1), "properties": GOOD_PROPS, **ENVELOPE}),
     json.dumps({"body": _b64([]), "properties": GOOD_PROPS, **ENVELOPE}),
+    # a batch of "events" (what Celery sends on task.multi) where a command is expected
+    json.dumps(
+        {
+            "body": _b64([{"method": "shutdown"}, {"type": "task-succeeded"}]),
+            "properties": GOOD_PROPS,
+            **ENVELOPE,
+        }
+    ),
     json.dumps({"body": _b64({"method": 1}), "properties": GOOD_PROPS, **ENVELOPE}),
     json.dumps({"body": _b64({"method": "ping", "arguments": []}), "properties": GOOD_PROPS, **ENVELOPE}),
     json.dumps({"body": _b64({"method": "ping", "reply_to": 1}), "properties": GOOD_PROPS, **ENVELOPE}),
