@@ -119,7 +119,6 @@ class Runtime(_Guards):  # pragma: no cover - runs in the call process
     ) -> bytes:
         printed = _Output()
         namespace["_print_"] = lambda _getattr_=None: _Printer(printed)
-        self.imported.clear()
         error: dict[str, Any] | None = None
         try:
             exec(code, namespace)

@@ -16,7 +16,6 @@ import contextlib
 import copy
 import functools
 import operator
-import os
 import sys
 import typing
 from collections import deque
@@ -148,7 +147,6 @@ class _Guards:  # pragma: no cover - runs in the sandbox process
 
         self.allowed = allowed
         self.proxies: dict[str, _ModuleProxy] = {}
-        self.imported: set[str] = set()
         extra = ["collections.abc", "json.decoder", "json.encoder", "_strptime", *NUMPY_SUBMODULES]
         for name in [*sorted(allowed), *extra]:
             if name.split(".")[0] in allowed or name == "_strptime":
@@ -164,7 +162,6 @@ class _Guards:  # pragma: no cover - runs in the sandbox process
                 guard = _GuardMeta(name, (), {"_real": real, "_runtime": self})
                 guard._factory = staticmethod(functools.partial(self._new_array, real))
                 self.guarded[real] = guard
-            self.np_err = self.np.geterr()
             self.array_types = (self.np.ndarray, self.np.generic)
             numpy_modules = [sys.modules[n] for n in ["numpy", *sorted(NUMPY_SUBMODULES)] if n in sys.modules]
             stand_ins.freeze_shared_arrays(numpy_modules, self.np.ndarray)
@@ -212,7 +209,6 @@ class _Guards:  # pragma: no cover - runs in the sandbox process
             why = module_refusal(value.__name__, self.allowed)
             if why is not None:
                 raise AttributeError(why)
-            self.imported.add(value.__name__.split(".")[0])  # its global state is reset after the call
             proxy = self.proxies.get(value.__name__)
             if proxy is None:
                 proxy = self.proxies[value.__name__] = _ModuleProxy(value, self)
@@ -332,17 +328,3 @@ class _Guards:  # pragma: no cover - runs in the sandbox process
             name = real.__name__
             raise TypeError(f"np.{name}(buffer=..., offset=..., strides=...) is not available; use np.array")
         return real(shape, *args, **kwargs)
-
-    def _reset(self) -> None:
-        """Undo global state the call may have changed in the modules it imported."""
-        if "random" in self.imported:
-            import random
-
-            random.seed()
-        if "decimal" in self.imported:
-            import decimal
-
-            decimal.setcontext(decimal.Context())
-        if "numpy" in self.imported and self.np is not None:
-            self.np.seterr(**self.np_err)
-            self.np.random.seed(self.np.frombuffer(os.urandom(16), dtype=self.np.uint32))

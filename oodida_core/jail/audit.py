@@ -106,9 +106,3 @@ class Hook:
         real = os.path.realpath(os.fsdecode(path)) if isinstance(path, (str, bytes)) else ""
         if real not in self.files and not real.startswith(self.roots):
             raise PermissionError(f"the jail refuses open of {real or path!r}")
-
-
-def install(readable: Iterable[str]) -> Hook:
-    hook = Hook(readable)
-    sys.addaudithook(hook)
-    return hook
