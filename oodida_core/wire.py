@@ -207,9 +207,12 @@ class OnboardResult(Wire):
 
 
 class IterationResult(Wire):
-    """The outcome of one iteration, as stored and as the analyst reads it."""
+    """The outcome of one iteration, as stored and as the analyst reads it. ``status`` is
+    ``failed`` when the iteration has no value because code failed: every client that answered
+    failed (at least one did), or the off-board step failed."""
 
     index: int
+    status: Literal["ok", "failed"] = "ok"
     value: Any = None
     onboard: dict[int, Any] = Field(default_factory=dict)
     versions: dict[int, str] = Field(default_factory=dict)
@@ -221,6 +224,41 @@ class IterationResult(Wire):
     ended_by: Literal["complete", "deadline", "cancel"] = "complete"
     started_at: float
     finished_at: float
+
+
+class NumberSummary(Wire):
+    """Numbers seen in folded iterations' off-board values: how many, smallest, largest, sum."""
+
+    n: int = 0
+    min: float | None = None
+    max: float | None = None
+    sum: float = 0.0
+
+    @property
+    def mean(self) -> float | None:
+        return self.sum / self.n if self.n else None
+
+
+class FoldedIterations(Wire):
+    """The iterations an assignment no longer keeps one by one (its ``keep`` cap): how many,
+    which, what their clients did and what their off-board values held. ``values`` summarises
+    numeric values: key ``""`` for a number, the key for a dict of numbers (one per signal)."""
+
+    count: int = 0
+    first: int = 0
+    last: int = -1
+    started_at: float | None = None
+    finished_at: float | None = None
+    kept: int = 0
+    discarded: int = 0
+    missing: int = 0
+    failed: int = 0
+    failed_iterations: int = 0
+    values: dict[Annotated[str, Field(max_length=200)], NumberSummary] = Field(
+        default_factory=dict, max_length=64
+    )
+    other_values: int = 0  # values that are not numbers nor dicts of numbers
+    versions: dict[Annotated[str, Field(max_length=200)], int] = Field(default_factory=dict, max_length=64)
 
 
 class ClientInfo(Wire):
@@ -250,6 +288,8 @@ class AssignmentRecord(Wire):
     error: Text | None = None
     error_issues: tuple[dict[str, Any], ...] = ()
     limit: str | None = None  # the limit that ended it (QuotaError), if one did
+    failed_iterations: int = 0  # iterations whose status is failed
+    folded: FoldedIterations | None = None  # iterations no longer kept one by one (``keep``)
 
 
 class DeployRequest(Request):
