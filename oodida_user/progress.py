@@ -1,14 +1,17 @@
-"""How far an assignment got, and the progress bar ``wait()`` draws from it.
+"""How far an assignment got, and the progress display ``wait()`` draws from it.
 
-The bar (tqdm; ``tqdm.auto`` picks the notebook widget in Jupyter) counts finished iterations
-and shows how many clients answered the current one. It is drawn on stderr when stderr is a
-terminal, or in a notebook, and never otherwise (a pipe, a file, a CI log) or when the caller
-passed ``progress=False``.
+The display counts finished iterations out of the total and shows how many clients answered
+the current one. In a terminal it is a tqdm bar on stderr; in Jupyter a tqdm notebook widget
+(ipywidgets), or without ipywidgets one line of text and an HTML ``<progress>`` updated in
+place through an IPython display handle. Nothing is drawn otherwise (stderr a pipe, a file, a
+CI log) or when the caller passed ``progress=False``.
 """
 
 from __future__ import annotations
 
+import html
 import sys
+import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -48,6 +51,72 @@ def bar_wanted(enabled: bool) -> bool:
     return enabled and (_in_notebook() or bool(getattr(sys.stderr, "isatty", lambda: False)()))
 
 
+def _widgets_available() -> bool:
+    try:
+        import ipywidgets  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def progress_text(desc: str, done: int, total: int | None, elapsed: float, postfix: str = "") -> str:
+    """One line: ``desc: 2/5 iteration(s) [3.1s], iteration 2: 4/6 clients answered``."""
+    of = "?" if total is None else str(total)
+    text = f"{desc + ': ' if desc else ''}{done}/{of} iteration(s) [{elapsed:.1f}s]"
+    return f"{text}, {postfix}" if postfix else text
+
+
+class TextProgress:
+    """The notebook display without ipywidgets: text and an HTML ``<progress>``, one display
+    updated in place (tqdm's ``update``, ``set_postfix_str`` and ``close``)."""
+
+    def __init__(self, total: int | None, desc: str = "") -> None:
+        from IPython.display import display
+
+        self.total, self.desc, self.n, self.postfix = total, desc, 0, ""
+        self._started = time.monotonic()
+        self._handle = display(self.bundle(), raw=True, display_id=True)
+
+    def bundle(self) -> dict[str, str]:
+        text = progress_text(self.desc, self.n, self.total, time.monotonic() - self._started, self.postfix)
+        bar = f"<progress value='{self.n}' max='{self.total}'></progress> " if self.total else ""
+        page = f"<div class='oodida-progress'>{bar}{html.escape(text)}</div>"
+        return {"text/plain": text, "text/html": page}
+
+    def _refresh(self) -> None:
+        if self._handle is not None:
+            self._handle.update(self.bundle(), raw=True)
+
+    def set_postfix_str(self, text: str, refresh: bool = True) -> None:
+        self.postfix = text
+        if refresh:
+            self._refresh()
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+        self._refresh()
+
+    def close(self) -> None:
+        self._refresh()
+
+
+def make_display(total: int | None, desc: str, notebook: bool, widgets: bool) -> Any:
+    """The display for where we run: tqdm's widget in a notebook with ipywidgets, the text
+    display in one without (or when the widget cannot be built), tqdm's bar elsewhere."""
+    if notebook:
+        if widgets:
+            try:
+                from tqdm.notebook import tqdm as notebook_tqdm
+
+                return notebook_tqdm(total=total, desc=desc, unit="it", leave=True)
+            except ImportError:  # ipywidgets too old for tqdm, or no frontend support
+                pass
+        return TextProgress(total, desc)
+    from tqdm.std import tqdm
+
+    return tqdm(total=total, desc=desc, unit="it", leave=True, dynamic_ncols=True)
+
+
 class ProgressBar:
     """Iterations done out of the total; the current iteration's answers as the postfix."""
 
@@ -56,9 +125,8 @@ class ProgressBar:
         self.done = 0
         self._answered = -1
         if bar_wanted(enabled):
-            from tqdm.auto import tqdm
-
-            self.bar = tqdm(total=total, desc=desc[:40], unit="it", leave=True, dynamic_ncols=True)
+            notebook = _in_notebook()
+            self.bar = make_display(total, desc[:40], notebook, notebook and _widgets_available())
 
     @property
     def active(self) -> bool:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import html
 import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from oodida_core.text import printable
-from oodida_core.wire import AssignmentRecord, IterationResult
+from oodida_core.wire import AssignmentRecord, FoldedIterations, IterationResult
 
 from . import analysis
 
@@ -30,10 +29,14 @@ def iteration_for_user(it: IterationResult, offboard: str) -> IterationResult:
     return it
 
 
+FAILURES_SHOWN = 5  # per iteration, in the text and the HTML renderings; then "and N more"
+
+
 @dataclass(frozen=True)
 class IterationCounts:
     """How one iteration's clients fared: results kept, discarded by the vote over code
-    versions, clients that did not answer in time (missing) and tasks that failed."""
+    versions, clients that did not answer in time (missing) and tasks that failed; and the
+    iteration's status (``failed``: no value, because every answer or the off-board step failed)."""
 
     index: int
     kept: int
@@ -41,14 +44,24 @@ class IterationCounts:
     missing: int
     failed: int
     ended_by: str = "complete"
+    status: str = "ok"
 
     @classmethod
     def of(cls, it: IterationResult) -> IterationCounts:
-        return cls(it.index, len(it.onboard), len(it.discarded), len(it.missing), len(it.failed), it.ended_by)
+        return cls(
+            it.index,
+            len(it.onboard),
+            len(it.discarded),
+            len(it.missing),
+            len(it.failed),
+            it.ended_by,
+            it.status,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "index": self.index,
+            "status": self.status,
             "kept": self.kept,
             "discarded": self.discarded,
             "missing": self.missing,
@@ -62,7 +75,10 @@ class IterationCounts:
 
 @dataclass(frozen=True)
 class Result:
-    """An assignment's outcome so far: status, iterations, and the latest off-board value."""
+    """An assignment's outcome so far: status, iterations, and the latest off-board value.
+
+    ``iterations`` are the iterations kept one by one; with a ``keep`` cap the older ones are
+    ``folded`` into one summary (counts, index range, value statistics, versions)."""
 
     id: str
     status: str
@@ -73,6 +89,7 @@ class Result:
     created_at: float = 0.0
     started_at: float | None = None
     finished_at: float | None = None
+    folded: FoldedIterations | None = None
 
     @classmethod
     def build(cls, record: AssignmentRecord, iterations: list[IterationResult]) -> Result:
@@ -87,6 +104,7 @@ class Result:
             created_at=record.created_at,
             started_at=record.started_at,
             finished_at=record.finished_at,
+            folded=record.folded if record.folded is not None and record.folded.count else None,
         )
 
     @property
@@ -99,15 +117,27 @@ class Result:
         """Per finished iteration: how many results were kept, discarded, missing and failed."""
         return [IterationCounts.of(it) for it in self.iterations]
 
+    @property
+    def iterations_done(self) -> int:
+        """Every finished iteration: the folded ones and the ones kept one by one."""
+        return (self.folded.count if self.folded else 0) + len(self.iterations)
+
     def totals(self) -> dict[str, int]:
-        """The counts summed over every finished iteration, and the number of iterations."""
+        """The counts summed over every finished iteration, folded ones included:
+        ``iterations`` = ``folded_iterations`` + ``kept_iterations`` (kept one by one), of which
+        ``failed_iterations`` failed; ``kept``, ``discarded``, ``missing`` and ``failed`` count
+        client results."""
         counts = self.counts
+        f = self.folded or FoldedIterations()
         return {
-            "iterations": len(counts),
-            "kept": sum(c.kept for c in counts),
-            "discarded": sum(c.discarded for c in counts),
-            "missing": sum(c.missing for c in counts),
-            "failed": sum(c.failed for c in counts),
+            "iterations": f.count + len(counts),
+            "folded_iterations": f.count,
+            "kept_iterations": len(counts),
+            "failed_iterations": f.failed_iterations + sum(c.status == "failed" for c in counts),
+            "kept": f.kept + sum(c.kept for c in counts),
+            "discarded": f.discarded + sum(c.discarded for c in counts),
+            "missing": f.missing + sum(c.missing for c in counts),
+            "failed": f.failed + sum(c.failed for c in counts),
         }
 
     @property
@@ -124,7 +154,8 @@ class Result:
             "created_at": self.created_at,
             "started_at": self.started_at,
             "finished_at": self.finished_at,
-            "iterations": [i.to_wire() for i in self.iterations],
+            "folded": self.folded.to_wire() if self.folded else None,
+            "iterations": [i.to_wire() for i in self.iterations],  # each with its status
         }
 
     # -- analysis ----------------------------------------------------------------------------
@@ -157,32 +188,39 @@ class Result:
         )
 
     # -- rendering ---------------------------------------------------------------------------
-    def summary(self, width: int = 100) -> str:
+    def summary(self, width: int = 100, failures: int = FAILURES_SHOWN) -> str:
+        """Status, totals, the folded iterations, then per kept iteration its counts, value and
+        code; up to ``failures`` client failures each, then how many more."""
         name = self.spec.get("name", "")
         lines = [
             f"assignment {self.id} ({name}): {self.status}, "
-            f"{len(self.iterations)} iteration(s) on {len(self.clients)} client(s)"
+            f"{self.iterations_done} iteration(s) on {len(self.clients)} client(s)"
         ]
         if self.error:
             lines.append(f"  error: {self.error}")
-        if len(self.iterations) > 1:
+        if self.iterations_done > 1:
             t = self.totals()
-            lines.append(
+            line = (
                 f"  in all: kept {t['kept']}, discarded {t['discarded']}, missing {t['missing']}, "
                 f"failed {t['failed']}"
             )
+            if t["failed_iterations"]:
+                line += f"; {t['failed_iterations']} failed iteration(s)"
+            lines.append(line)
+        if self.folded:
+            lines.append(f"  {folded_line(self.folded)}")
         for it in self.iterations:
             took = it.finished_at - it.started_at
             code = analysis.code_label(it)
             code = "" if code in ("builtin", "none") else f", code {code}"
+            mark = "FAILED — " if it.status == "failed" else ""
             lines.append(
-                f"  iteration {it.index}: {IterationCounts.of(it)}, {took:.2f}s ({it.ended_by}){code}"
+                f"  iteration {it.index}: {mark}{IterationCounts.of(it)}, {took:.2f}s ({it.ended_by}){code}"
             )
             lines.append(f"    value: {_short(it.value, width)}")
             if it.error:
                 lines.append(f"    off-board error: {it.error}")
-            for cid, why in list(it.failed.items())[:5]:
-                lines.append(f"    client {cid} failed: {_short(why, width)}")
+            lines.extend(f"    {line}" for line in failure_lines(it, width, failures))
             if it.missing:
                 lines.append(f"    missing: {list(it.missing)}")
         return printable("\n".join(lines), newlines=True)  # names and errors come from others
@@ -193,7 +231,7 @@ class Result:
     def __repr__(self) -> str:
         name = self.spec.get("name", "")
         return (
-            f"<Result {self.id} {name!r} {self.status}: {len(self.iterations)} iteration(s) "
+            f"<Result {self.id} {name!r} {self.status}: {self.iterations_done} iteration(s) "
             f"on {len(self.clients)} client(s)>"
         )
 
@@ -201,46 +239,48 @@ class Result:
         p.text(self.summary())
 
     def _repr_html_(self, max_rows: int = 30, width: int = 80) -> str:  # Jupyter
-        """A header line and a table with one row per iteration (the first and last ones
-        when there are more than ``max_rows``)."""
-        e = html.escape
-        head = (
-            f"<b>assignment {e(self.id)}</b> ({e(str(self.spec.get('name', '')))}): "
-            f"<b>{e(self.status)}</b>, {len(self.iterations)} iteration(s) on "
-            f"{len(self.clients)} client(s)"
+        """A header (status coloured, error, totals) and a table: the folded iterations as one
+        row, then one row per iteration (the first and last ones when there are more than
+        ``max_rows``), failed iterations highlighted, client failures listed under their row."""
+        from .display import result_html
+
+        return result_html(self, max_rows=max_rows, width=width)
+
+
+def failure_lines(it: IterationResult, width: int, limit: int = FAILURES_SHOWN) -> list[str]:
+    """``client N failed: why`` for the first ``limit`` failures, then ``and K more failed
+    client(s)`` when there are more."""
+    items = sorted(it.failed.items())
+    lines = [f"client {cid} failed: {_short(why, width)}" for cid, why in items[:limit]]
+    if len(items) > limit:
+        lines.append(f"and {len(items) - limit} more failed client(s)")
+    return lines
+
+
+def _number(x: float | None) -> str:
+    return "-" if x is None else f"{x:.4g}"
+
+
+def folded_line(f: FoldedIterations) -> str:
+    """The folded iterations in one line: index range and count, client counts, failed
+    iterations, min/mean/max per value key, other values, and versions with their counts."""
+    parts = [
+        f"iterations {f.first}-{f.last} folded: {f.count} iteration(s), kept {f.kept}, "
+        f"discarded {f.discarded}, missing {f.missing}, failed {f.failed}"
+    ]
+    if f.failed_iterations:
+        parts.append(f"{f.failed_iterations} failed iteration(s)")
+    for key, n in sorted(f.values.items()):
+        label = f"{key} " if key else "value "
+        parts.append(f"{label}min {_number(n.min)} mean {_number(n.mean)} max {_number(n.max)} (n={n.n})")
+    if f.other_values:
+        parts.append(f"{f.other_values} other value(s)")
+    if f.versions:
+        shown = ", ".join(
+            f"{analysis.short_version(v)} ({n})" for v, n in sorted(f.versions.items(), key=lambda x: -x[1])
         )
-        if self.error:
-            head += f"<br><span style='color:#b00'>error: {e(self.error)}</span>"
-        cols = ("iteration", "value", "kept", "discarded", "missing", "failed", "code", "took", "ended by")
-        its = self.iterations
-        shown: list[IterationResult | None] = list(its)
-        if len(its) > max_rows:
-            shown = [*its[: max_rows - 5], None, *its[-5:]]
-        body = []
-        for it in shown:
-            if it is None:
-                body.append(f"<tr><td colspan='{len(cols)}'>... {len(its) - max_rows} more ...</td></tr>")
-                continue
-            cells = (
-                it.index,
-                _short(it.value, width),
-                len(it.onboard),
-                len(it.discarded),
-                len(it.missing),
-                len(it.failed),
-                analysis.code_label(it),
-                f"{it.finished_at - it.started_at:.2f}s",
-                it.ended_by,
-            )
-            body.append("<tr>" + "".join(f"<td>{e(str(c))}</td>" for c in cells) + "</tr>")
-        table = (
-            "<table><thead><tr>"
-            + "".join(f"<th>{c}</th>" for c in cols)
-            + "</tr></thead><tbody>"
-            + "".join(body)
-            + "</tbody></table>"
-        )
-        return f"<div class='oodida-result'><p>{head}</p>{table if its else ''}</div>"
+        parts.append(f"versions {shown}")
+    return "; ".join(parts)
 
 
 def _short(value: Any, width: int) -> str:
