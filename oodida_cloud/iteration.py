@@ -70,6 +70,7 @@ def combine(
         ended_by = "cancel" if cancelled else "deadline"
     return IterationResult(
         index=index,
+        status=iteration_status(bool(kept), len(failed), error),
         value=value,
         onboard=kept,
         versions={cid: a.version for cid, a in ok.items()},
@@ -82,6 +83,32 @@ def combine(
         started_at=started_at,
         finished_at=finished_at,
     )
+
+
+def iteration_status(
+    anything_kept: bool, failures: int, offboard_error: str | None
+) -> Literal["ok", "failed"]:
+    """``failed`` when the iteration has no value because code failed: the off-board step
+    failed, or nothing was kept and at least one client failed (every client that answered
+    failed). An iteration nobody answered is not failed: its clients are ``missing``."""
+    if offboard_error is not None or (not anything_kept and failures > 0):
+        return "failed"
+    return "ok"
+
+
+def failure_summary(result: IterationResult, limit: int = 300) -> str:
+    """One line on why an iteration failed: the off-board error, or the first client's."""
+    if result.error:
+        text = f"iteration {result.index}: the off-board step failed: {result.error}"
+    elif result.failed:
+        cid, why = next(iter(sorted(result.failed.items())))
+        more = len(result.failed) - 1
+        text = f"iteration {result.index}: client {cid} failed: {why}"
+        if more:
+            text += f" (and {more} more client(s))"
+    else:
+        text = f"iteration {result.index} failed"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _better(new: OnboardResult, old: OnboardResult) -> bool:

@@ -37,8 +37,9 @@ from oodida_core.wire import (
 
 from . import ending
 from .dispatch import HeaderTask, discard_chord, publish_chord
+from .folding import fold_older, kept_iterations
 from .gate import Gate
-from .iteration import combine
+from .iteration import combine, failure_summary
 from .limits import AssignmentLimits
 from .planning import (
     check_custom_code,
@@ -238,11 +239,15 @@ class Orchestrator:
         refusal = self.limits.over(index, raw.get("bytes"), payload)
         if refusal is not None:
             return self.limits.stop(aid, record.user, index, clients, refusal)
-        outcome = self.store.complete_iteration(aid, result, next_deadline, payload)
+        failure = f"every iteration failed; the last: {failure_summary(result)}"
+        outcome = self.store.complete_iteration(aid, result, next_deadline, payload, failure)
         if outcome is Completion.ALREADY_STORED:
             return "stale"
-        if outcome in (Completion.DONE, Completion.STORED):
+        if outcome in (Completion.DONE, Completion.STORED, Completion.FAILED):
             self.limits.ended(record.user, aid)
+        if outcome is Completion.FAILED:
+            log.warning("assignment %s of %s failed: %s", aid, record.user, clean(failure, 600))
+        fold_older(self.store, aid, index, kept_iterations(spec.keep, self.settings.max_kept_iterations))
         if result.error:
             log.warning(
                 "assignment %s of %s iteration %d: the off-board step (%s, in the cloud) failed: %s",

@@ -93,6 +93,13 @@ class Settings(BaseModel):
         512 * 1024 * 1024, ge=1024, description="bytes of all stored iteration results of one assignment"
     )
     max_assignments: int = Field(10, ge=1, description="assignments of one user running at once")
+    max_kept_iterations: int = Field(
+        1000,
+        ge=1,
+        le=1_000_000,
+        description="iterations one assignment keeps one by one (the latest); older ones are "
+        "folded into a summary (an assignment's spec key 'keep' may ask for fewer)",
+    )
     max_pending_deployments: int = Field(
         10, ge=1, description="on-board deployments of one user still waiting for clients"
     )

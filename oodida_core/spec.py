@@ -88,6 +88,13 @@ class AssignmentSpec(BaseModel):
     frequency: int = Field(ge=1, le=100, description="Readings per second (Hz).")
     samples: int = Field(ge=1, le=1_000_000, description="Readings per signal per iteration.")
     iterations: int = Field(ge=0, le=1_000_000, description="Iterations; 0 runs until cancelled.")
+    keep: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Iterations kept one by one (the latest); older ones are folded into a "
+        "summary. The operator's OODIDA_MAX_KEPT_ITERATIONS caps it (and applies when absent).",
+    )
     timeout: float = Field(
         default=60.0, gt=0, le=86_400, description="Seconds an iteration waits for its clients to answer."
     )

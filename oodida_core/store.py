@@ -17,7 +17,7 @@ import redis
 from .errors import MessageError
 from .keys import Keys
 from .text import storable
-from .wire import AssignmentRecord, IterationResult, decode
+from .wire import AssignmentRecord, FoldedIterations, IterationResult, decode
 
 _CREATE = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -43,6 +43,7 @@ _COMPLETE_ITERATION = """
 if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
 redis.call('HINCRBY', KEYS[2], 'done', 1)
 redis.call('HINCRBY', KEYS[2], 'bytes', string.len(ARGV[2]))
+if ARGV[7] == '1' then redis.call('HINCRBY', KEYS[2], 'failed_iterations', 1) end
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'type', 'iteration', 'index', ARGV[1])
 local st = redis.call('HGET', KEYS[2], 'status')
 local idx = tonumber(ARGV[1])
@@ -54,14 +55,37 @@ if st ~= 'running' or tonumber(redis.call('HGET', KEYS[2], 'current')) ~= idx th
 end
 redis.call('ZREM', KEYS[4], ARGV[6] .. ':' .. ARGV[1])
 if ARGV[4] == '' then
-  redis.call('HSET', KEYS[2], 'status', 'done', 'finished_at', ARGV[5])
-  redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', 'done')
+  local ended, code = 'done', 2
+  if tonumber(redis.call('HGET', KEYS[2], 'failed_iterations') or '0') >=
+     tonumber(redis.call('HGET', KEYS[2], 'done')) then
+    ended, code = 'failed', 4
+    redis.call('HSET', KEYS[2], 'error', ARGV[8])
+  end
+  redis.call('HSET', KEYS[2], 'status', ended, 'finished_at', ARGV[5])
+  redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', ended)
   for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
-  redis.call('SET', KEYS[5], 'done', 'EX', ARGV[3])
-  return 2
+  redis.call('SET', KEYS[5], ended, 'EX', ARGV[3])
+  return code
 end
 redis.call('HSET', KEYS[2], 'current', idx + 1, 'current_started', ARGV[5])
 redis.call('ZADD', KEYS[4], ARGV[4], ARGV[6] .. ':' .. (idx + 1))
+return 1
+"""
+
+# Fold iteration ARGV[1] into the assignment's summary of folded iterations, once.
+# KEYS[1]: the assignment's hash; KEYS[2]: its iterations' hash.
+# ARGV[1]: the index folded; ARGV[2]: the summary with it folded in (FoldedIterations JSON);
+# ARGV[3]: the last index the caller saw folded (-1: none), compared with the stored one.
+# Returns 1 when folded, 0 when someone else changed the summary first.
+_FOLD = """
+local last = redis.call('HGET', KEYS[1], 'folded_last') or '-1'
+if last ~= ARGV[3] or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local payload = redis.call('HGET', KEYS[2], ARGV[1])
+if payload then
+  redis.call('HINCRBY', KEYS[1], 'bytes', -string.len(payload))
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+redis.call('HSET', KEYS[1], 'folded', ARGV[2], 'folded_last', ARGV[1])
 return 1
 """
 
@@ -115,6 +139,7 @@ class Completion(IntEnum):
     ADVANCED = 1  # stored; the caller dispatches the next iteration
     DONE = 2  # stored; that was the last iteration
     STORED = 3  # stored; the assignment had ended (cancelled): no next iteration
+    FAILED = 4  # stored; that was the last iteration and every iteration failed
 
 
 def _s(value: bytes | str | None) -> str | None:
@@ -135,6 +160,7 @@ class AssignmentStore:
         self._claim = client.register_script(_CLAIM_DEADLINES)
         self._mark_sent = client.register_script(_MARK_SENT)
         self._redispatch = client.register_script(_REDISPATCH)
+        self._fold = client.register_script(_FOLD)
 
     # -- writes by the cloud, once the request is authenticated -------------------------------
     def create(self, assignment_id: str, user: str, spec: dict[str, Any]) -> bool:
@@ -169,10 +195,13 @@ class AssignmentStore:
         result: IterationResult,
         next_deadline: float | None,
         payload: str | None = None,
+        failure: str = "",
     ) -> Completion:
         """Store an iteration's result (``payload``: its JSON, when the caller has it) and, in
         the same step, move the assignment on: to the next iteration (its deadline armed) or,
-        when ``next_deadline`` is None, to done. The record's ``bytes`` counts what is stored."""
+        when ``next_deadline`` is None, to done, or to failed when every iteration failed
+        (``failure``: the error the record then holds). The record's ``bytes`` counts what is
+        stored; ``failed_iterations`` the iterations whose status is failed."""
         keys = [
             self.keys.iterations(assignment_id),
             self.keys.assignment(assignment_id),
@@ -187,8 +216,22 @@ class AssignmentStore:
             "" if next_deadline is None else repr(next_deadline),
             repr(time.time()),
             assignment_id,
+            "1" if result.status == "failed" else "0",
+            storable(failure or "every iteration failed"),
         ]
         return Completion(int(self._complete(keys=keys, args=args)))
+
+    def folded(self, assignment_id: str) -> tuple[FoldedIterations | None, int]:
+        """The summary of the folded iterations and the last index folded (-1: none)."""
+        raw, last = self.redis.hmget(self.keys.assignment(assignment_id), ["folded", "folded_last"])
+        summary = decode(FoldedIterations, raw) if raw else None
+        return summary, int(last) if last is not None else -1
+
+    def fold(self, assignment_id: str, index: int, summary: FoldedIterations, seen_last: int) -> bool:
+        """Replace iteration ``index`` by ``summary`` (which holds it), if the last index folded
+        is still ``seen_last``; False when another caller folded first."""
+        keys = [self.keys.assignment(assignment_id), self.keys.iterations(assignment_id)]
+        return bool(self._fold(keys=keys, args=[index, summary.to_json(), str(seen_last)]))
 
     def mark_sent(self, assignment_id: str, index: int) -> None:
         """Record that iteration ``index``'s chord was published (after publishing it)."""
@@ -328,6 +371,7 @@ def record_from_hash(assignment_id: str, raw: dict[str, str]) -> AssignmentRecor
         spec = json.loads(raw.get("spec") or "{}")
         clients = json.loads(raw["clients"]) if raw.get("clients") else []
         issues = json.loads(raw["error_issues"]) if raw.get("error_issues") else []
+        folded = json.loads(raw["folded"]) if raw.get("folded") else None
     except (ValueError, KeyError) as exc:
         raise MessageError(f"corrupt record of assignment {assignment_id}: {exc}") from None
 
@@ -350,5 +394,7 @@ def record_from_hash(assignment_id: str, raw: dict[str, str]) -> AssignmentRecor
             "error": raw.get("error") or None,
             "error_issues": issues,
             "limit": raw.get("limit") or None,
+            "failed_iterations": int(raw.get("failed_iterations") or 0),
+            "folded": folded,
         },
     )

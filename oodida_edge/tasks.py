@@ -20,16 +20,53 @@ from .runner import OnboardRunner, answer_for_bad_message
 
 log = logging.getLogger("oodida.edge")
 
+FAILED_EVENT = "task-onboard-failed"  # counted by Flower's /metrics as flower_events_total{type=...}
+
+
+class Answer:
+    """An on-board answer as the task returns it. Stored as its dict (kombu's JSON encoder
+    calls ``__json__``), so the chord counts it like any result; its repr, which Celery puts
+    in the task-succeeded event and Flower shows as the task's result, starts with
+    ``FAILED`` when the task failed, so that an operator sees failures at a glance without a
+    header task raising (which would fail the whole chord)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+    def __json__(self) -> dict[str, Any]:
+        return self.data
+
+    def __repr__(self) -> str:
+        d = self.data
+        if d.get("status") == "failed":
+            error = " ".join(str(d.get("error") or "no message").split())[:160]
+            return f"FAILED ({d.get('version', 'builtin')}): {error}"
+        return f"{d.get('status', '?')} ({d.get('version', 'builtin')}): {d.get('value')!r:.120}"
+
+
+def label_failure(task: Task, answer: dict[str, Any]) -> Answer:
+    """The answer as the task returns it; a failed answer also sends a ``task-onboard-failed``
+    event (with the code version and whether it was custom code) when task events are on."""
+    if answer.get("status") == "failed" and task.app.conf.worker_send_task_events:
+        version = str(answer.get("version") or "builtin")
+        try:
+            task.send_event(FAILED_EVENT, name=task.name, version=version, custom=version != "builtin")
+        except Exception as exc:  # monitoring must never fail the answer
+            log.warning("could not send %s for task %s: %s", FAILED_EVENT, task.request.id, exc)
+    return Answer(answer)
+
 
 def register_edge_tasks(app: Celery, runner: OnboardRunner, installer: Installer) -> None:
     @app.task(name=TASK_ONBOARD, acks_late=True, bind=True)
-    def onboard(self: Task, *args: Any, **kwargs: Any) -> dict[str, Any]:
+    def onboard(self: Task, *args: Any, **kwargs: Any) -> Answer:
         try:
             message = single_argument(TASK_ONBOARD, args, kwargs)
         except MessageError as exc:
             log_rejected(log, "an on-board", readable_part(args, kwargs), exc, self.request.id)
-            return answer_for_bad_message(readable_part(args, kwargs), str(exc))
-        return runner.run(message, self.request.id)
+            return label_failure(self, answer_for_bad_message(readable_part(args, kwargs), str(exc)))
+        return label_failure(self, runner.run(message, self.request.id))
 
     @app.task(name=TASK_INSTALL, acks_late=True, ignore_result=True, bind=True)
     def install(self: Task, *args: Any, **kwargs: Any) -> dict[str, object]:
