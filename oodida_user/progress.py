@@ -12,6 +12,7 @@ from __future__ import annotations
 import html
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -68,14 +69,17 @@ def progress_text(desc: str, done: int, total: int | None, elapsed: float, postf
 
 class TextProgress:
     """The notebook display without ipywidgets: text and an HTML ``<progress>``, one display
-    updated in place (tqdm's ``update``, ``set_postfix_str`` and ``close``)."""
+    updated in place (tqdm's ``update``, ``set_postfix_str`` and ``close``). ``show`` is
+    IPython's ``display`` unless given."""
 
-    def __init__(self, total: int | None, desc: str = "") -> None:
-        from IPython.display import display
+    def __init__(self, total: int | None, desc: str = "", show: Callable[..., Any] | None = None) -> None:
+        if show is None:
+            from IPython.display import display
 
+            show = display
         self.total, self.desc, self.n, self.postfix = total, desc, 0, ""
         self._started = time.monotonic()
-        self._handle = display(self.bundle(), raw=True, display_id=True)
+        self._handle = show(self.bundle(), raw=True, display_id=True)
 
     def bundle(self) -> dict[str, str]:
         text = progress_text(self.desc, self.n, self.total, time.monotonic() - self._started, self.postfix)
