@@ -8,7 +8,6 @@ import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Sequence
 from types import FrameType
 from typing import Any
@@ -19,25 +18,27 @@ from oodida_core.ids import parse_id_ranges
 from oodida_core.local import LocalSystem
 from oodida_core.settings import Settings
 from oodida_core.spec import spec_json_schema
-from oodida_core.text import printable
 
+from ._listing import add_listing_parsers
 from ._operator import add_operator_commands
+from ._waiting import (
+    CANCEL_S,
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    cancel_after_interrupt,
+    interrupted_line,
+    shown,
+    waited,
+)
+from ._waiting import print_json as _print_json
+from ._waiting import say as _say
+from .assignment import AssignmentInterrupted
 from .client import Oodida
 from .demo import add_demo_parser
 
 
 def _connect(args: argparse.Namespace) -> Oodida:
     return Oodida(args.redis_url, args.user, token=args.token)
-
-
-def _print_json(value: Any) -> None:
-    print(json.dumps(value, indent=2, default=str))  # ASCII: every control character escaped
-
-
-def _say(text: object, file: Any = None) -> None:
-    """Print text that may hold what others wrote (names, error messages of clients and custom
-    code): control characters and terminal escapes are shown as escapes, never obeyed."""
-    print(printable(str(text), newlines=True), file=file)
 
 
 # -- analyst commands ------------------------------------------------------------------------
@@ -54,12 +55,17 @@ def cmd_submit(args: argparse.Namespace) -> int:
     except RecursionError:
         raise OodidaError(f"{args.spec} is nested too deeply to be an assignment spec") from None
     with _connect(args) as o:
-        a = o.submit(spec)
-        print(a.id)
-        if args.wait:
-            result = a.wait(timeout=args.timeout, progress=True)
-            _print_json(result.to_dict()) if args.json else _say(result.summary())
-    return 0
+        a = o.submit(spec, wait_accepted=False)
+        try:
+            a.wait_accepted(o.accept_timeout)
+            print(a.id, flush=True)
+            if not args.wait:
+                return 0
+            return waited(a, args)
+        except AssignmentInterrupted as exc:
+            if not args.cancel_on_interrupt or exc.ended:
+                raise
+            return cancel_after_interrupt(a)
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -77,9 +83,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_results(args: argparse.Namespace) -> int:
     with _connect(args) as o:
         a = o.assignment(args.id)
-        result = a.wait(timeout=args.timeout) if args.wait else a.result()
-        _print_json(result.to_dict()) if args.json else _say(result.summary())
-    return 0
+        return waited(a, args) if args.wait else shown(a.result(), args.json)
 
 
 def cmd_cancel(args: argparse.Namespace) -> int:
@@ -93,22 +97,6 @@ def cmd_purge(args: argparse.Namespace) -> int:
     with _connect(args) as o:
         deleted = o.purge(args.id)
         print(f"{args.id}: purged ({deleted} key(s) deleted)")
-    return 0
-
-
-def cmd_clients(args: argparse.Namespace) -> int:
-    with _connect(args) as o:
-        clients = o.clients()
-        if args.json:
-            _print_json([c.to_wire() for c in clients])
-            return 0
-        now = time.time()
-        print(f"{len(clients)} live client(s)")
-        for c in clients:
-            _say(
-                f"  {c.client_id:>6}  {c.worker:<32} seen {now - c.last_seen:4.1f}s ago  "
-                f"{','.join(c.signals)}"
-            )
     return 0
 
 
@@ -243,7 +231,12 @@ def cmd_health(args: argparse.Namespace) -> int:
 
 # -- parser ----------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="oodida", description="OODIDA fleet analytics on Celery and Redis")
+    parser = argparse.ArgumentParser(
+        prog="oodida",
+        description="OODIDA fleet analytics on Celery and Redis",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
         "--redis-url",
@@ -299,10 +292,23 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_demo_parser(sub)
 
-    p = sub.add_parser("submit", parents=[common], help="submit an assignment spec (JSON file)")
+    p = sub.add_parser(
+        "submit",
+        parents=[common],
+        help="submit an assignment spec (JSON file)",
+        description="Submit an assignment, print its id, wait for it and show its result. Ctrl-C "
+        "stops the waiting, not the assignment (unless --cancel-on-interrupt).",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("spec")
     p.add_argument("--no-wait", dest="wait", action="store_false", help="print the id and return")
     p.add_argument("--timeout", type=float)
+    p.add_argument(
+        "--cancel-on-interrupt",
+        action="store_true",
+        help=f"Ctrl-C cancels the assignment (waiting at most {CANCEL_S:.0f}s; Ctrl-C again stops that)",
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_submit)
 
@@ -312,7 +318,10 @@ def build_parser() -> argparse.ArgumentParser:
         ("cancel", cmd_cancel, "cancel an assignment"),
         ("purge", cmd_purge, "delete an ended assignment's data now"),
     ):
-        p = sub.add_parser(name, parents=[common], help=text)
+        kind: dict[str, Any] = {}
+        if name == "results":
+            kind = {"epilog": EXIT_CODES, "formatter_class": argparse.RawDescriptionHelpFormatter}
+        p = sub.add_parser(name, parents=[common], help=text, **kind)
         p.add_argument("id")
         if name not in ("cancel", "purge"):
             p.add_argument("--json", action="store_true")
@@ -333,9 +342,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clients", help="ids like 1-3,7 (onboard)")
     p.set_defaults(func=cmd_rollback)
 
-    p = sub.add_parser("clients", parents=[common], help="list live clients")
-    p.add_argument("--json", action="store_true")
-    p.set_defaults(func=cmd_clients)
+    add_listing_parsers(sub, common)
 
     p = sub.add_parser(
         "health",
@@ -369,8 +376,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     except OodidaError as exc:
         _say(f"oodida: {exc}", file=sys.stderr)
         code = 1
+    except AssignmentInterrupted as exc:
+        print(interrupted_line(exc), file=sys.stderr)
+        code = EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        code = 130
+        print("oodida: interrupted", file=sys.stderr)
+        code = EXIT_INTERRUPTED
     except BrokenPipeError:  # output piped into head and the like
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         code = 0

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from types import TracebackType
 from typing import TYPE_CHECKING, Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from oodida_core.chords import answered
 from oodida_core.errors import (
@@ -26,6 +31,63 @@ if TYPE_CHECKING:
     from .client import Oodida
 
 _BAR_POLL_MS = 300  # how often a progress bar reads the current iteration's answers
+_STATUS_READ_S = 2.0  # at most this long to read the status after Ctrl-C (Redis may hang)
+
+
+def interrupted_message(assignment_id: str, status: str | None, *, cancelling: bool = False) -> str:
+    """One line after Ctrl-C: whether the assignment still runs and the call that stops it
+    (``status`` None: it could not be read; ``cancelling``: its cancel request was sent)."""
+    cancel = f'o.assignment("{assignment_id}").cancel()'
+    if status in FINAL_STATUSES:
+        return f'assignment {assignment_id} has ended ({status}): o.assignment("{assignment_id}").result()'
+    if cancelling:
+        return (
+            f"assignment {assignment_id}: its cancel was sent but not confirmed (status "
+            f"{status or 'unknown'}); {cancel} waits for it again"
+        )
+    if status is None:
+        return f"assignment {assignment_id} may still be running (status unreadable): {cancel} stops it"
+    state = "queued" if status == "pending" else "running"
+    return f"assignment {assignment_id} is still {state} (Ctrl-C stopped only the waiting): {cancel} stops it"
+
+
+class AssignmentInterrupted(KeyboardInterrupt):
+    """Ctrl-C while the library waited for an assignment. The assignment goes on: the message
+    (one line) says whether it still runs and the call that cancels it."""
+
+    def __init__(self, assignment_id: str, status: str | None, *, cancelling: bool = False) -> None:
+        super().__init__(interrupted_message(assignment_id, status, cancelling=cancelling))
+        self.assignment_id = assignment_id
+        self.status = status  # None: could not be read
+        self.cancelling = cancelling  # interrupted after the cancel request was sent
+
+    @property
+    def ended(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+class _OnInterrupt:
+    """Turns Ctrl-C inside a blocking call into AssignmentInterrupted, raised from the
+    library's frame (the frames of the interrupted read, deep in redis, are not shown)."""
+
+    def __init__(self, assignment: Assignment) -> None:
+        self.assignment = assignment
+        self.cancelling = False
+
+    def __enter__(self) -> _OnInterrupt:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None or not isinstance(exc, KeyboardInterrupt) or isinstance(exc, AssignmentInterrupted):
+            return
+        a = self.assignment
+        status = a._status_after_interrupt()
+        raise AssignmentInterrupted(a.id, status, cancelling=self.cancelling) from None
 
 
 class Assignment:
@@ -81,6 +143,29 @@ class Assignment:
     def status(self) -> str:
         return self.record().status
 
+    def _status_after_interrupt(self) -> str | None:
+        """The status read on a connection of its own within ``_STATUS_READ_S`` (the
+        interrupted one may be mid-reply, Redis may hang); None if it cannot be read. The
+        connection's idle sockets are dropped, so the next call starts on clean ones."""
+        self.o.redis.connection_pool.disconnect(inuse_connections=False)
+        try:
+            client = redis.Redis.from_url(
+                self.o.settings.read_url or self.o.settings.redis_url,
+                socket_timeout=_STATUS_READ_S,
+                socket_connect_timeout=_STATUS_READ_S,
+                retry=Retry(NoBackoff(), 0),
+                decode_responses=True,
+            )
+            try:
+                status, user = client.hmget(self.o.keys.assignment(self.id), ["status", "user"])
+            finally:
+                client.close()
+        except (redis.exceptions.RedisError, OSError, ValueError, KeyboardInterrupt):  # Ctrl-C again
+            return None
+        if status is None:  # not created yet (still queued), or expired
+            return "pending" if self._request_id is not None else None
+        return str(status) if user == self.o.user else None
+
     def counts(self) -> list[IterationCounts]:
         """Per finished iteration: results kept, discarded, missing and failed."""
         return self.result().counts
@@ -98,7 +183,10 @@ class Assignment:
     def wait_accepted(self, timeout: float) -> None:
         """Until the cloud accepted the assignment; AuthError when it refused the user,
         SpecError/OodidaError when it refused the assignment."""
-        timeout = finite_or_inf(timeout)
+        with _OnInterrupt(self):
+            self._wait_accepted(finite_or_inf(timeout))
+
+    def _wait_accepted(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         if self._answered(timeout) is None:
             raise OodidaError(
@@ -156,11 +244,12 @@ class Assignment:
 
     def iterations(self, timeout: float | None = None) -> Iterator[IterationResult]:
         """Each iteration as soon as it is finished, in order, until the assignment ends."""
-        offboard = str(self.spec.get("offboard", "collect"))
-        for index in self._finished_indices(timeout):
-            it = self.o.store.iteration(self.id, index)
-            if it is not None:
-                yield iteration_for_user(it, offboard)
+        with _OnInterrupt(self):
+            offboard = str(self.spec.get("offboard", "collect"))
+            for index in self._finished_indices(timeout):
+                it = self.o.store.iteration(self.id, index)
+                if it is not None:
+                    yield iteration_for_user(it, offboard)
 
     def _finished_indices(
         self,
@@ -209,7 +298,10 @@ class Assignment:
         ``timeout`` defaults to iterations x the spec's timeout plus a minute; an assignment
         that runs until cancelled (iterations 0) is waited for without a limit.
         """
-        timeout = seconds(timeout)
+        with _OnInterrupt(self):
+            return self._wait(seconds(timeout), progress)
+
+    def _wait(self, timeout: float | None, progress: bool) -> Result:
         spec = self.spec
         total = int(spec.get("iterations") or 0)
         if timeout is None and total:
@@ -258,12 +350,14 @@ class Assignment:
     def cancel(self, timeout: float = 30.0) -> Result:
         """Stop after the running iteration at the latest; returns the result as it stands."""
         timeout = finite_or_inf(timeout)
-        record = self.record()
-        if record.status not in FINAL_STATUSES:
-            request = CancelRequest(assignment_id=self.id, **self.o._credentials())
-            self.o._request(TASK_CANCEL, request, "cancel")
-        if not self._wait_end_announced(timeout) and self.status() not in FINAL_STATUSES:
-            raise OodidaError(
-                f"cancel of {self.id} not confirmed within {timeout}s: is oodida-cloud running?"
-            )
-        return self.result()
+        with _OnInterrupt(self) as interrupt:
+            record = self.record()
+            if record.status not in FINAL_STATUSES:
+                request = CancelRequest(assignment_id=self.id, **self.o._credentials())
+                self.o._request(TASK_CANCEL, request, "cancel")
+                interrupt.cancelling = True
+            if not self._wait_end_announced(timeout) and self.status() not in FINAL_STATUSES:
+                raise OodidaError(
+                    f"cancel of {self.id} not confirmed within {timeout}s: is oodida-cloud running?"
+                )
+            return self.result()
