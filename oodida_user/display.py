@@ -8,7 +8,8 @@ how many more); folded iterations (an assignment's ``keep`` cap) show as one row
 from __future__ import annotations
 
 import html
-from typing import TYPE_CHECKING
+import math
+from typing import TYPE_CHECKING, Any
 
 from oodida_core.errors import OodidaError
 
@@ -43,6 +44,17 @@ COLUMNS = (
 )
 
 
+def rounded(value: Any, digits: int = 6) -> Any:
+    """``value`` with every float to ``digits`` significant digits, for a readable table cell."""
+    if isinstance(value, float) and math.isfinite(value):
+        return float(f"{value:.{digits}g}")
+    if isinstance(value, dict):
+        return {k: rounded(v, digits) for k, v in value.items()}
+    if isinstance(value, list):
+        return [rounded(v, digits) for v in value]
+    return value
+
+
 def status_html(status: str) -> str:
     """The status in bold, coloured by what it means (done green, failed red, ...)."""
     colour = STATUS_COLOURS.get(status, "#000")
@@ -55,7 +67,7 @@ def _row(it: IterationResult, width: int) -> str:
     cells = (
         it.index,
         it.status,
-        _short(it.value, width),
+        _short(rounded(it.value), width),
         c.kept,
         c.discarded,
         c.missing,

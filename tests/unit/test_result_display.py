@@ -8,7 +8,7 @@ from typing import Any
 
 from oodida_core.wire import AssignmentRecord, FoldedIterations, IterationResult, NumberSummary
 from oodida_user import Result
-from oodida_user.display import result_html, status_html
+from oodida_user.display import result_html, rounded, status_html
 from oodida_user.progress import TextProgress, progress_text
 from oodida_user.results import IterationCounts, folded_line
 
@@ -155,6 +155,13 @@ def test_html_colours_the_status_highlights_failed_rows_and_folds_first() -> Non
     assert "2 failed iteration(s)" in page and "11 iteration(s) on 7 client(s)" in page
     done = Result.build(record(), [iteration(0, value=1.0)])
     assert "oodida-failed" not in done._repr_html_() and status_html("done") in done._repr_html_()
+
+
+def test_html_rounds_float_values_to_six_significant_digits() -> None:
+    it = iteration(0, value={"speed": 14.270251851202994, "hist": [0.1 + 0.2, 3], "n": None})
+    page = result_html(Result.build(record(), [it]))
+    assert "{&quot;speed&quot;: 14.2703, &quot;hist&quot;: [0.3, 3], &quot;n&quot;: null}" in page
+    assert rounded(float("nan")) != rounded(float("nan")) and rounded(True) is True
 
 
 def test_html_lists_client_failures_of_an_iteration_that_still_has_a_value() -> None:
