@@ -171,7 +171,7 @@ def add_listing_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         parents=[common],
         help="your assignments, newest first",
         description="Your assignments, newest first: id, name, status, iterations done out of the "
-        "total (∞ for one that runs until cancelled), age and failed iterations.",
+        "total (no total for one that runs until cancelled), age and failed iterations.",
     )
     p.add_argument("--status", choices=STATUSES, help="only assignments with this status")
     p.add_argument("--limit", type=_count, default=20, help="show at most N (default 20; 0: all)")

@@ -42,8 +42,8 @@ def interrupted_message(assignment_id: str, status: str | None, *, cancelling: b
         return f'assignment {assignment_id} has ended ({status}): o.assignment("{assignment_id}").result()'
     if cancelling:
         return (
-            f"assignment {assignment_id}: its cancel was sent but not confirmed (status "
-            f"{status or 'unknown'}); {cancel} waits for it again"
+            f"assignment {assignment_id}: its cancel may not have completed (status "
+            f"{status or 'unknown'}): {cancel} tries again"
         )
     if status is None:
         return f"assignment {assignment_id} may still be running (status unreadable): {cancel} stops it"
@@ -354,8 +354,8 @@ class Assignment:
             record = self.record()
             if record.status not in FINAL_STATUSES:
                 request = CancelRequest(assignment_id=self.id, **self.o._credentials())
-                self.o._request(TASK_CANCEL, request, "cancel")
                 interrupt.cancelling = True
+                self.o._request(TASK_CANCEL, request, "cancel")
             if not self._wait_end_announced(timeout) and self.status() not in FINAL_STATUSES:
                 raise OodidaError(
                     f"cancel of {self.id} not confirmed within {timeout}s: is oodida-cloud running?"

@@ -259,3 +259,33 @@ def test_after_ctrl_c_the_same_connection_reads_and_cancels(system: LocalSystem,
             o.assignment(aid).cancel(timeout=30)
         assert done.returncode == 0, done.stderr
         assert done.stdout.splitlines() == ["status running ended False", "cancelled cancelled clients 5"]
+
+
+def test_a_second_ctrl_c_during_a_cancel_that_hangs_exits_at_once_saying_it_may_not_have_completed(
+    fresh_system: LocalSystem, tmp_path: Path
+) -> None:
+    user = _user()
+    spec = tmp_path / "stream.json"
+    spec.write_text(json.dumps({**STREAM, "name": f"hung-cancel-{user}"}))
+    pty = Pty([OODIDA, "submit", str(spec), "--cancel-on-interrupt"], _env(fresh_system, user))
+    with Oodida(fresh_system.url, user=user, token=fresh_system.token(user)) as o:
+        try:
+            aid = _submitted(pty)
+            _first_iteration(o, aid)
+            fresh_system.stop_process("cloud-1", signal.SIGKILL)  # nothing will answer the cancel
+            pty.ctrl_c()
+            pty.read_until(f"cancelling assignment {aid}", 10)
+            time.sleep(0.5)  # the cancel request is waiting for its reply
+            pty.ctrl_c()
+            started = time.monotonic()
+            code = pty.finish(30)
+            took = time.monotonic() - started
+        finally:
+            pty.close()
+    assert code == 130, pty.text
+    assert took < 3.0, pty.text
+    assert (
+        f"oodida: interrupted again; the cancel of assignment {aid} may not have completed; "
+        f"check with: oodida status {aid}"
+    ) in pty.text
+    assert "Traceback" not in pty.text
