@@ -127,10 +127,15 @@ def test_plot_draws_a_line_per_client_the_fleet_and_marks_the_new_version(tmp_pa
     assert labels[:4] == ["client 1", "client 2", "client 3", "fleet (average)"]
     vertical = [line for line in ax.get_lines() if list(line.get_xdata()) == [1.5, 1.5]]
     assert len(vertical) == 1, "one dashed line between iteration 1 and 2"
-    texts = [t.get_text() for t in ax.texts]
-    assert texts == [f"code {V1[:19]}", f"new code {V2[:19]}"]
+    assert [t.get_text() for t in ax.texts] == ["v1", "v2"]  # tags; the key under the figure
+    (key,) = [legend for legend in fig.legends if legend.get_title().get_text() == "code versions"]
+    assert [t.get_text() for t in key.get_texts()] == [
+        f"v1  iterations 0-1: {V1[:19]}",
+        f"v2  iterations 2-3: {V2[:19]}",
+    ]
     client3 = ax.get_lines()[2]
-    assert list(client3.get_xdata()) == [0, 1, 3]  # discarded in iteration 2: no value
+    assert list(client3.get_xdata()) == [0, 1, 2, 3]
+    assert [y == y for y in client3.get_ydata()] == [True, True, False, True]  # discarded in 2: a gap
     fig.savefig(tmp_path / "r.png")
     assert (tmp_path / "r.png").stat().st_size > 10_000
 
@@ -138,13 +143,13 @@ def test_plot_draws_a_line_per_client_the_fleet_and_marks_the_new_version(tmp_pa
 def test_plot_has_one_panel_per_signal_and_draws_into_given_axes() -> None:
     r = builtin_average()
     fig = r.plot()
-    assert [ax.get_ylabel() for ax in fig.axes] == ["speed", "rpm"]
+    assert [ax.get_ylabel() for ax in fig.axes] == ["speed [km/h]", "rpm [1/min]"]
     assert not fig.axes[0].texts, "built-in code throughout: nothing to mark"
     from matplotlib.figure import Figure
 
     own = Figure().subplots()
     assert r.plot(signal="rpm", ax=own) is own.figure
-    assert own.get_ylabel() == "rpm"
+    assert own.get_ylabel() == "rpm [1/min]"
     with pytest.raises(ValueError, match="pass signal="):
         r.plot(ax=own)
 
