@@ -36,16 +36,25 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def _numbers(value: Any) -> dict[str, float] | None:
-    """The numbers a value holds, by key ("" for a number); None when it is not numeric."""
+def _numbers(value: Any) -> list[tuple[str, float]] | None:
+    """The numbers a value holds, with their keys ("" for a plain number); a dict of dicts of
+    numbers (``collect`` of per-signal values: {client: {signal: number}}) gives the inner
+    keys. None when the value holds anything else."""
     number = _number(value)
     if number is not None:
-        return {"": number}
-    if isinstance(value, dict) and value:
-        out = {str(k): _number(v) for k, v in value.items()}
-        if all(v is not None for v in out.values()):
-            return {k: v for k, v in out.items() if v is not None}
-    return None
+        return [("", number)]
+    if not isinstance(value, dict) or not value:
+        return None
+    out: list[tuple[str, float]] = []
+    for key, item in value.items():
+        number = _number(item)
+        if number is not None:
+            out.append((str(key), number))
+        elif isinstance(item, dict) and item and all(_number(v) is not None for v in item.values()):
+            out.extend((str(k), float(v)) for k, v in item.items())
+        else:
+            return None
+    return out
 
 
 def _add(summary: NumberSummary | None, number: float) -> NumberSummary:
@@ -67,8 +76,8 @@ def fold(summary: FoldedIterations | None, it: IterationResult) -> FoldedIterati
     values = dict(base.values)
     other = base.other_values
     numbers = _numbers(it.value) if it.status == "ok" else None
-    if numbers is not None and len(set(values) | set(numbers)) <= MAX_KEYS:
-        for key, number in numbers.items():
+    if numbers is not None and len(set(values) | {k for k, _ in numbers}) <= MAX_KEYS:
+        for key, number in numbers:
             values[key] = _add(values.get(key), number)
     elif it.status == "ok" and it.value is not None:
         other += 1

@@ -239,6 +239,9 @@ class Orchestrator:
         refusal = self.limits.over(index, raw.get("bytes"), payload)
         if refusal is not None:
             return self.limits.stop(aid, record.user, index, clients, refusal)
+        # Fold what iteration ``index`` pushes out of the latest ``keep`` before storing it, so
+        # that whoever reads after the end event finds at most ``keep`` iterations.
+        fold_older(self.store, aid, index, kept_iterations(spec.keep, self.settings.max_kept_iterations))
         failure = f"every iteration failed; the last: {failure_summary(result)}"
         outcome = self.store.complete_iteration(aid, result, next_deadline, payload, failure)
         if outcome is Completion.ALREADY_STORED:
@@ -247,7 +250,6 @@ class Orchestrator:
             self.limits.ended(record.user, aid)
         if outcome is Completion.FAILED:
             log.warning("assignment %s of %s failed: %s", aid, record.user, clean(failure, 600))
-        fold_older(self.store, aid, index, kept_iterations(spec.keep, self.settings.max_kept_iterations))
         if result.error:
             log.warning(
                 "assignment %s of %s iteration %d: the off-board step (%s, in the cloud) failed: %s",

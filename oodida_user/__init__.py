@@ -14,7 +14,7 @@ from oodida_core.errors import (
 )
 from oodida_core.wire import ClientInfo, IterationResult
 
-from .client import Assignment, Oodida
+from .client import Assignment, Oodida, StreamWarning
 from .deploy import Deployment, DeployReport
 from .progress import AssignmentProgress
 from .results import IterationCounts, Result
@@ -36,5 +36,6 @@ __all__ = [
     "QuotaError",
     "Result",
     "SpecError",
+    "StreamWarning",
     "UnknownAssignment",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import uuid
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
@@ -67,6 +68,20 @@ class Credentials(TypedDict):
     user: str
     token: str
     request_id: str
+
+
+class StreamWarning(UserWarning):
+    """An assignment that runs until cancelled and names no ``keep``."""
+
+
+def unbounded_stream_warning(aid: str, name: str) -> str:
+    return (
+        f"assignment {aid} ({name!r}) runs until cancelled (iterations 0) and names no 'keep': "
+        "the cloud keeps only its latest iterations one by one (the operator's "
+        "OODIDA_MAX_KEPT_ITERATIONS, 1000 unless changed) and folds older ones into a summary. "
+        f"Set 'keep' or 'iterations' in the spec; stop it with o.assignment({aid!r}).cancel() "
+        f"or `oodida cancel {aid}`."
+    )
 
 
 class Oodida:
@@ -157,6 +172,8 @@ class Oodida:
         request = SubmitRequest(assignment_id=aid, spec=wire, **self._credentials())
         self._send(TASK_START, request, f"{aid}-start")
         handle = Assignment(self, aid, wire, request_id=request.request_id)
+        if parsed.iterations == 0 and parsed.keep is None:
+            warnings.warn(unbounded_stream_warning(aid, parsed.name), StreamWarning, stacklevel=2)
         if wait_accepted:
             handle.wait_accepted(self.accept_timeout)
         return handle

@@ -143,7 +143,8 @@ def test_flower_metrics_are_prometheus_text_about_the_fleet(flower_system: Flowe
 
     def metrics() -> str | None:
         text = flower_system.get("/metrics", auth=False).decode()
-        return text if 'task="oodida.edge.onboard"' in text else None
+        online = f'flower_worker_online{{worker="clients-1-3@{HOST}"}} 1.0' in text  # after a heartbeat
+        return text if 'task="oodida.edge.onboard"' in text and online else None
 
     text = flower_system.wait_for("on-board task metrics", metrics)
     assert "# TYPE flower_events_total counter" in text
@@ -151,6 +152,42 @@ def test_flower_metrics_are_prometheus_text_about_the_fleet(flower_system: Flowe
     assert re.search(sent, text)
     assert f'flower_worker_online{{worker="clients-1-3@{HOST}"}} 1.0' in text
     assert "flower_task_runtime_seconds_bucket" in text
+
+
+def test_a_failed_custom_task_shows_as_failed_in_flower_and_its_metrics_while_the_chord_completes(
+    flower_system: FlowerSystem, tmp_path: Path
+) -> None:
+    assert flower_system.system is not None
+    module = tmp_path / "too_short.py"  # passes the dry run on 100 numbers, fails on 20 readings
+    module.write_text(
+        "def custom_code(x):\n    if len(x) != 100:\n        raise ValueError('too short')\n    return 1\n"
+    )
+    user = f"{USER}-fails"
+    with Oodida(flower_system.system.url, user, token=flower_system.system.token(user)) as o:
+        o.deploy_onboard(module, clients=[1, 2]).wait(timeout=30)
+        spec = dict(LISTING_1_1, clients=[1, 2], onboard="custom", samples=20)
+        result = o.submit(spec).wait(timeout=60, progress=False)
+    assert result.status == "failed" and result.iterations[0].ended_by == "complete"
+    aid = result.id
+
+    def labelled() -> list[dict[str, Any]] | None:
+        mine = [t for t in _tasks(flower_system, "oodida.edge.onboard") if f" assignment={aid} " in t["args"]]
+        return mine if len(mine) == 2 and all(t["state"] == "SUCCESS" for t in mine) else None
+
+    for task in flower_system.wait_for(f"2 on-board tasks of {aid}", labelled):
+        assert task["result"].startswith("FAILED (sha256:"), task["result"]
+        assert "ValueError: too short" in task["result"]
+
+    counter = (
+        r'flower_events_total\{task="oodida.edge.onboard",type="task-onboard-failed",worker="[^"]+"\} (\d+)'
+    )
+
+    def counted() -> int | None:
+        found = re.findall(counter, flower_system.get("/metrics", auth=False).decode())
+        total = sum(int(float(n)) for n in found)
+        return total if total >= 2 else None
+
+    assert flower_system.wait_for("the task-onboard-failed counter", counted) >= 2
 
 
 def test_flowers_api_and_pages_ask_for_the_login(flower_system: FlowerSystem) -> None:

@@ -21,7 +21,9 @@ from oodida_edge.tasks import Answer
 def it(index: int, value: Any = 1.0, **kw: Any) -> IterationResult:
     fields: dict[str, Any] = {"onboard": {1: value}, "versions": {1: "builtin"}}
     fields.update(kw)
-    return IterationResult(index=index, value=value, started_at=10.0 + index, finished_at=11.0 + index, **fields)
+    return IterationResult(
+        index=index, value=value, started_at=10.0 + index, finished_at=11.0 + index, **fields
+    )
 
 
 def test_an_assignment_keeps_its_own_keep_but_never_more_than_the_operators_cap() -> None:
@@ -58,6 +60,12 @@ def test_dict_values_are_summarised_per_key_and_other_values_only_counted() -> N
     assert summary.values["speed"].min == 50.0 and summary.values["rpm"].max == 2000
     assert summary.values["speed"].n == 2
     assert summary.other_values == 2
+
+
+def test_collected_per_signal_values_are_summarised_per_signal_over_clients() -> None:
+    summary = fold(None, it(0, {"1": {"speed": 50.0}, "2": {"speed": 70.0}}))
+    assert set(summary.values) == {"speed"} and summary.values["speed"].n == 2
+    assert summary.values["speed"].mean == 60.0
 
 
 def test_failed_iterations_are_counted_and_their_values_not_summarised() -> None:
