@@ -200,6 +200,11 @@ def test_one_iteration_of_several_signals_has_a_panel_each_and_marks_clients_wit
     assert xdata(no_value[0]) == [3]  # client 4's place
     assert "no kept value" in legend_texts(fig)
     assert_readable(fig)
+    own = Figure(figsize=(6, 3), layout="constrained")
+    r = result(its, signals=["speed", "engine_temp"])
+    assert r.plot(signal="engine_temp", ax=own.subplots()) is own
+    assert own.axes[0].get_ylabel() == "engine_temp [°C]" and tick_texts(own.axes[0]) == ["1", "2", "3", "4"]
+    assert_readable(own)
 
 
 def test_fifty_clients_in_one_iteration_keep_every_client_id_readable() -> None:
