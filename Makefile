@@ -1,7 +1,9 @@
 # Two commands on a fresh machine with Python 3.10+ and make:
 #   make demo   - run the demo on an embedded Redis
-#   make test   - lint, type-check and run the whole test suite (what CI runs); as root
-#                 with apt-get, first installs Debian's chromium for the browser test
+#   make test   - lint, type-check and run the whole test suite (what CI runs). As root with
+#                 apt-get it first installs Debian's bubblewrap (the jail) and chromium (the
+#                 browser test); OODIDA_NO_APT=1 make test installs nothing (those tests skip).
+#                 Tests write only inside the clone and a scratch directory removed at the end.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
