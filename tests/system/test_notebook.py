@@ -22,6 +22,8 @@ from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_notebook
 
 from oodida_core.local import LocalSystem
+from oodida_user import Oodida
+from oodida_user.display import assignment_html
 
 ROOT = Path(__file__).resolve().parents[2]
 TUTORIAL = ROOT / "examples" / "tutorial.ipynb"
@@ -178,3 +180,82 @@ def test_without_ipywidgets_the_progress_is_text_updated_in_place(
     )
     assert "<progress value='2' max='2'></progress>" in progress[0]["data"]["text/html"]
     assert shown[-1]["data"]["text/plain"] == "'done'"
+
+
+def test_running_finished_and_folded_assignments_render_as_html_with_progress_and_result(
+    oodida: Oodida,
+) -> None:
+    spec = {
+        "name": "Html <assignment>",
+        "mode": "measurement",
+        "clients": "all",
+        "signals": "speed",
+        "onboard": "average",
+        "offboard": "average",
+        "frequency": 10,
+        "samples": 100,
+        "iterations": 0,  # until cancelled: it is running while rendered
+        "keep": 2,
+    }
+    a = oodida.submit(spec)
+    next(a.iterations(timeout=60))
+    running = assignment_html(a)
+    assert "Html &lt;assignment&gt;" in running and "<assignment>" not in running
+    assert "class='oodida-status-running'" in running
+    assert re.search(r"running</b>, \d+/\? iteration\(s\)", running), running
+    a.cancel()
+    ended = assignment_html(a)
+    assert "class='oodida-status-cancelled'" in ended and "<table>" in ended
+    done = oodida.submit({**spec, "iterations": 5})
+    result = done.wait(timeout=60, progress=False)
+    # The oldest iterations are folded into one summary; right after the end the newest fold
+    # may not have happened yet (keep + 1 kept), so the test reads what the result holds.
+    assert result.folded is not None and result.folded.first == 0
+    assert [i.index for i in result.iterations] == list(range(result.folded.last + 1, 5))
+    assert result.folded.count == result.folded.last + 1 and len(result.iterations) in (2, 3)
+    assert result.totals()["iterations"] == 5 and result.totals()["kept"] == 25
+    n = result.folded.count
+    line = f"iterations 0-{n - 1} folded: {n} iteration(s), kept {5 * n}, discarded 0, missing 0, failed 0"
+    assert f"\n  {line}; speed min " in result.summary()
+    page = assignment_html(done)
+    fresh = done.result()
+    assert fresh.folded is not None
+    assert "done</b>, 5/5 iteration(s)<br><progress value='5' max='5'></progress>" in page
+    assert "5 iteration(s) on 5 client(s)" in page
+    assert f"iterations 0-{fresh.folded.last} folded: {fresh.folded.count} iteration(s)" in page
+    assert page.count("<td>ok</td>") == len(fresh.iterations), "one row per kept iteration"
+
+
+def test_a_failed_iteration_shows_failed_with_its_failures_counted_in_text_and_html(
+    system: LocalSystem, tmp_path: Path
+) -> None:
+    module = tmp_path / "divide.py"  # passes the dry run (100 readings), fails on 200
+    module.write_text("def custom_code(x):\n    return 1 / (len(x) - 200)\n")
+    with Oodida(system.url, user="display-failures", token=system.token("display-failures")) as o:
+        o.deploy_onboard(module, clients="all").wait(timeout=60)
+        spec = {
+            "name": "Divides by zero",
+            "mode": "measurement",
+            "clients": "all",
+            "signals": "speed",
+            "onboard": "custom",
+            "offboard": "average",
+            "frequency": 10,
+            "samples": 200,
+            "iterations": 1,
+        }
+        result = o.submit(spec).wait(timeout=60, progress=False)
+    assert result.status == "failed" and result.error
+    assert [c.status for c in result.counts] == ["failed"]
+    text = result.summary(failures=2)
+    assert "  iteration 0: FAILED — kept 0, discarded 0, missing 0, failed 5, " in text
+    failures = [
+        line for line in text.splitlines() if re.match(r"    client \d failed: .*ZeroDivisionError", line)
+    ]
+    assert len(failures) == 2 and "    and 3 more failed client(s)" in text
+    assert f"  error: {result.error}" in text
+    page = result._repr_html_()
+    assert "class='oodida-status-failed'" in page and page.count("class='oodida-failed'") == 1
+    listed = page[page.index("class='oodida-failures'") :]  # the row under the failed iteration
+    assert len(re.findall(r"client \d failed: ", listed)) == 5 and "more failed" not in page
+    assert result.to_dict()["iterations"][0]["status"] == "failed"
