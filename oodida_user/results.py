@@ -172,11 +172,13 @@ class Result:
         return analysis.to_frame(self.rows())
 
     def plot(self, signal: str | None = None, ax: Axes | None = None) -> Figure:
-        """A matplotlib Figure: numeric on-board values per iteration, one line per client and
-        one panel per signal, the fleet's off-board value as a thick black line (unless the
-        off-board method is ``collect``), and a dashed red line with the new version where the
-        code changed. ``ax`` draws one signal into your own axes. Needs matplotlib
-        (``pip install 'oodida[analysis]'``). ``result.plot().savefig("result.png")``."""
+        """A matplotlib Figure, one panel per signal with its unit on the y axis: for one
+        iteration a bar per client; for several a line per client over the iterations, the
+        fleet's off-board value as a thick black line (unless the off-board method is
+        ``collect``), failed iterations shaded, and where the code changed a dashed red line
+        tagged v2, v3, ... with a "code versions" key under the figure. ``ax`` draws one
+        signal into your own axes. Needs matplotlib (``pip install 'oodida[analysis]'``).
+        ``result.plot().savefig("result.png")``."""
         offboard = str(self.spec.get("offboard", "collect"))
         return analysis.plot(
             f"{self.spec.get('name', '')} ({self.id}): on-board values per client",
@@ -185,6 +187,7 @@ class Result:
             None if offboard == "collect" else offboard,
             signal=signal,
             ax=ax,
+            onboard=str(self.spec.get("onboard", "")),
         )
 
     # -- rendering ---------------------------------------------------------------------------

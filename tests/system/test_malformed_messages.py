@@ -403,9 +403,18 @@ def test_status_shows_per_iteration_counts_of_kept_discarded_missing_and_failed(
     ]
     text = cli(system, "status", a.id).stdout
     assert "in all: kept 0, discarded 0, missing 0, failed 4" in text
-    assert "iteration 1: kept 0, discarded 0, missing 0, failed 2" in text
+    assert "iteration 1: FAILED — kept 0, discarded 0, missing 0, failed 2" in text
     status = json.loads(cli(system, "status", b.id, "--json").stdout)
-    assert status["totals"] == {"iterations": 2, "kept": 4, "discarded": 0, "missing": 0, "failed": 0}
+    assert status["totals"] == {
+        "iterations": 2,
+        "folded_iterations": 0,
+        "kept_iterations": 2,
+        "failed_iterations": 0,
+        "kept": 4,
+        "discarded": 0,
+        "missing": 0,
+        "failed": 0,
+    }
     assert [c["kept"] for c in status["counts"]] == [2, 2] and status["counts"][1]["ended_by"] == "complete"
 
 
