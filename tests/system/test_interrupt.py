@@ -4,13 +4,16 @@ exits 130 with that line (or cancels the assignment when asked to)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import select
 import signal
+import struct
 import subprocess
 import sys
+import termios
 import textwrap
 import time
 from pathlib import Path
@@ -45,6 +48,7 @@ class Pty:
 
     def __init__(self, args: list[str], env: dict[str, str]) -> None:
         self.master, slave = os.openpty()
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # as a terminal has
         self.proc = subprocess.Popen(
             args, stdin=slave, stdout=slave, stderr=slave, env=env, start_new_session=True
         )
@@ -165,7 +169,7 @@ def test_ctrl_c_during_oodida_results_wait_exits_130_and_names_the_running_assig
         try:
             pty = Pty([OODIDA, "results", a.id, "--wait"], _env(system, user))
             try:
-                time.sleep(1.5)  # the command is waiting by then
+                pty.read_until(f"results-{user}"[:30], 60)  # its progress bar: it is waiting
                 pty.ctrl_c()
                 code = pty.finish(30)
             finally:
