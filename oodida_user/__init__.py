@@ -14,6 +14,7 @@ from oodida_core.errors import (
 )
 from oodida_core.wire import ClientInfo, IterationResult
 
+from .assignment import AssignmentInterrupted
 from .client import Assignment, Oodida, StreamWarning
 from .deploy import Deployment, DeployReport
 from .progress import AssignmentProgress
@@ -21,6 +22,7 @@ from .results import IterationCounts, Result
 
 __all__ = [
     "Assignment",
+    "AssignmentInterrupted",
     "AssignmentProgress",
     "AssignmentTimeout",
     "AuthError",

@@ -23,6 +23,7 @@ from oodida_core.errors import (
 from oodida_core.wire import FINAL_STATUSES, TASK_CANCEL, AssignmentRecord, CancelRequest, IterationResult
 
 from ._args import POLL_MS, finite_or_inf, seconds
+from .display import assignment_html
 from .progress import AssignmentProgress, ProgressBar
 from .replies import raise_for
 from .results import IterationCounts, Result, iteration_for_user
@@ -92,6 +93,8 @@ class _OnInterrupt:
 
 class Assignment:
     """A submitted assignment: follow it, wait for it, cancel it."""
+
+    _repr_html_ = assignment_html  # Jupyter: its progress and its result so far
 
     def __init__(
         self,
