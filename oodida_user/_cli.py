@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import warnings
 from collections.abc import Sequence
 from types import FrameType
 from typing import Any
@@ -366,8 +367,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warn(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """A library warning (an unbounded stream, ...) as one line, not a source location."""
+    _say(f"oodida: warning: {message}", file=sys.stderr)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
+    warnings.showwarning = _warn
     try:
         code = args.func(args)
     except SpecError as exc:

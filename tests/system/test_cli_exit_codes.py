@@ -59,3 +59,21 @@ def test_a_cancelled_assignment_exits_0_and_says_cancelled(system: LocalSystem, 
         a.cancel(timeout=30)
     out = run(system, user, "results", a.id)
     assert out.returncode == 0 and "cancelled" in out.stdout
+
+
+def test_submitting_an_endless_stream_warns_in_one_line_with_the_command_that_stops_it(
+    system: LocalSystem, tmp_path: Path
+) -> None:
+    user = f"streamer{time.monotonic_ns()}"
+    spec = tmp_path / "stream.json"
+    spec.write_text(json.dumps({**LISTING_1_1, "name": "forgotten", "iterations": 0}))
+    out = run(system, user, "submit", "--no-wait", str(spec))
+    aid = out.stdout.strip()
+    try:
+        assert out.returncode == 0, out.stderr
+        warning = [line for line in out.stderr.splitlines() if line.startswith("oodida: warning: ")]
+        assert len(warning) == 1 and f"oodida cancel {aid}" in warning[0], out.stderr
+        assert "warnings.warn" not in out.stderr and ".py:" not in out.stderr
+    finally:
+        with Oodida(system.url, user=user, token=system.token(user)) as o:
+            o.assignment(aid).cancel(timeout=30)
