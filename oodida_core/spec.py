@@ -8,9 +8,9 @@ frozen `AssignmentSpec` (the analytic modes) or `DeploySpec` (the deploy modes).
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import MISSING, SpecError, SpecIssue
 from .signals import SIGNAL_NAMES
@@ -300,19 +300,8 @@ def spec_to_wire(spec: AssignmentSpec | DeploySpec) -> dict[str, Any]:
 
 
 def spec_json_schema() -> dict[str, Any]:
-    """The JSON Schema of an assignment: the analytic form or the deploy form."""
-    adapter: TypeAdapter[AssignmentSpec | DeploySpec] = TypeAdapter(
-        Union[AssignmentSpec, DeploySpec]  # noqa: UP007
-    )
-    schema = adapter.json_schema()
-    return {
-        **schema,
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "title": "OODIDA assignment",
-        "description": (
-            "An assignment for the fleet: an analytic task (measurement, monitoring, federated) "
-            "or the deployment of a custom module. This is the canonical form; on input, mode "
-            "and method names are case-insensitive, 'mean' means 'average', a single signal "
-            "name may stand for a list, and integral numbers such as 5.0 count as integers."
-        ),
-    }
+    """The draft 2020-12 JSON Schema of every spec validate_spec accepts, in every input form
+    (built by oodida_core.spec_schema from the same tables; its description names the gaps)."""
+    from .spec_schema import spec_json_schema as build
+
+    return build()
