@@ -28,6 +28,7 @@ from ._waiting import (
     EXIT_INTERRUPTED,
     cancel_after_interrupt,
     interrupted_line,
+    show_warning,
     shown,
     waited,
 )
@@ -367,21 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _warn(
-    message: Warning | str,
-    category: type[Warning],
-    filename: str,
-    lineno: int,
-    file: Any = None,
-    line: str | None = None,
-) -> None:
-    """A library warning (an unbounded stream, ...) as one line, not a source location."""
-    _say(f"oodida: warning: {message}", file=sys.stderr)
-
-
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    warnings.showwarning = _warn
+    warnings.showwarning = show_warning
     try:
         code = args.func(args)
     except SpecError as exc:

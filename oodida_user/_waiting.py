@@ -35,6 +35,18 @@ def say(text: object, file: Any = None) -> None:
     print(printable(str(text), newlines=True), file=file)
 
 
+def show_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: Any = None,
+    line: str | None = None,
+) -> None:
+    """A library warning (an endless stream, ...) as one line, not a source location."""
+    say(f"oodida: warning: {message}", file=sys.stderr)
+
+
 def waited(a: Assignment, args: argparse.Namespace) -> int:
     """Wait for ``a`` and show its result; the exit code its status calls for."""
     try:
