@@ -108,7 +108,8 @@ def test_an_onboard_error_holding_a_lone_surrogate_is_stored_and_the_assignment_
 ) -> None:
     alice.deploy_onboard(module(tmp_path, "raises.py", RAISES), clients=[1]).wait(timeout=30)
     result = alice.submit(SPEC).wait(timeout=60, progress=False)
-    assert result.status == "done"
+    assert result.status == "failed" and result.iterations[0].status == "failed"  # its only client
+    assert result.error is not None and "\\udc80" in result.error
     error = result.iterations[0].failed[1]
     assert "ValueError" in error and "\\udc80" in error
     error.encode("utf-8")
@@ -185,15 +186,15 @@ def test_hostile_text_reaches_the_command_line_and_the_worker_logs_only_escaped(
     spec = tmp_path / "spec.json"
     spec.write_text(json.dumps({**SPEC, "clients": [3]}))
     submitted = cli(text_system, user, "submit", str(spec))
-    assert submitted.returncode == 0, submitted.stderr
+    assert submitted.returncode == 4, submitted.stderr  # its only client failed: the assignment did
     assert_printable(submitted.stdout + submitted.stderr)
     printed = submitted.stdout.decode()
     assert "(hostile \\x1b]0;pwned\\x07 name \\x9b31m)" in printed  # the spec's name, escaped
     assert "failed: " in printed and "udc80" in printed and "[2J" in printed  # the client's error
     aid = printed.split()[0]
-    for command in (["results", aid], ["status", aid], ["results", aid, "--json"]):
+    for command, code in ((["results", aid], 4), (["status", aid], 0), (["results", aid, "--json"], 4)):
         shown = cli(text_system, user, *command)
-        assert shown.returncode == 0, shown.stderr
+        assert shown.returncode == code, shown.stderr
         assert_printable(shown.stdout + shown.stderr)
     refused = cli(
         text_system,
