@@ -20,6 +20,7 @@ from .customcode import ENTRY_POINT, USER_MODULE_NAME, CodePolicy, check_source,
 from .errors import CustomCodeError
 from .jail.reply import PRINT_LIMIT as PRINT_LIMIT
 from .results_check import encode_result
+from .text import shorten
 
 RECURSION_LIMIT = 1000
 
@@ -148,7 +149,7 @@ def _describe(exc: BaseException, filename: str) -> str:  # pragma: no cover - i
         )
     except Exception:
         text = "(the message could not be shown)"
-    text = text if len(text) <= 500 else text[:497] + "..."
+    text = shorten(text, 500)
     where, tb = "", exc.__traceback__
     while tb is not None:
         if tb.tb_frame.f_code.co_filename == filename:

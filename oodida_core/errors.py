@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from .text import shorten
+
 
 class OodidaError(Exception):
     """Base class: broker unreachable, unknown assignment, timeout, refused request."""
@@ -30,7 +32,7 @@ def _short_repr(value: object) -> str:
     if value is _MISSING:
         return "nothing"
     text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return shorten(text, 80)
 
 
 class SpecError(OodidaError, ValueError):

@@ -23,6 +23,7 @@ from celery.worker.consumer import Consumer
 from kombu.message import Message
 
 from .errors import MessageError
+from .text import shorten
 
 log = logging.getLogger("oodida.guard")
 
@@ -36,7 +37,7 @@ def clean(value: object, limit: int = 80) -> str:
     except Exception:  # an integer too long to print, a hostile __repr__
         text = f"<{type(value).__name__}>"
     text = _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return shorten(text, limit)
 
 
 def describe_origin(message: object, task_id: object = None) -> str:

@@ -17,17 +17,17 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import redis
 
 from .ids import format_ranges
 from .keys import Keys, client_queue
+from .lua import load
 from .settings import Settings
+from .text import shorten
 
 MEMORY_RESERVE = 0.9  # above this share of maxmemory the cloud takes no new work
-LUA = Path(__file__).with_name("lua")
 
 
 @dataclass(frozen=True)
@@ -74,7 +74,7 @@ def unknown_refusal(targets: Iterable[int], registered: set[int], limit: int) ->
         return None
     name = "OODIDA_MAX_UNKNOWN_CLIENTS"
     shown = format_ranges(unknown)
-    shown = shown if len(shown) <= 200 else shown[:197] + "..."
+    shown = shorten(shown, 200)
     return Refusal(
         name,
         f"{len(unknown):,} of the clients are not registered ({shown}): a deployment may name "
@@ -128,7 +128,7 @@ class Quotas:
         self.redis = client
         self.keys = keys
         self.settings = settings
-        self._admit = client.register_script((LUA / "admit_slot.lua").read_text())
+        self._admit = client.register_script(load("admit_slot"))
 
     def _take(self, key: str, member: str, limit: int, drop_before: float, ttl: int, now: float) -> bool:
         args: list[str | int] = [member, repr(now), limit, repr(drop_before), ttl]

@@ -14,6 +14,8 @@ of them:
   line or paragraph separator as a visible escape (``\\x1b``, ``\\u202e``); newlines and tabs
   kept only when asked (a multi-line message of the command line). For terminals and logs.
 - ``one_line(value, limit)``: any value as one short printable line (log lines).
+- ``shorten(text, width)``: ``text`` cut to ``width`` characters, what is cut ending in ``...``.
+- ``short_version(version)``: a code version for people (``sha256:`` and 12 hex digits).
 
 Escapes are shown as Python writes them; a backslash already in the text is left alone, so
 the escaping is meant for eyes, not to be undone.
@@ -65,6 +67,25 @@ def printable(text: str, *, newlines: bool = False) -> str:
     return pattern.sub(_escape, text)
 
 
+def shorten(text: str, width: int, ellipsis: str = "...") -> str:
+    """``text`` as it is when it has at most ``width`` characters, else its start and
+    ``ellipsis``, ``width`` characters in all (never fewer than the ellipsis)."""
+    if len(text) <= width:
+        return text
+    return text[: max(width - len(ellipsis), 0)] + ellipsis
+
+
+_SHORT_HEX = 12  # hex digits of a code version shown to people
+
+
+def short_version(version: str) -> str:
+    """A code version for people: ``sha256:`` and its first 12 hex digits; ``builtin`` and
+    other versions unchanged."""
+    if version.startswith("sha256:"):
+        return version[: len("sha256:") + _SHORT_HEX]
+    return version
+
+
 def one_line(value: object, limit: int | None = 80) -> str:
     """``value`` (a string as it is, anything else as its repr) as one printable line of at most
     ``limit`` characters (None: no limit); what is cut ends in ``...``."""
@@ -75,4 +96,4 @@ def one_line(value: object, limit: int | None = 80) -> str:
     if limit is not None:  # escaping only lengthens: what is past limit + 1 is never shown
         text = text[: limit + 1]
     text = printable(text)
-    return text if limit is None or len(text) <= limit else text[: max(limit - 3, 0)] + "..."
+    return text if limit is None else shorten(text, limit)

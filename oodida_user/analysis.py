@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from oodida_core.text import short_version
 from oodida_core.wire import IterationResult
 
 if TYPE_CHECKING:
@@ -67,11 +68,6 @@ def to_frame(rows: Sequence[Row]) -> Any:
     except ImportError:
         raise ImportError(f"Result.to_frame() needs pandas: {EXTRA}") from None
     return pd.DataFrame([[getattr(r, c) for c in COLUMNS] for r in rows], columns=list(COLUMNS))
-
-
-def short_version(version: str) -> str:
-    """``sha256:`` and the first 12 hex digits; ``builtin`` as it is."""
-    return version[:19] if version.startswith("sha256:") else version
 
 
 def code_label(it: IterationResult) -> str:

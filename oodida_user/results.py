@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from oodida_core.text import printable
+from oodida_core.text import printable, short_version, shorten
 from oodida_core.wire import AssignmentRecord, FoldedIterations, IterationResult
 
 from . import analysis
@@ -280,12 +280,11 @@ def folded_line(f: FoldedIterations) -> str:
         parts.append(f"{f.other_values} other value(s)")
     if f.versions:
         shown = ", ".join(
-            f"{analysis.short_version(v)} ({n})" for v, n in sorted(f.versions.items(), key=lambda x: -x[1])
+            f"{short_version(v)} ({n})" for v, n in sorted(f.versions.items(), key=lambda x: -x[1])
         )
         parts.append(f"versions {shown}")
     return "; ".join(parts)
 
 
 def _short(value: Any, width: int) -> str:
-    text = json.dumps(value, default=str)
-    return text if len(text) <= width else text[: width - 3] + "..."
+    return shorten(json.dumps(value, default=str), width)

@@ -11,6 +11,7 @@ import json
 from ..customcode import ENTRY_POINT, CodePolicy
 from ..errors import CustomCodeError
 from ..results_check import check_result
+from ..text import shorten
 
 MiB = 1024 * 1024
 PRINT_LIMIT = 4096  # characters of print() output kept per call (the call process cuts there)
@@ -65,7 +66,7 @@ def check_reply(data: bytes, policy: CodePolicy) -> tuple[object, str]:
         error, kind = reply["error"], reply["kind"]
         if not isinstance(error, str) or kind not in KINDS:
             raise CustomCodeFailure("the reply of custom code holds a malformed error", "reply")
-        error = error if len(error) <= 2000 else error[:1997] + "..."
+        error = shorten(error, 2000)
         if kind == "memory":
             error = f"{ENTRY_POINT} used more than {_mib(policy.memory_limit)} and was stopped"
         raise CustomCodeFailure(error, kind)

@@ -8,7 +8,7 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oodida_core.text import one_line, printable, storable, storable_data
+from oodida_core.text import one_line, printable, short_version, shorten, storable, storable_data
 
 # Every code point, lone surrogates included (what Python strings can hold).
 any_text = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF))
@@ -91,3 +91,24 @@ def test_anything_printed_holds_nothing_a_terminal_obeys(text: str) -> None:
 def test_one_line_is_one_printable_line_within_its_limit(text: str, limit: int) -> None:
     line = one_line(text, limit)
     assert len(line) <= limit and "\n" not in line and shows_nothing_a_terminal_obeys(line)
+
+
+def test_shorten_keeps_text_that_fits_and_cuts_the_rest_to_its_width_with_an_ellipsis() -> None:
+    assert shorten("abc", 3) == "abc"
+    assert shorten("", 0) == ""
+    assert shorten("abcdef", 5) == "ab..."
+    assert shorten("abcdef", 4, ellipsis="…") == "abc…"
+    assert shorten("abcdef", 2) == "..."  # never less than the ellipsis itself
+
+
+@given(any_text, st.integers(min_value=3, max_value=200))
+def test_shortened_text_fits_its_width_and_starts_as_the_text_did(text: str, width: int) -> None:
+    short = shorten(text, width)
+    assert len(short) <= width
+    assert short == text or (short.endswith("...") and text.startswith(short[:-3]))
+
+
+def test_a_code_version_is_shown_as_sha256_and_twelve_hex_digits_and_builtin_as_it_is() -> None:
+    assert short_version("sha256:" + "0123456789abcdef" * 4) == "sha256:0123456789ab"
+    assert short_version("builtin") == "builtin"
+    assert short_version("sha256:abc") == "sha256:abc"
