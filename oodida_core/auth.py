@@ -21,11 +21,13 @@ import redis
 
 from .errors import AuthError, OodidaError
 from .keys import Keys
+from .wire import MAX_USER_NAME
+from .wire import USER_PATTERN as USER_NAME
 
 TOKEN_PREFIX = "oodida_"
 TOKEN_BYTES = 32
 TOKEN_PATTERN = re.compile(r"^oodida_[A-Za-z0-9_-]{43}$")
-USER_PATTERN = re.compile(r"^[A-Za-z0-9_.@-]{1,64}$")
+USER_PATTERN = re.compile(USER_NAME)  # 1-64 letters, digits or . _ @ -
 SCHEME = "hmac-sha256"
 SALT_BYTES = 16
 
@@ -36,7 +38,7 @@ _DUMMY = f"{SCHEME}${'00' * SALT_BYTES}${'00' * 32}"
 def check_user_name(name: str) -> str:
     """``name`` if it is a plain user name (1-64 letters, digits or . _ @ -), else OodidaError."""
     if not USER_PATTERN.match(name or ""):
-        raise OodidaError(f"user name {name!r} must be 1-64 letters, digits or . _ @ -")
+        raise OodidaError(f"user name {name!r} must be 1-{MAX_USER_NAME} letters, digits or . _ @ -")
     return name
 
 

@@ -35,9 +35,12 @@ FINAL_STATUSES: frozenset[str] = frozenset({"done", "failed", "cancelled"})
 
 # Ids and user names as they cross the wire: short, and safe in Redis keys and log lines.
 ID_PATTERN = r"^[A-Za-z0-9_-]+$"
-USER_PATTERN = r"^[A-Za-z0-9_.@-]+$"
+# The one definition of a user name: what `oodida users add` stores and the cloud authenticates
+# (oodida_core.auth), what the library accepts and what a message may carry.
+MAX_USER_NAME = 64
+USER_PATTERN = rf"^[A-Za-z0-9_.@-]{{1,{MAX_USER_NAME}}}$"
 WireId = Annotated[str, Field(min_length=1, max_length=64, pattern=ID_PATTERN)]
-WireUser = Annotated[str, Field(min_length=1, max_length=128, pattern=USER_PATTERN)]
+WireUser = Annotated[str, Field(min_length=1, max_length=MAX_USER_NAME, pattern=USER_PATTERN)]
 # Free text from outside (error messages of clients and of custom code, reasons): whatever it
 # holds, it is stored as valid Unicode (lone surrogates escaped, oodida_core.text).
 Text = Annotated[str, AfterValidator(storable)]
