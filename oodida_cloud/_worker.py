@@ -15,17 +15,13 @@ from celery import signals
 from celery._state import _set_task_join_will_block
 
 from oodida_core.celery_app import make_celery_app
-from oodida_core.coderunner import CodeRunner
-from oodida_core.codestore import CodeStore
-from oodida_core.customcode import CodePolicy
-from oodida_core.keys import CLOUD_QUEUE, Keys
+from oodida_core.keys import CLOUD_QUEUE
 from oodida_core.logs import setup_logging
-from oodida_core.sandbox import Sandbox, announce_jail
+from oodida_core.sandbox import announce_jail
 from oodida_core.settings import Settings
 
-from .deploy import Deployer
 from .orchestrator import Orchestrator
-from .purge import Purger
+from .root import build_cloud
 from .tasks import register_cloud_tasks
 
 log = logging.getLogger("oodida.cloud")
@@ -89,19 +85,15 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(args.loglevel)
     app = make_celery_app(settings, "oodida-cloud")
     client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
-    policy = CodePolicy.from_env()
-    codestore = CodeStore(client, Keys(settings.key_prefix), ttl=settings.assignment_ttl)
-    sandbox = Sandbox(max_children=settings.cloud_concurrency)
+    cloud = build_cloud(app, client, settings)
+    sandbox = cloud.sandbox
     announce_jail(sandbox, log)
-    orchestrator = Orchestrator(app, client, settings, CodeRunner(codestore, sandbox, policy))
-    deployer = Deployer(app, codestore, orchestrator.registry, policy, sandbox, orchestrator.gate)
-    purger = Purger(app, orchestrator.store, orchestrator.gate)
-    register_cloud_tasks(app, orchestrator, deployer, purger)
+    register_cloud_tasks(app, cloud.dispatcher, cloud.routes)
     name = args.name or f"cloud-{os.getpid()}"
     # Registered under its Celery node name, as Flower shows it (`oodida health --cloud` looks
     # for this host's).
     node = f"{name}@{socket.gethostname()}"
-    watcher = Watcher(orchestrator, node)
+    watcher = Watcher(cloud.orchestrator, node)
 
     def on_ready(**_: Any) -> None:
         # The cloud publishes chords and never waits on their results: without this, the

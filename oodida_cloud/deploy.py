@@ -16,8 +16,7 @@ from celery import Celery
 
 from oodida_core.codestore import CodeStore
 from oodida_core.customcode import CodePolicy, check_source
-from oodida_core.errors import CustomCodeError, MessageError, OodidaError, SpecError
-from oodida_core.guard import log_rejected
+from oodida_core.errors import CustomCodeError, OodidaError, SpecError
 from oodida_core.keys import client_queue
 from oodida_core.registry import Registry
 from oodida_core.sandbox import Sandbox, dry_run
@@ -26,15 +25,16 @@ from oodida_core.tasklabels import args_label
 from oodida_core.text import one_line, storable
 from oodida_core.wire import (
     TASK_INSTALL,
+    DeploymentRecord,
     DeployRequest,
     InstallTask,
     RollbackRequest,
     VersionsRequest,
-    decode,
 )
 
 from .gate import Gate
 from .limits import DeploymentLimits
+from .outcomes import Outcome
 
 log = logging.getLogger("oodida.cloud")
 
@@ -60,6 +60,7 @@ class Deployer:
         policy: CodePolicy,
         sandbox: Sandbox,
         gate: Gate,
+        limits: DeploymentLimits,
     ) -> None:
         self.app = app
         self.gate = gate
@@ -67,36 +68,24 @@ class Deployer:
         self.registry = registry
         self.policy = policy
         self.sandbox = sandbox
-        self.limits = DeploymentLimits(store, registry, gate)
+        self.limits = limits
 
-    def deploy(self, message: object, task_id: str | None = None) -> str:
-        try:
-            req = decode(DeployRequest, message)
-        except MessageError as exc:
-            log_rejected(log, "a deploy", message, exc, task_id)
-            return "rejected"
-        if not self.gate.admit(req, f"deployment {req.deploy_id} ({req.role}, {req.filename})"):
-            return "rejected"  # before the module is checked or stored
+    def deploy(self, req: DeployRequest, record: DeploymentRecord | None) -> Outcome:
+        """Deploy a decoded, authenticated request; ``record``: its deployment so far, the
+        user's or none (requests.py refused another user's)."""
         try:  # the library's rule for file names (no control characters, valid Unicode, .py)
             validate_spec({"mode": f"deploy_{req.role}", "filename": req.filename})
         except SpecError as exc:
             log.warning("deployment %s of %s refused: %s", req.deploy_id, req.user, one_line(str(exc), 600))
             self.gate.refuse(req, "refused", str(exc))
-            return "rejected"
-        record = self.store.deployment(req.deploy_id)
-        if (record is None or (record.user == req.user and record.status == "pending")) and (
-            self.limits.refused(req)
-        ):
-            return "rejected"  # past a limit of the user's or Redis's maxmemory
+            return Outcome.REJECTED
+        if (record is None or record.status == "pending") and self.limits.refused(req):
+            return Outcome.REJECTED  # past a limit of the user's or Redis's maxmemory
         if record is None:
             self.store.create_deployment(req.deploy_id, req.user, req.role, req.filename)
-        elif record.user != req.user:
-            log.warning("deployment %s: refused for %r, it belongs to another user", req.deploy_id, req.user)
-            self.gate.refuse(req, "refused", f"deployment id {req.deploy_id} is taken")
-            return "rejected"
         elif record.status != "pending":
             self.gate.ok(req)
-            return "duplicate"
+            return Outcome.DUPLICATE
         self.gate.ok(req)  # the library follows the deployment's record from here
         try:
             checked = check_source(req.source, req.filename, self.policy)
@@ -114,13 +103,13 @@ class Deployer:
             )
             self.store.deployment_failed(req.deploy_id, error)
             self.limits.done(req.user, req.deploy_id)
-            return "failed"
+            return Outcome.FAILED
         self.store.put_source(checked.version, req.source, req.filename)
         if req.role == "offboard":
             self.store.point_offboard(req.user, checked.version)
             self.store.deployment_sent(req.deploy_id, checked.version, [], status="done")
             log.info("off-board code of %s is now %s", req.user, checked.version)
-            return "done"
+            return Outcome.DONE
         live = [c.client_id for c in self.registry.live()]
         targets = deploy_targets(req.clients, live, req.deploy_id)
         self.store.deployment_sent(req.deploy_id, checked.version, targets)
@@ -159,18 +148,11 @@ class Deployer:
             len(targets),
             time.time(),
         )
-        return "sent"
+        return Outcome.SENT
 
     # -- the user's code pointers ------------------------------------------------------------
-    def rollback(self, message: object, task_id: str | None = None) -> str:
+    def rollback(self, req: RollbackRequest) -> Outcome:
         """Restore the requesting user's previous version; only ever that user's pointers."""
-        try:
-            req = decode(RollbackRequest, message)
-        except MessageError as exc:
-            log_rejected(log, "a rollback", message, exc, task_id)
-            return "rejected"
-        if not self.gate.admit(req, f"rollback ({req.role})"):
-            return "rejected"
         try:
             if req.role == "offboard":
                 value: object = self.store.rollback_offboard(req.user)
@@ -178,20 +160,13 @@ class Deployer:
                 value = {str(c): v for c, v in self.store.rollback_onboard(req.user, req.clients).items()}
         except OodidaError as exc:
             self.gate.refuse(req, "refused", str(exc))
-            return "refused"
+            return Outcome.REFUSED
         log.info("rollback of %s's %s code: now %s", req.user, req.role, value)
         self.gate.ok(req, value)
-        return "done"
+        return Outcome.DONE
 
-    def versions(self, message: object, task_id: str | None = None) -> str:
+    def versions(self, req: VersionsRequest) -> Outcome:
         """The requesting user's current versions: off-board, and on the clients asked for."""
-        try:
-            req = decode(VersionsRequest, message)
-        except MessageError as exc:
-            log_rejected(log, "a versions", message, exc, task_id)
-            return "rejected"
-        if not self.gate.admit(req, "versions"):
-            return "rejected"
         onboard = self.store.onboard_versions(req.user, req.clients)
         self.gate.ok(
             req,
@@ -200,4 +175,4 @@ class Deployer:
                 "onboard": {str(c): v for c, v in onboard.items()},
             },
         )
-        return "ok"
+        return Outcome.OK

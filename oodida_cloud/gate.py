@@ -4,6 +4,7 @@ A request (``wire.Request``) names its user and carries that user's token. ``Gat
 the token against the users hash (unless the system runs with ``OODIDA_AUTH=off``); a refused
 request is logged with the user name and what it asked for (never the token) and answered on
 its reply stream, and its handler stops there: nothing is validated, stored or sent for it.
+The cloud's one request path (``requests.py``) admits every request here before its handler.
 """
 
 from __future__ import annotations
@@ -14,10 +15,10 @@ from typing import Any
 import redis
 
 from oodida_core.auth import AuthFailure, UserStore
-from oodida_core.errors import MessageError
-from oodida_core.guard import log_rejected
 from oodida_core.keys import Keys
-from oodida_core.wire import AuthRequest, Reply, Request, decode
+from oodida_core.wire import AuthRequest, Reply, Request
+
+from .outcomes import Outcome
 
 log = logging.getLogger("oodida.cloud")
 
@@ -58,14 +59,8 @@ class Gate:
     def refuse(self, request: Request, error: str, message: str) -> None:
         self.answer(request, Reply.model_validate({"ok": False, "error": error, "message": message}))
 
-    def authenticate(self, message: object, task_id: str | None = None) -> str:
-        """The library's first call: answer whether its user and token are good."""
-        try:
-            request = decode(AuthRequest, message)
-        except MessageError as exc:
-            log_rejected(log, "an authenticate", message, exc, task_id)
-            return "rejected"
-        if not self.admit(request, "authentication"):
-            return "rejected"
+    def authenticated(self, request: AuthRequest) -> Outcome:
+        """The library's first call, once the request path admitted it: its user and token are
+        good."""
         self.ok(request, {"user": request.user})
-        return "ok"
+        return Outcome.OK

@@ -16,7 +16,6 @@ import redis
 from celery import Celery
 
 from oodida_core.codestore import CodeStore
-from oodida_core.keys import Keys
 from oodida_core.quota import Quotas, Refusal, assignment_refusal, iteration_refusal, unknown_refusal
 from oodida_core.registry import Registry
 from oodida_core.settings import Settings
@@ -24,6 +23,7 @@ from oodida_core.store import AssignmentStore
 from oodida_core.wire import DeployRequest, Reply, Request, SubmitRequest
 
 from .gate import Gate
+from .outcomes import Outcome
 from .planning import header_task_id
 
 log = logging.getLogger("oodida.cloud")
@@ -38,13 +38,20 @@ class AssignmentLimits:
     """Running slots and result bytes of assignments."""
 
     def __init__(
-        self, app: Celery, client: redis.Redis, store: AssignmentStore, gate: Gate, settings: Settings
+        self,
+        app: Celery,
+        client: redis.Redis,
+        store: AssignmentStore,
+        gate: Gate,
+        quotas: Quotas,
+        settings: Settings,
     ) -> None:
         self.app = app
+        self.redis = client  # deletes a refused iteration's answers (Celery's result keys)
         self.store = store
         self.gate = gate
+        self.quotas = quotas
         self.settings = settings
-        self.quotas = Quotas(client, store.keys, settings)
 
     def refused_start(self, request: SubmitRequest) -> bool:
         """True when a pending assignment may not start (answered, its record ended failed); a
@@ -71,7 +78,7 @@ class AssignmentLimits:
             index, int(stored or 0), size, self.settings.max_assignment_bytes
         )
 
-    def stop(self, aid: str, user: str, index: int, clients: Sequence[int], refusal: Refusal) -> str:
+    def stop(self, aid: str, user: str, index: int, clients: Sequence[int], refusal: Refusal) -> Outcome:
         """End an assignment whose iteration ``index`` went past a limit: failed, the limit
         named, the refused iteration's answers deleted; the iterations stored before stay."""
         log.warning("assignment %s of %s stopped at iteration %d: %s", aid, user, index, refusal.message)
@@ -80,8 +87,8 @@ class AssignmentLimits:
         backend = self.app.backend
         keys = [backend.get_key_for_task(header_task_id(aid, index, cid)) for cid in clients]
         for start in range(0, len(keys), 1000):
-            self.store.redis.delete(*keys[start : start + 1000])
-        return "refused"
+            self.redis.delete(*keys[start : start + 1000])
+        return Outcome.REFUSED
 
     def ended(self, user: str, aid: str) -> None:
         """Give back the running slot of an assignment that ended."""
@@ -94,12 +101,14 @@ class AssignmentLimits:
 class DeploymentLimits:
     """Pending deployments and unregistered targets of on-board deployments."""
 
-    def __init__(self, store: CodeStore, registry: Registry, gate: Gate) -> None:
+    def __init__(
+        self, store: CodeStore, registry: Registry, gate: Gate, quotas: Quotas, settings: Settings
+    ) -> None:
         self.store = store
         self.registry = registry
         self.gate = gate
-        self.settings = registry.settings
-        self.quotas = Quotas(store.redis, Keys(self.settings.key_prefix), self.settings)
+        self.quotas = quotas
+        self.settings = settings
 
     def refused(self, req: DeployRequest) -> bool:
         """True when the deployment may not go ahead (answered with the limit; nothing stored)."""

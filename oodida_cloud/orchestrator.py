@@ -1,8 +1,10 @@
 """The cloud's side effects: start assignments, dispatch chords, finish iterations, cancel.
 
-Celery tasks in ``tasks.py`` call into one ``Orchestrator``; it is built with an explicit
-Celery app, Redis client and settings. Every step is safe to run twice or concurrently on
-several cloud workers: the store's scripts decide which caller wins.
+Celery tasks in ``tasks.py`` call into one ``Orchestrator`` through the cloud's one request
+path (``requests.py``): its handlers get requests decoded, authenticated and checked for
+ownership, and return an ``Outcome``. It is built by the cloud's composition root (``root.py``)
+with an explicit Celery app, Redis client, settings and collaborators. Every step is safe to
+run twice or concurrently on several cloud workers: the store's scripts decide which caller wins.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from celery import Celery
 
 from oodida_core.coderunner import CodeRunner
 from oodida_core.errors import CustomCodeError, MessageError, SpecError
-from oodida_core.guard import clean, describe_origin, log_rejected
-from oodida_core.keys import CLOUD_QUEUE, Keys, client_queue
+from oodida_core.guard import clean, describe_origin
+from oodida_core.keys import CLOUD_QUEUE, client_queue
 from oodida_core.registry import Registry
 from oodida_core.settings import Settings
 from oodida_core.spec import AssignmentSpec, spec_to_wire, validate_spec
@@ -29,6 +31,7 @@ from oodida_core.tasklabels import finish_labels
 from oodida_core.wire import (
     TASK_FINISH_ITERATION,
     TASK_ONBOARD,
+    AssignmentRecord,
     CancelRequest,
     OnboardResult,
     SubmitRequest,
@@ -41,6 +44,7 @@ from .folding import fold_older, kept_iterations
 from .gate import Gate
 from .iteration import combine, failure_summary
 from .limits import AssignmentLimits
+from .outcomes import Outcome
 from .planning import (
     check_custom_code,
     check_signals,
@@ -62,36 +66,41 @@ def parse_spec(spec_json: str) -> AssignmentSpec:
 
 
 class Orchestrator:
-    def __init__(self, app: Celery, client: redis.Redis, settings: Settings, code: CodeRunner) -> None:
+    def __init__(
+        self,
+        app: Celery,
+        client: redis.Redis,
+        settings: Settings,
+        *,
+        store: AssignmentStore,
+        registry: Registry,
+        code: CodeRunner,
+        gate: Gate,
+        limits: AssignmentLimits,
+    ) -> None:
         self.app = app
-        self.redis = client
+        self.redis = client  # the result backend's keys are read straight (``_read_answers``)
         self.settings = settings
-        self.keys = Keys(settings.key_prefix)
-        self.store = AssignmentStore(client, self.keys, ttl=settings.assignment_ttl)
-        self.registry = Registry(client, settings)
+        self.store = store
+        self.registry = registry
         self.code = code
         self.codestore = code.store
-        self.gate = Gate(client, self.keys, settings.auth)
-        self.limits = AssignmentLimits(app, client, self.store, self.gate, settings)
+        self.gate = gate
+        self.limits = limits
 
     # -- start -------------------------------------------------------------------------------
-    def start(self, message: object, task_id: str | None = None) -> str:
-        try:
-            request = decode(SubmitRequest, message)
-        except MessageError as exc:
-            log_rejected(log, "a start", message, exc, task_id)
-            return "rejected"
+    def claim(self, request: SubmitRequest) -> str | None:
+        """Record a start's assignment as pending unless it exists; whose it is now (requests.py
+        refuses the start when it is another user's)."""
+        if self.store.create(request.assignment_id, request.user, request.spec):
+            return request.user
+        return self.store.user(request.assignment_id)
+
+    def start(self, request: SubmitRequest, owner: str | None = None) -> Outcome:
+        """Start a decoded, authenticated request whose assignment is its user's (``claim``)."""
         aid, user = request.assignment_id, request.user
-        if not self.gate.admit(request, f"start of assignment {aid}"):
-            return "rejected"  # before anything is validated or stored
-        if not self.store.create(aid, user, request.spec):
-            owner = self.store.user(aid)
-            if owner != user:
-                log.warning("assignment %s: start by %r refused, it belongs to another user", aid, user)
-                self.gate.refuse(request, "refused", f"assignment id {aid} is taken")
-                return "rejected"
         if self.limits.refused_start(request):
-            return "rejected"  # past a limit of the user's or Redis's maxmemory
+            return Outcome.REJECTED  # past a limit of the user's or Redis's maxmemory
         self.gate.ok(request)  # the library follows the assignment's events from here
         try:
             spec = validate_spec(request.spec)
@@ -120,29 +129,29 @@ class Orchestrator:
             outcome = self.store.mark_running(aid, user, clients, spec_to_wire(spec), deadline)
         if outcome == -2:
             log.warning("assignment %s: start by %r refused, it belongs to another user", aid, user)
-            return "rejected"
+            return Outcome.REJECTED
         if outcome != 1:
-            return "duplicate"  # a redelivered start: already handled
+            return Outcome.DUPLICATE  # a redelivered start: already handled
         log.info("assignment %s of %s: %s on %d clients", aid, user, spec.name, len(clients))
         self.dispatch(aid, user, spec, clients, 0, None, deadline)
-        return "running"
+        return Outcome.RUNNING
 
-    def _reject(self, aid: str, user: str, raw_spec: dict[str, Any], exc: SpecError) -> str:
+    def _reject(self, aid: str, user: str, raw_spec: dict[str, Any], exc: SpecError) -> Outcome:
         record = self.store.get(aid)
         if record is None:
             self.store.create(aid, user, raw_spec)
         elif record.user != user:
             log.warning("assignment %s: start by %r refused, it belongs to another user", aid, user)
-            return "rejected"
+            return Outcome.REJECTED
         elif record.status != "pending":
-            return "duplicate"
+            return Outcome.DUPLICATE
         log.warning(
             "assignment %s of %s rejected: %s", aid, user, clean("; ".join(map(str, exc.issues)), 600)
         )
         issues = [{"field": i.field, "value": _jsonable(i.value), "rule": i.rule} for i in exc.issues]
         self.store.finish(aid, "failed", str(exc), issues)
         self.limits.ended(user, aid)
-        return "failed"
+        return Outcome.FAILED
 
     def dispatch(
         self,
@@ -180,16 +189,16 @@ class Orchestrator:
     # -- finish an iteration -----------------------------------------------------------------
     def finish_iteration(
         self, answers: list[Any] | None, aid: str, index: int, reason: str = "complete"
-    ) -> str:
+    ) -> Outcome:
         """Aggregate iteration ``index`` and move on, once: a late chord callback, a repeated
         deadline or a second cloud worker finds the iteration finished and does nothing."""
         raw = self.store.raw(aid)
         if not raw or "clients" not in raw:
             self.store.drop_deadline(aid, index)
-            return "unknown"
+            return Outcome.UNKNOWN
         status, current = raw.get("status"), int(raw.get("current") or 0)
         if index != current or status not in ("running", "cancelled"):
-            return "stale"
+            return Outcome.STALE
         record = record_from_hash(aid, raw)
         spec = parse_spec(raw["spec"])
         clients = list(record.clients)
@@ -201,7 +210,7 @@ class Orchestrator:
         refused = ending.refusal(reason, status, clients, answered, deadline)
         if refused is not None:  # anyone may send finish_iteration: only the cloud decides (ending.py)
             log.warning("assignment %s iteration %d: a %r ending ignored: %s", aid, index, reason, refused)
-            return "refused"
+            return Outcome.REFUSED
         if reason == "deadline" and status == "running" and int(raw.get("sent") or -1) < index:
             return self._redispatch(aid, record.user, spec, clients, index)
         decoded = []
@@ -245,7 +254,7 @@ class Orchestrator:
         failure = f"every iteration failed; the last: {failure_summary(result)}"
         outcome = self.store.complete_iteration(aid, result, next_deadline, payload, failure)
         if outcome is Completion.ALREADY_STORED:
-            return "stale"
+            return Outcome.STALE
         if outcome in (Completion.DONE, Completion.STORED, Completion.FAILED):
             self.limits.ended(record.user, aid)
         if outcome is Completion.FAILED:
@@ -271,24 +280,26 @@ class Orchestrator:
         )
         if outcome is Completion.ADVANCED and next_deadline is not None:
             self.dispatch(aid, record.user, spec, clients, index + 1, result.value, next_deadline)
-        return "stored"
+        return Outcome.STORED
 
-    def _redispatch(self, aid: str, user: str, spec: AssignmentSpec, clients: list[int], index: int) -> str:
+    def _redispatch(
+        self, aid: str, user: str, spec: AssignmentSpec, clients: list[int], index: int
+    ) -> Outcome:
         """The deadline of an iteration whose chord was never published (a cloud worker died
         between planning it and sending it): publish it now, with a fresh deadline, once."""
         deadline = time.time() + spec.timeout
         claimed = self.store.claim_redispatch(aid, index, deadline)
         if claimed == 0:
-            return "stale"
+            return Outcome.STALE
         if claimed < 0:
             log.warning("assignment %s of %s: iteration %d could not be sent; it failed", aid, user, index)
             self.store.finish(aid, "failed", f"iteration {index} could not be sent to the clients")
             self.limits.ended(user, aid)
-            return "failed"
+            return Outcome.FAILED
         previous = self.store.iteration(aid, index - 1) if index > 0 else None
         log.warning("assignment %s of %s: iteration %d was never sent; sending it now", aid, user, index)
         self.dispatch(aid, user, spec, clients, index, previous.value if previous else None, deadline)
-        return "redispatched"
+        return Outcome.REDISPATCHED
 
     def _offboard_runner(self, user: str) -> Callable[[list[object]], tuple[object, str]]:
         def run(values: list[object]) -> tuple[object, str]:
@@ -335,37 +346,20 @@ class Orchestrator:
         return len(due)
 
     # -- cancel ------------------------------------------------------------------------------
-    def cancel(self, message: object, task_id: str | None = None) -> str:
-        try:
-            request = decode(CancelRequest, message)
-        except MessageError as exc:
-            log_rejected(log, "a cancel", message, exc, task_id)
-            return "rejected"
-        if not self.gate.admit(request, f"cancel of assignment {request.assignment_id}"):
-            return "rejected"
-        record = self.store.get(request.assignment_id)
-        if record is None or record.user != request.user:
-            log.warning(
-                "cancel of %s by %r refused: no such assignment of that user",
-                request.assignment_id,
-                request.user,
-            )
-            self.gate.refuse(
-                request, "unknown", f"no assignment {request.assignment_id!r} of user {request.user!r}"
-            )
-            return "unknown"
+    def cancel(self, request: CancelRequest, record: AssignmentRecord) -> Outcome:
+        """Cancel the user's assignment ``record`` (requests.py checked it is theirs)."""
         current = self.store.finish(request.assignment_id, "cancelled", announce=False)
         self.limits.ended(record.user, record.id)
         self.gate.ok(request)
         if current is None:
-            return record.status
+            return Outcome(record.status)  # it had ended
         try:
             if current >= 0:  # its clients skip its tasks by its end marker (no worker obeys revoke)
                 self.finish_iteration(None, record.id, current, reason="cancel")
         finally:
             self.store.announce_end(record.id)
         log.info("assignment %s cancelled during iteration %d", record.id, current)
-        return "cancelled"
+        return Outcome.CANCELLED
 
 
 def _jsonable(value: object, depth: int = 0) -> object:

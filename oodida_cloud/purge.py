@@ -11,15 +11,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import redis
 from celery import Celery
 
 from oodida_core.chords import chord_group_id, chord_keys
-from oodida_core.errors import MessageError
-from oodida_core.guard import log_rejected
+from oodida_core.keys import Keys
 from oodida_core.store import AssignmentStore, deadline_member
-from oodida_core.wire import FINAL_STATUSES, PurgeRequest, decode
+from oodida_core.wire import FINAL_STATUSES, AssignmentRecord, PurgeRequest
 
 from .gate import Gate
+from .outcomes import Outcome
 from .planning import header_task_id
 
 log = logging.getLogger("oodida.cloud")
@@ -37,45 +38,41 @@ def celery_keys(app: Celery, assignment_id: str, clients: list[int], iterations:
 
 
 class Purger:
-    def __init__(self, app: Celery, store: AssignmentStore, gate: Gate) -> None:
+    """Deletes an ended assignment's keys: through its own Redis client and key names, given
+    explicitly (the store has no bulk delete of Celery's keys)."""
+
+    def __init__(
+        self, app: Celery, store: AssignmentStore, client: redis.Redis, keys: Keys, gate: Gate
+    ) -> None:
         self.app = app
         self.store = store
+        self.redis = client
+        self.keys = keys
         self.gate = gate
 
-    def purge(self, message: object, task_id: str | None = None) -> str:
-        try:
-            request = decode(PurgeRequest, message)
-        except MessageError as exc:
-            log_rejected(log, "a purge", message, exc, task_id)
-            return "rejected"
-        aid = request.assignment_id
-        if not self.gate.admit(request, f"purge of assignment {aid}"):
-            return "rejected"
-        record = self.store.get(aid)
-        if record is None or record.user != request.user:
-            log.warning("purge of %s by %r refused: no such assignment of that user", aid, request.user)
-            self.gate.refuse(request, "unknown", f"no assignment {aid!r} of user {request.user!r}")
-            return "unknown"
+    def purge(self, request: PurgeRequest, record: AssignmentRecord) -> Outcome:
+        """Purge the user's assignment ``record`` (requests.py checked it is theirs) if it ended."""
+        aid = record.id
         if record.status not in FINAL_STATUSES:
             self.gate.refuse(
                 request,
                 "refused",
                 f"assignment {aid} is {record.status}: cancel it first (oodida cancel {aid}), then purge it",
             )
-            return "refused"
+            return Outcome.REFUSED
         indices = [it.index for it in self.store.iterations(aid)]
         # Chords were sent up to the last stored iteration and, at most, the one after it.
         count = max(indices, default=-1) + 2 if record.clients else 0
         keys = [
-            *self.store.keys.assignment_keys(aid),
+            *self.keys.assignment_keys(aid),
             *celery_keys(self.app, aid, list(record.clients), count),
         ]
-        pipe = self.store.redis.pipeline()
+        pipe = self.redis.pipeline()
         for start in range(0, len(keys), 1000):
             pipe.delete(*keys[start : start + 1000])
-        pipe.zrem(self.store.keys.user_assignments(record.user), aid)
-        pipe.zrem(self.store.keys.deadlines, *(deadline_member(aid, i) for i in range(count + 1)))
+        pipe.zrem(self.keys.user_assignments(record.user), aid)
+        pipe.zrem(self.keys.deadlines, *(deadline_member(aid, i) for i in range(count + 1)))
         deleted = sum(int(n) for n in pipe.execute()[: (len(keys) + 999) // 1000])
         log.info("assignment %s of %s purged: %d keys deleted", aid, record.user, deleted)
         self.gate.ok(request, {"deleted": deleted})
-        return "purged"
+        return Outcome.PURGED
