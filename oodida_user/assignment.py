@@ -71,8 +71,9 @@ class _OnInterrupt:
     """Turns Ctrl-C inside a blocking call into AssignmentInterrupted, raised from the
     library's frame (the frames of the interrupted read, deep in redis, are not shown)."""
 
-    def __init__(self, assignment: Assignment) -> None:
-        self.assignment = assignment
+    def __init__(self, assignment_id: str, read_status: Callable[[], str | None]) -> None:
+        self.assignment_id = assignment_id
+        self.read_status = read_status  # the status after Ctrl-C; None: could not be read
         self.cancelling = False
 
     def __enter__(self) -> _OnInterrupt:
@@ -86,9 +87,8 @@ class _OnInterrupt:
     ) -> None:
         if exc is None or not isinstance(exc, KeyboardInterrupt) or isinstance(exc, AssignmentInterrupted):
             return
-        a = self.assignment
-        status = a._status_after_interrupt()
-        raise AssignmentInterrupted(a.id, status, cancelling=self.cancelling) from None
+        status = self.read_status()
+        raise AssignmentInterrupted(self.assignment_id, status, cancelling=self.cancelling) from None
 
 
 class Assignment:
@@ -136,7 +136,7 @@ class Assignment:
         None while it did not answer; raises what the cloud refused it with."""
         if self._request_id is None:
             return True
-        reply = self.o._await_reply(self._request_id, timeout)
+        reply = self.o.requests.await_reply(self._request_id, timeout)
         if reply is None:
             return None
         self._request_id = None
@@ -145,6 +145,9 @@ class Assignment:
 
     def status(self) -> str:
         return self.record().status
+
+    def _on_interrupt(self) -> _OnInterrupt:
+        return _OnInterrupt(self.id, self._status_after_interrupt)
 
     def _status_after_interrupt(self) -> str | None:
         """The status read on a connection of its own within ``_STATUS_READ_S`` (the
@@ -186,7 +189,7 @@ class Assignment:
     def wait_accepted(self, timeout: float) -> None:
         """Until the cloud accepted the assignment; AuthError when it refused the user,
         SpecError/OodidaError when it refused the assignment."""
-        with _OnInterrupt(self):
+        with self._on_interrupt():
             self._wait_accepted(finite_or_inf(timeout))
 
     def _wait_accepted(self, timeout: float) -> None:
@@ -247,7 +250,7 @@ class Assignment:
 
     def iterations(self, timeout: float | None = None) -> Iterator[IterationResult]:
         """Each iteration as soon as it is finished, in order, until the assignment ends."""
-        with _OnInterrupt(self):
+        with self._on_interrupt():
             offboard = str(self.spec.get("offboard", "collect"))
             for index in self._finished_indices(timeout):
                 it = self.o.store.iteration(self.id, index)
@@ -301,7 +304,7 @@ class Assignment:
         ``timeout`` defaults to iterations x the spec's timeout plus a minute; an assignment
         that runs until cancelled (iterations 0) is waited for without a limit.
         """
-        with _OnInterrupt(self):
+        with self._on_interrupt():
             return self._wait(seconds(timeout), progress)
 
     def _wait(self, timeout: float | None, progress: bool) -> Result:
@@ -353,12 +356,12 @@ class Assignment:
     def cancel(self, timeout: float = 30.0) -> Result:
         """Stop after the running iteration at the latest; returns the result as it stands."""
         timeout = finite_or_inf(timeout)
-        with _OnInterrupt(self) as interrupt:
+        with self._on_interrupt() as interrupt:
             record = self.record()
             if record.status not in FINAL_STATUSES:
-                request = CancelRequest(assignment_id=self.id, **self.o._credentials())
+                request = CancelRequest(assignment_id=self.id, **self.o.requests.credentials())
                 interrupt.cancelling = True
-                self.o._request(TASK_CANCEL, request, "cancel")
+                self.o.requests.request(TASK_CANCEL, request, "cancel", self.o.accept_timeout)
             if not self._wait_end_announced(timeout) and self.status() not in FINAL_STATUSES:
                 raise OodidaError(
                     f"cancel of {self.id} not confirmed within {timeout}s: is oodida-cloud running?"

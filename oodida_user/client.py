@@ -7,34 +7,20 @@ import re
 import uuid
 import warnings
 from collections.abc import Mapping
-from pathlib import Path
 from types import TracebackType
-from typing import Any, TypedDict, overload
+from typing import Any, overload
 
 import redis
-from kombu import Exchange, Queue
-from kombu.exceptions import OperationalError
-from pydantic import ValidationError
+from celery import Celery
 
-from oodida_core.auth import USER_PATTERN
-from oodida_core.celery_app import make_celery_app
 from oodida_core.codestore import CodeStore
-from oodida_core.customcode import CodePolicy, check_source
-from oodida_core.errors import (
-    BadArgument,
-    CustomCodeError,
-    OodidaError,
-    QuotaError,
-    UnknownAssignment,
-)
-from oodida_core.keys import CLOUD_QUEUE, Keys
-from oodida_core.quota import out_of_memory, out_of_memory_cause
+from oodida_core.customcode import CodePolicy
+from oodida_core.errors import UnknownAssignment
+from oodida_core.keys import Keys
 from oodida_core.registry import Registry
-from oodida_core.sandbox import Sandbox, dry_run
 from oodida_core.settings import Settings
 from oodida_core.spec import AssignmentSpec, DeploySpec, spec_to_wire, validate_spec
 from oodida_core.store import AssignmentStore
-from oodida_core.tasklabels import args_label
 from oodida_core.wire import (
     TASK_AUTHENTICATE,
     TASK_DEPLOY,
@@ -46,7 +32,6 @@ from oodida_core.wire import (
     ClientInfo,
     DeployRequest,
     PurgeRequest,
-    Reply,
     Request,
     Role,
     RollbackRequest,
@@ -54,20 +39,13 @@ from oodida_core.wire import (
     VersionsRequest,
 )
 
-from ._args import POLL_MS, client_ids, finite_or_inf
+from ._args import client_ids, finite_or_inf
 from .assignment import Assignment
-from .deploy import Deployment
-from .replies import await_reply, masked, new_request_id, raise_for, read_reply
+from .connection import Connection, analyst_settings
+from .deploy import Deployment, LocalCheck
+from .requests import CloudRequests, Credentials
 
 ASSIGNMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-
-
-class Credentials(TypedDict):
-    """What every request to the cloud carries: who, the proof, and where to answer."""
-
-    user: str
-    token: str
-    request_id: str
 
 
 class StreamWarning(UserWarning):
@@ -103,49 +81,37 @@ class Oodida:
         settings: Settings | None = None,
         accept_timeout: float = 30.0,
     ) -> None:
-        base = settings or Settings.from_env()
-        given = (("redis_url", url), ("user", user), ("token", token))
-        try:  # validated (the broker URL too), not merely copied
-            self.settings = Settings.model_validate({**dict(base), **{k: v for k, v in given if v}})
-        except ValidationError as exc:
-            problems = (str(e["msg"]).removeprefix("Value error, ") for e in exc.errors())
-            raise BadArgument("; ".join(problems)) from None
+        self.settings = analyst_settings(url, user, token, settings)
         self.user = self.settings.user
-        self._authenticated = False
-        if not self.user:
-            raise OodidaError("no user given: pass user=... or set OODIDA_USER")
-        if not USER_PATTERN.match(self.user):
-            raise OodidaError(f"user name {self.user!r} must be 1-64 letters, digits or . _ @ -")
         self.accept_timeout = finite_or_inf(accept_timeout, "accept_timeout")
-        # The library only reads Redis (it writes by publishing to the cloud): with ACLs, through
-        # a read-only user (read_url); the Celery app publishes as the analyst role (redis_url).
-        try:
-            self.redis = redis.Redis.from_url(
-                self.settings.read_url or self.settings.redis_url,
-                socket_connect_timeout=5,
-                socket_timeout=POLL_MS / 1000 + 10,
-                health_check_interval=30,
-            )
-        except (ValueError, TypeError) as exc:
-            url = self.settings.read_url or self.settings.redis_url
-            raise BadArgument(f"{url!r:.80} is not a Redis URL: {exc}") from None
-        try:
-            self.redis.ping()
-        except redis.exceptions.RedisError as exc:
-            self.redis.close()
-            raise OodidaError(f"cannot reach the OODIDA broker at {self.settings.redis_url}: {exc}") from None
-        self.keys = Keys(self.settings.key_prefix)
-        self.store = AssignmentStore(self.redis, self.keys, ttl=self.settings.assignment_ttl)
-        self.registry = Registry(self.redis, self.settings)
-        self.codestore = CodeStore(self.redis, self.keys, ttl=self.settings.assignment_ttl)
-        self.policy = CodePolicy.from_env()
-        self._sandbox: Sandbox | None = None
-        self.app = make_celery_app(self.settings, "oodida-user")
-        # Requests go to `cloud` by name; declaring it would add to kombu's binding sets, which
-        # the analyst role may not write (nothing would bound what it stores there).
-        self.app.conf.task_queues = [
-            Queue(CLOUD_QUEUE, Exchange(CLOUD_QUEUE), routing_key=CLOUD_QUEUE, no_declare=True)
-        ]
+        # Built once, here (connection.py): the Redis client (pinged), the stores, the Celery app.
+        self.connection = Connection.open(self.settings)
+        self.requests = CloudRequests(self.connection)  # the one channel to the cloud
+        self.deploy_check = LocalCheck(CodePolicy.from_env())  # its sandbox: at the first check
+
+    @property
+    def redis(self) -> redis.Redis:
+        return self.connection.redis
+
+    @property
+    def keys(self) -> Keys:
+        return self.connection.keys
+
+    @property
+    def store(self) -> AssignmentStore:
+        return self.connection.store
+
+    @property
+    def registry(self) -> Registry:
+        return self.connection.registry
+
+    @property
+    def codestore(self) -> CodeStore:
+        return self.connection.codestore
+
+    @property
+    def app(self) -> Celery:
+        return self.connection.app
 
     # -- assignments -------------------------------------------------------------------------
     @overload
@@ -195,42 +161,18 @@ class Oodida:
         return self._deploy("offboard", filename, "all")
 
     def _deploy(self, role: Role, filename: str | os.PathLike[str], clients: Any) -> Deployment:
-        path = Path(filename)
-        try:
-            with path.open("rb") as fh:  # read no more than a module may hold, whatever the file
-                data = fh.read(self.policy.max_source_bytes + 1)
-            source = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text
-        except FileNotFoundError:
-            raise CustomCodeError(f"{path}: no such file") from None
-        except UnicodeDecodeError:
-            raise CustomCodeError(f"{path}: not a UTF-8 text file") from None
-        except OSError as exc:
-            raise CustomCodeError(f"{path}: cannot read it ({exc.strerror})") from None
-        except ValueError as exc:  # a name the operating system cannot take (lone surrogates)
-            raise CustomCodeError(f"{str(path)!r:.100}: not a usable file name ({exc})") from None
-        if len(data) > self.policy.max_source_bytes:
-            raise CustomCodeError(
-                f"{path.name}: more than {self.policy.max_source_bytes} bytes; the limit is "
-                f"{self.policy.max_source_bytes} bytes"
-            )
-        checked = check_source(source, path.name, self.policy)
-        dry_run(checked, role, self.policy, self._local_sandbox())
+        checked = self.deploy_check.module(filename, role)
         deploy_id = uuid.uuid4().hex[:16]
         request = DeployRequest(
             deploy_id=deploy_id,
             role=role,
-            filename=path.name,
-            source=source,
+            filename=checked.filename,
+            source=checked.source,
             clients=clients,
             **self._credentials(),
         )
         self._send(TASK_DEPLOY, request, f"{deploy_id}-deploy")
-        return Deployment(self, deploy_id, checked.version, role, path.name, request.request_id)
-
-    def _local_sandbox(self) -> Sandbox:
-        if self._sandbox is None:
-            self._sandbox = Sandbox(max_children=1)
-        return self._sandbox
+        return Deployment(self, deploy_id, checked.version, role, checked.filename, request.request_id)
 
     def rollback_onboard(self, clients: list[int]) -> dict[int, str | None]:
         """Restore the previous on-board version on each client: {client: version now}.
@@ -294,61 +236,24 @@ class Oodida:
     def authenticate(self) -> None:
         """Ask the cloud whether this user's token is good, once per connection; AuthError if
         not. Every read of the library does this first; requests carry the token anyway."""
-        if not self._authenticated:
+        if not self.requests.authenticated:
             self._request(TASK_AUTHENTICATE, AuthRequest(**self._credentials()), "authentication")
 
+    # Oodida's own requests go through these three (tests that send raw requests and the
+    # deploy benchmark, which stamps each send, use them too); they are ``self.requests``.
     def _credentials(self) -> Credentials:
-        return {"user": self.user, "token": self.settings.token, "request_id": new_request_id()}
+        return self.requests.credentials()
 
     def _request(self, name: str, request: Request, what: str) -> Any:
         """Send ``request`` and wait for the cloud's reply: its value, or its error raised."""
-        self._send(name, request, f"{request.request_id}-{name.rsplit('.', 1)[-1]}")
-        reply = self._await_reply(request.request_id, self.accept_timeout)
-        if reply is None:
-            raise OodidaError(
-                f"no cloud worker answered the {what} request within {self.accept_timeout:.0f}s: "
-                "is oodida-cloud running on this broker?"
-            )
-        return raise_for(reply)
-
-    def _await_reply(self, request_id: str, timeout: float | None) -> Reply | None:
-        """The cloud's reply (waiting up to ``timeout``; None: just look); a good one proves
-        the token."""
-        if timeout is None:
-            reply = read_reply(self.redis, self.keys, request_id, None)
-        else:
-            reply = await_reply(self.redis, self.keys, request_id, timeout)
-        if reply is not None and reply.error != "auth":
-            self._authenticated = True
-        return reply
+        return self.requests.request(name, request, what, self.accept_timeout)
 
     def _send(self, name: str, request: Request, task_id: str) -> None:
-        message = request.to_wire()
-        try:
-            with self.app.producer_or_acquire() as producer, producer.batch():  # message + event: one trip
-                self.app.send_task(
-                    name,
-                    args=(message,),
-                    argsrepr=args_label(name, masked(message)),  # never the token
-                    queue=CLOUD_QUEUE,
-                    task_id=task_id,
-                    ignore_result=True,
-                    producer=producer,
-                )
-        except OperationalError as exc:
-            raise OodidaError(f"cannot reach the OODIDA broker at {self.settings.redis_url}: {exc}") from None
-        except Exception as exc:
-            oom = out_of_memory_cause(exc)
-            if oom is None:
-                raise
-            refusal = out_of_memory(oom)  # Redis at its maxmemory refused the message
-            raise QuotaError(refusal.message, limit=refusal.limit) from None
+        self.requests.send(name, request, task_id)
 
     def close(self) -> None:
-        if self._sandbox is not None:
-            self._sandbox.close()
-        self.app.close()
-        self.redis.close()
+        self.deploy_check.close()
+        self.connection.close()
 
     def __enter__(self) -> Oodida:
         return self

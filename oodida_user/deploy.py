@@ -1,20 +1,70 @@
-"""Deploying custom code from the analyst's machine, and following a deployment."""
+"""Deploying custom code from the analyst's machine, and following a deployment.
+
+``LocalCheck`` reads a module and checks it here before it is sent (the static check, then a
+dry run in a sandbox of its own, built at the first check); ``Deployment`` follows what the
+cloud and the clients did with it.
+"""
 
 from __future__ import annotations
 
 import math
+import os
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING
 
+from oodida_core.customcode import CheckedModule, CodePolicy, check_source
 from oodida_core.errors import BadArgument, CustomCodeError, OodidaError
+from oodida_core.sandbox import Sandbox, dry_run
 from oodida_core.text import printable
-from oodida_core.wire import DeploymentRecord
+from oodida_core.wire import DeploymentRecord, Role
 
 from .replies import raise_for
 
 if TYPE_CHECKING:
     from .client import Oodida
+
+
+class LocalCheck:
+    """The analyst's side of a deployment: read a module and check it as the cloud will. It
+    owns the sandbox of the dry run, built at the first check and closed by ``close``."""
+
+    def __init__(self, policy: CodePolicy) -> None:
+        self.policy = policy
+        self._sandbox: Sandbox | None = None
+
+    def module(self, filename: str | os.PathLike[str], role: Role) -> CheckedModule:
+        """The module in ``filename`` (read as ``Path.read_text`` would, no more than the
+        policy's limit), checked and dry-run as ``role`` code; CustomCodeError if it fails."""
+        path = Path(filename)
+        limit = self.policy.max_source_bytes
+        try:
+            with path.open("rb") as fh:  # read no more than a module may hold, whatever the file
+                data = fh.read(limit + 1)
+            source = data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")  # as read_text
+        except FileNotFoundError:
+            raise CustomCodeError(f"{path}: no such file") from None
+        except UnicodeDecodeError:
+            raise CustomCodeError(f"{path}: not a UTF-8 text file") from None
+        except OSError as exc:
+            raise CustomCodeError(f"{path}: cannot read it ({exc.strerror})") from None
+        except ValueError as exc:  # a name the operating system cannot take (lone surrogates)
+            raise CustomCodeError(f"{str(path)!r:.100}: not a usable file name ({exc})") from None
+        if len(data) > limit:
+            raise CustomCodeError(f"{path.name}: more than {limit} bytes; the limit is {limit} bytes")
+        checked = check_source(source, path.name, self.policy)
+        dry_run(checked, role, self.policy, self._local_sandbox())
+        return checked
+
+    def _local_sandbox(self) -> Sandbox:
+        if self._sandbox is None:
+            self._sandbox = Sandbox(max_children=1)
+        return self._sandbox
+
+    def close(self) -> None:
+        if self._sandbox is not None:
+            self._sandbox.close()
 
 
 @dataclass(frozen=True)
@@ -83,7 +133,7 @@ class Deployment:
         """The deployment as stored; while no cloud worker took the request yet, ``pending``.
         AuthError when the cloud refused the user."""
         if self._request_id is not None:
-            reply = self.o._await_reply(self._request_id, None)
+            reply = self.o.requests.await_reply(self._request_id, None)
             if reply is None:
                 return DeploymentRecord(
                     id=self.id,
