@@ -9,9 +9,9 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from oodida_core.chords import chord_group_id as chord_group_id  # re-exported for the cloud
 from oodida_core.errors import SpecError, SpecIssue
 from oodida_core.ids import format_ranges
+from oodida_core.keys import header_task_id as header_task_id  # re-exported (limits.py)
 from oodida_core.spec import AssignmentSpec
 from oodida_core.wire import ClientInfo, OnboardTask
 
@@ -127,8 +127,3 @@ def onboard_tasks(
         "deadline": deadline,
     }
     return [OnboardTask(client_id=cid, **common) for cid in clients]
-
-
-def header_task_id(assignment_id: str, iteration: int, client_id: int) -> str:
-    """Deterministic, readable id of an on-board task (shown in Flower, used to read results)."""
-    return f"{assignment_id}-i{iteration}-c{client_id}"

@@ -16,45 +16,11 @@ import redis
 
 from .errors import MessageError, OodidaError
 from .keys import Keys
+from .lua import load
 from .text import storable
 from .wire import DeploymentRecord, InstallTask, PendingInstall, Verdict, decode
 
 HISTORY = 10  # versions kept per pointer
-
-_POINT = """
-local head = redis.call('LINDEX', KEYS[1], 0)
-if head ~= ARGV[1] then
-  redis.call('LPUSH', KEYS[1], ARGV[1])
-  redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[3]) - 1)
-end
-redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
-return 1
-"""
-
-_ROLLBACK = """
-if redis.call('LLEN', KEYS[1]) == 0 then return {0, false} end
-redis.call('LPOP', KEYS[1])
-return {1, redis.call('LINDEX', KEYS[1], 0)}
-"""
-
-# One key per client's verdict (a vehicle's ACL user writes only its own), and an event.
-_VERDICT = """
-redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[3])
-redis.call('XADD', KEYS[2], 'MAXLEN', '~', 100000, '*', 'type', 'verdict', 'client', ARGV[2])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-return 1
-"""
-
-# An on-board pointer moved by the client that installed the version (only that pointer: the
-# time of the deployment is the cloud's, recorded when it sends the installs).
-_POINT_ONBOARD = """
-local head = redis.call('LINDEX', KEYS[1], 0)
-if head ~= ARGV[1] then
-  redis.call('LPUSH', KEYS[1], ARGV[1])
-  redis.call('LTRIM', KEYS[1], 0, tonumber(ARGV[2]) - 1)
-end
-return 1
-"""
 
 
 def _s(value: Any) -> Any:
@@ -69,10 +35,10 @@ class CodeStore:
         self.reader = reader or client  # sources are only read here (a read-only ACL user)
         self.keys = keys
         self.ttl = ttl
-        self._point = client.register_script(_POINT)
-        self._rollback = client.register_script(_ROLLBACK)
-        self._verdict = client.register_script(_VERDICT)
-        self._point_onboard = client.register_script(_POINT_ONBOARD)
+        self._point = client.register_script(load("point_offboard"))
+        self._rollback = client.register_script(load("rollback_pointer"))
+        self._verdict = client.register_script(load("record_verdict"))
+        self._point_onboard = client.register_script(load("point_onboard"))
 
     # -- sources -----------------------------------------------------------------------------
     def put_source(self, version: str, source: str, filename: str) -> None:

@@ -1,4 +1,5 @@
-"""The Redis key layout: every key the project writes comes from here, under one prefix.
+"""The Redis key layout: every key the project writes comes from here, under one prefix, and
+every id the project makes up from other ids (a deadline's member, a chord's, a task's).
 
 Celery's own keys (queues, ``celery-task-meta-*``, chord counters) are Celery's business and
 live beside these; the queue names are also defined here.
@@ -15,6 +16,40 @@ CLIENT_QUEUES = "client.*"  # every client's queue, as a pattern (ACL rules)
 def client_queue(client_id: int) -> str:
     """The queue a client consumes: ``client.<id>``."""
     return f"client.{client_id}"
+
+
+# -- ids: the ids the project makes up from others, so that every party finds the same one ----
+def deadline_member(assignment_id: str, index: int) -> str:
+    """An iteration's member of ``Keys.deadlines``: ``<assignment id>:<index>`` (the Lua
+    scripts that re-arm or drop a deadline build it the same way)."""
+    return f"{assignment_id}:{index}"
+
+
+def parse_deadline_member(member: str) -> tuple[str, int] | None:
+    """(assignment id, index) of a member of ``Keys.deadlines``; None when it is malformed."""
+    assignment_id, _, index = member.rpartition(":")
+    return (assignment_id, int(index)) if assignment_id and index.isdigit() else None
+
+
+def chord_group_id(assignment_id: str, iteration: int) -> str:
+    """Deterministic id of an iteration's chord, so the cloud and the library find its state."""
+    return f"{assignment_id}-i{iteration}"
+
+
+def header_task_id(assignment_id: str, iteration: int, client_id: int) -> str:
+    """Deterministic, readable id of an on-board task (shown in Flower, used to read results)."""
+    return f"{chord_group_id(assignment_id, iteration)}-c{client_id}"
+
+
+def install_task_id(deploy_id: str, client_id: int) -> str:
+    """Id of a deployment's install task on one client: ``<deployment id>-c<client>``."""
+    return f"{deploy_id}-c{client_id}"
+
+
+def request_task_id(request_id: str, task_name: str) -> str:
+    """Id of the library's task that carries one request: the request's (or the assignment's,
+    or the deployment's) id and the task's last name, ``<id>-start``, ``<id>-cancel``."""
+    return f"{request_id}-{task_name.rsplit('.', 1)[-1]}"
 
 
 @dataclass(frozen=True)

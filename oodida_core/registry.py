@@ -24,29 +24,9 @@ import redis
 from .acl import VEHICLE_PREFIX
 from .errors import MessageError
 from .keys import Keys
+from .lua import load
 from .settings import Settings
 from .wire import ClientInfo, decode
-
-# A whole fleet's heartbeats in one command: KEYS = n heartbeat keys, then the n info keys;
-# the positions (1-based) of the clients whose info is gone.
-_BEAT = """
-local n = #KEYS / 2
-local lost = {}
-for i = 1, n do
-  redis.call('SET', KEYS[i], ARGV[1], 'PX', ARGV[2])
-  if redis.call('EXISTS', KEYS[n + i]) == 0 then lost[#lost + 1] = i end
-end
-return lost
-"""
-
-# The indexed ids whose info key exists (ARGV: the info key's name around the id), in one call.
-_KNOWN = """
-local out = {}
-for _, id in ipairs(redis.call('SMEMBERS', KEYS[1])) do
-  if redis.call('EXISTS', ARGV[1] .. id .. ARGV[2]) == 1 then out[#out + 1] = id end
-end
-return out
-"""
 
 
 def _ids(values: Iterable[Any]) -> list[int]:
@@ -63,8 +43,8 @@ class Registry:
         self.redis = client
         self.settings = settings
         self.keys = Keys(settings.key_prefix)
-        self._beat = client.register_script(_BEAT)
-        self._known = client.register_script(_KNOWN)
+        self._beat = client.register_script(load("beat_clients"))
+        self._known = client.register_script(load("known_clients"))
         user = unquote(urlsplit(settings.redis_url).username or "")
         self.writes_index = not user.startswith(f"{settings.key_prefix}-{VEHICLE_PREFIX}")
 

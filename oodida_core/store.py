@@ -9,137 +9,80 @@ from __future__ import annotations
 
 import json
 import time
-from enum import IntEnum
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 import redis
 
 from .errors import MessageError
-from .keys import Keys
+from .keys import Keys, deadline_member, parse_deadline_member
+from .lua import load
 from .text import storable
 from .wire import AssignmentRecord, FoldedIterations, IterationResult, decode
 
-_CREATE = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'user', ARGV[2], 'spec', ARGV[3], 'status', 'pending',
-           'created_at', ARGV[4], 'done', 0)
-redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
-return 1
-"""
 
-_MARK_RUNNING = """
-local st = redis.call('HGET', KEYS[1], 'status')
-if not st then return -1 end
-if redis.call('HGET', KEYS[1], 'user') ~= ARGV[6] then return -2 end
-if st ~= 'pending' then return 0 end
-redis.call('HSET', KEYS[1], 'status', 'running', 'started_at', ARGV[2], 'clients', ARGV[1],
-           'current', 0, 'current_started', ARGV[2], 'spec', ARGV[5])
-redis.call('ZADD', KEYS[2], ARGV[3], ARGV[4])
-redis.call('XADD', KEYS[3], '*', 'type', 'accepted')
-return 1
-"""
+class _Outcome(str, Enum):
+    """A store's typed result: ``str`` and ``Enum`` (``StrEnum`` on Python 3.10), shown as its
+    value."""
 
-_COMPLETE_ITERATION = """
-if redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2]) == 0 then return 0 end
-redis.call('HINCRBY', KEYS[2], 'done', 1)
-redis.call('HINCRBY', KEYS[2], 'bytes', string.len(ARGV[2]))
-if ARGV[7] == '1' then redis.call('HINCRBY', KEYS[2], 'failed_iterations', 1) end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', 10000, '*', 'type', 'iteration', 'index', ARGV[1])
-local st = redis.call('HGET', KEYS[2], 'status')
-local idx = tonumber(ARGV[1])
-if st ~= 'running' or tonumber(redis.call('HGET', KEYS[2], 'current')) ~= idx then
-  if st == 'done' or st == 'failed' or st == 'cancelled' then
-    for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
-  end
-  return 3
-end
-redis.call('ZREM', KEYS[4], ARGV[6] .. ':' .. ARGV[1])
-if ARGV[4] == '' then
-  local ended, code = 'done', 2
-  if tonumber(redis.call('HGET', KEYS[2], 'failed_iterations') or '0') >=
-     tonumber(redis.call('HGET', KEYS[2], 'done')) then
-    ended, code = 'failed', 4
-    redis.call('HSET', KEYS[2], 'error', ARGV[8])
-  end
-  redis.call('HSET', KEYS[2], 'status', ended, 'finished_at', ARGV[5])
-  redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', ended)
-  for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
-  redis.call('SET', KEYS[5], ended, 'EX', ARGV[3])
-  return code
-end
-redis.call('HSET', KEYS[2], 'current', idx + 1, 'current_started', ARGV[5])
-redis.call('ZADD', KEYS[4], ARGV[4], ARGV[6] .. ':' .. (idx + 1))
-return 1
-"""
-
-# Fold iteration ARGV[1] into the assignment's summary of folded iterations, once.
-# KEYS[1]: the assignment's hash; KEYS[2]: its iterations' hash.
-# ARGV[1]: the index folded; ARGV[2]: the summary with it folded in (FoldedIterations JSON);
-# ARGV[3]: the last index the caller saw folded (-1: none), compared with the stored one.
-# Returns 1 when folded, 0 when someone else changed the summary first.
-_FOLD = """
-local last = redis.call('HGET', KEYS[1], 'folded_last') or '-1'
-if last ~= ARGV[3] or redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local payload = redis.call('HGET', KEYS[2], ARGV[1])
-if payload then
-  redis.call('HINCRBY', KEYS[1], 'bytes', -string.len(payload))
-  redis.call('HDEL', KEYS[2], ARGV[1])
-end
-redis.call('HSET', KEYS[1], 'folded', ARGV[2], 'folded_last', ARGV[1])
-return 1
-"""
-
-_FINISH = """
-local st = redis.call('HGET', KEYS[1], 'status')
-if not st or st == 'done' or st == 'failed' or st == 'cancelled' then return -2 end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'finished_at', ARGV[2])
-if ARGV[4] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[4]) end
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[1], 'error_issues', ARGV[5]) end
-if ARGV[8] ~= '' then redis.call('HSET', KEYS[1], 'limit', ARGV[8]) end
-local current = redis.call('HGET', KEYS[1], 'current')
-if current then redis.call('ZREM', KEYS[4], ARGV[6] .. ':' .. current) end
-if ARGV[7] == '1' then redis.call('XADD', KEYS[3], '*', 'type', 'end', 'status', ARGV[1]) end
-for i = 1, 3 do redis.call('EXPIRE', KEYS[i], ARGV[3]) end
-redis.call('SET', KEYS[5], ARGV[1], 'EX', ARGV[3])
-return tonumber(current or -1)
-"""
-
-_MARK_SENT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-local sent = tonumber(redis.call('HGET', KEYS[1], 'sent') or '-1')
-if tonumber(ARGV[1]) > sent then redis.call('HSET', KEYS[1], 'sent', ARGV[1]) end
-return 1
-"""
-
-_REDISPATCH = """
-if redis.call('HGET', KEYS[1], 'status') ~= 'running' then return 0 end
-if tonumber(redis.call('HGET', KEYS[1], 'current')) ~= tonumber(ARGV[1]) then return 0 end
-if tonumber(redis.call('HGET', KEYS[1], 'sent') or '-1') >= tonumber(ARGV[1]) then return 0 end
-local tries = 1
-local last = redis.call('HGET', KEYS[1], 'resent')
-if last then
-  local idx, n = string.match(last, '^(%d+):(%d+)$')
-  if idx == ARGV[1] then tries = tonumber(n) + 1 end
-end
-if tries > tonumber(ARGV[4]) then return -1 end
-redis.call('HSET', KEYS[1], 'resent', ARGV[1] .. ':' .. tries, 'current_started', ARGV[3])
-redis.call('ZADD', KEYS[2], ARGV[2], ARGV[5] .. ':' .. ARGV[1])
-return 1
-"""
-
-_CLAIM_DEADLINES = """
-local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[3])
-for _, m in ipairs(due) do redis.call('ZADD', KEYS[1], ARGV[2], m) end
-return due
-"""
+    def __str__(self) -> str:
+        return self.value
 
 
-class Completion(IntEnum):
-    ALREADY_STORED = 0  # someone else stored this iteration: nothing to do
-    ADVANCED = 1  # stored; the caller dispatches the next iteration
-    DONE = 2  # stored; that was the last iteration
-    STORED = 3  # stored; the assignment had ended (cancelled): no next iteration
-    FAILED = 4  # stored; that was the last iteration and every iteration failed
+class Start(_Outcome):
+    """What ``mark_running`` did."""
+
+    STARTED = "started"  # pending -> running: the caller dispatches the first iteration
+    NOT_PENDING = "not_pending"  # it had started or ended already (a redelivered start)
+    MISSING = "missing"  # no such assignment (it expired or was purged)
+    NOT_OWNER = "not_owner"  # it belongs to another user: nothing changed
+
+
+class Completion(_Outcome):
+    """What ``complete_iteration`` did."""
+
+    ALREADY_STORED = "already_stored"  # someone else stored this iteration: nothing to do
+    ADVANCED = "advanced"  # stored; the caller dispatches the next iteration
+    DONE = "done"  # stored; that was the last iteration
+    STORED = "stored"  # stored; the assignment had ended (cancelled): no next iteration
+    FAILED = "failed"  # stored; that was the last iteration and every iteration failed
+
+
+class Redispatch(_Outcome):
+    """What ``claim_redispatch`` did."""
+
+    CLAIMED = "claimed"  # the one caller that publishes the chord again (deadline moved)
+    NOTHING_TO_DO = "nothing_to_do"  # the chord was sent, or the iteration is not current
+    GAVE_UP = "gave_up"  # it was claimed ``max_tries`` times already: the caller fails it
+
+
+class Finish(_Outcome):
+    """What ``finish`` did."""
+
+    ENDED = "ended"  # ended now, with the status asked for
+    ALREADY_ENDED = "already_ended"  # it had ended, or there is no such assignment: no change
+
+
+@dataclass(frozen=True)
+class Finished:
+    """``finish``'s outcome and the iteration that was running when it ended (None: none was,
+    or it had ended already)."""
+
+    outcome: Finish
+    iteration: int | None = None
+
+
+# The scripts' integer replies (lua/*.lua headers) as outcomes.
+_STARTS = {1: Start.STARTED, 0: Start.NOT_PENDING, -1: Start.MISSING, -2: Start.NOT_OWNER}
+_COMPLETIONS = {
+    0: Completion.ALREADY_STORED,
+    1: Completion.ADVANCED,
+    2: Completion.DONE,
+    3: Completion.STORED,
+    4: Completion.FAILED,
+}
+_REDISPATCHES = {1: Redispatch.CLAIMED, 0: Redispatch.NOTHING_TO_DO, -1: Redispatch.GAVE_UP}
 
 
 def _s(value: bytes | str | None) -> str | None:
@@ -153,14 +96,14 @@ class AssignmentStore:
         self.redis = client
         self.keys = keys
         self.ttl = ttl
-        self._create = client.register_script(_CREATE)
-        self._mark_running = client.register_script(_MARK_RUNNING)
-        self._complete = client.register_script(_COMPLETE_ITERATION)
-        self._finish = client.register_script(_FINISH)
-        self._claim = client.register_script(_CLAIM_DEADLINES)
-        self._mark_sent = client.register_script(_MARK_SENT)
-        self._redispatch = client.register_script(_REDISPATCH)
-        self._fold = client.register_script(_FOLD)
+        self._create = client.register_script(load("create_assignment"))
+        self._mark_running = client.register_script(load("mark_running"))
+        self._complete = client.register_script(load("complete_iteration"))
+        self._finish = client.register_script(load("finish_assignment"))
+        self._claim = client.register_script(load("claim_deadlines"))
+        self._mark_sent = client.register_script(load("mark_sent"))
+        self._redispatch = client.register_script(load("claim_redispatch"))
+        self._fold = client.register_script(load("fold_iteration"))
 
     # -- writes by the cloud, once the request is authenticated -------------------------------
     def create(self, assignment_id: str, user: str, spec: dict[str, Any]) -> bool:
@@ -171,9 +114,8 @@ class AssignmentStore:
     # -- writes by the cloud -----------------------------------------------------------------
     def mark_running(
         self, assignment_id: str, user: str, clients: list[int], spec: dict[str, Any], deadline: float
-    ) -> int:
-        """pending -> running with its clients and first deadline. 1: done; 0: it was not
-        pending; -1: no such assignment; -2: it belongs to another user."""
+    ) -> Start:
+        """pending -> running with its clients and first deadline, for its owner only."""
         keys = [
             self.keys.assignment(assignment_id),
             self.keys.deadlines,
@@ -187,7 +129,7 @@ class AssignmentStore:
             json.dumps(spec),
             user,
         ]
-        return int(self._mark_running(keys=keys, args=args))
+        return _STARTS[int(self._mark_running(keys=keys, args=args))]
 
     def complete_iteration(
         self,
@@ -219,7 +161,7 @@ class AssignmentStore:
             "1" if result.status == "failed" else "0",
             storable(failure or "every iteration failed"),
         ]
-        return Completion(int(self._complete(keys=keys, args=args)))
+        return _COMPLETIONS[int(self._complete(keys=keys, args=args))]
 
     def folded(self, assignment_id: str) -> tuple[FoldedIterations | None, int]:
         """The summary of the folded iterations and the last index folded (-1: none)."""
@@ -237,14 +179,16 @@ class AssignmentStore:
         """Record that iteration ``index``'s chord was published (after publishing it)."""
         self._mark_sent(keys=[self.keys.assignment(assignment_id)], args=[index])
 
-    def claim_redispatch(self, assignment_id: str, index: int, deadline: float, max_tries: int = 3) -> int:
+    def claim_redispatch(
+        self, assignment_id: str, index: int, deadline: float, max_tries: int = 3
+    ) -> Redispatch:
         """Take the job of publishing again the chord of iteration ``index``, which a cloud
-        worker planned but never published (it died in between): 1 for the one caller that
-        does it (its deadline moved to ``deadline``), 0 when there is nothing to do (the
-        chord was sent, the iteration is not current), -1 after ``max_tries`` attempts."""
+        worker planned but never published (it died in between): CLAIMED for the one caller
+        that does it (its deadline moved to ``deadline``), NOTHING_TO_DO when the chord was
+        sent or the iteration is not current, GAVE_UP after ``max_tries`` attempts."""
         keys = [self.keys.assignment(assignment_id), self.keys.deadlines]
         args: list[str | int] = [index, repr(deadline), repr(time.time()), max_tries, assignment_id]
-        return int(self._redispatch(keys=keys, args=args))
+        return _REDISPATCHES[int(self._redispatch(keys=keys, args=args))]
 
     def finish(
         self,
@@ -254,9 +198,9 @@ class AssignmentStore:
         issues: list[dict[str, Any]] | None = None,
         announce: bool = True,
         limit: str = "",
-    ) -> int | None:
-        """End the assignment once: the iteration that was running (-1: none), None if it had
-        ended. ``limit``: the quota that ended it (quota.py), shown to the library."""
+    ) -> Finished:
+        """End the assignment once (ALREADY_ENDED if it had ended), telling which iteration
+        was running. ``limit``: the quota that ended it (quota.py), shown to the library."""
         keys = [
             self.keys.assignment(assignment_id),
             self.keys.iterations(assignment_id),
@@ -275,7 +219,9 @@ class AssignmentStore:
             limit,
         ]
         current = int(self._finish(keys=keys, args=args))
-        return None if current == -2 else current
+        if current == -2:
+            return Finished(Finish.ALREADY_ENDED)
+        return Finished(Finish.ENDED, None if current == -1 else current)
 
     def announce_end(self, assignment_id: str) -> None:
         """Tell readers the assignment ended (after ``finish(..., announce=False)``)."""
@@ -291,10 +237,9 @@ class AssignmentStore:
         due = self._claim(keys=[self.keys.deadlines], args=[repr(now), repr(now + retry_after), limit])
         out: list[tuple[str, int]] = []
         for member in due:
-            text = _s(member) or ""
-            aid, _, index = text.rpartition(":")
-            if aid and index.isdigit():
-                out.append((aid, int(index)))
+            parsed = parse_deadline_member(_s(member) or "")
+            if parsed is not None:
+                out.append(parsed)
             else:
                 self.redis.zrem(self.keys.deadlines, member)
         return out
@@ -359,10 +304,6 @@ class AssignmentStore:
         pipe.delete(*self.keys.assignment_keys(assignment_id))
         pipe.zrem(self.keys.user_assignments(user), assignment_id)
         return int(pipe.execute()[0])
-
-
-def deadline_member(assignment_id: str, index: int) -> str:
-    return f"{assignment_id}:{index}"
 
 
 def record_from_hash(assignment_id: str, raw: dict[str, str]) -> AssignmentRecord:

@@ -22,7 +22,7 @@ from oodida_core.chords import answered
 from oodida_core.keys import Keys
 from oodida_core.local import LocalSystem
 from oodida_core.spec import spec_to_wire, validate_spec
-from oodida_core.store import AssignmentStore
+from oodida_core.store import AssignmentStore, Start
 from oodida_core.wire import TASK_FINISH_ITERATION
 from oodida_user import Oodida
 
@@ -155,7 +155,7 @@ def test_an_iteration_whose_chord_was_never_sent_is_sent_at_its_deadline(tmp_pat
         spec = spec_to_wire(validate_spec({**SPEC, "offboard": "collect", "timeout": 2}))
         aid = f"unsent{socket.gethostname()[:4]}{int(time.time())}".replace("-", "")[:30]
         assert store.create(aid, "tester", spec)
-        assert store.mark_running(aid, "tester", [1, 2, 3], spec, time.time() + 2) == 1
+        assert store.mark_running(aid, "tester", [1, 2, 3], spec, time.time() + 2) is Start.STARTED
         admin.close()
         with Oodida(system.url, user="tester", token=system.token("tester")) as o:
             result = o.assignment(aid).wait(timeout=60, progress=False)
