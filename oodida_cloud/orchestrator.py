@@ -22,11 +22,11 @@ from celery import Celery
 from oodida_core.coderunner import CodeRunner
 from oodida_core.errors import CustomCodeError, MessageError, SpecError
 from oodida_core.guard import clean, describe_origin
-from oodida_core.keys import CLOUD_QUEUE, client_queue
+from oodida_core.keys import CLOUD_QUEUE, chord_group_id, client_queue, header_task_id
 from oodida_core.registry import Registry
 from oodida_core.settings import Settings
 from oodida_core.spec import AssignmentSpec, spec_to_wire, validate_spec
-from oodida_core.store import AssignmentStore, Completion, record_from_hash
+from oodida_core.store import AssignmentStore, Completion, Finish, Redispatch, Start, record_from_hash
 from oodida_core.tasklabels import finish_labels
 from oodida_core.wire import (
     TASK_FINISH_ITERATION,
@@ -48,8 +48,6 @@ from .outcomes import Outcome
 from .planning import (
     check_custom_code,
     check_signals,
-    chord_group_id,
-    header_task_id,
     onboard_tasks,
     select_clients,
 )
@@ -124,13 +122,13 @@ class Orchestrator:
             return self._reject(aid, user, request.spec, exc)
         deadline = time.time() + spec.timeout
         outcome = self.store.mark_running(aid, user, clients, spec_to_wire(spec), deadline)
-        if outcome == -1:  # expired or purged meanwhile: record it again, then start it
+        if outcome is Start.MISSING:  # expired or purged meanwhile: record it again, then start it
             self.store.create(aid, user, request.spec)
             outcome = self.store.mark_running(aid, user, clients, spec_to_wire(spec), deadline)
-        if outcome == -2:
+        if outcome is Start.NOT_OWNER:
             log.warning("assignment %s: start by %r refused, it belongs to another user", aid, user)
             return Outcome.REJECTED
-        if outcome != 1:
+        if outcome is not Start.STARTED:
             return Outcome.DUPLICATE  # a redelivered start: already handled
         log.info("assignment %s of %s: %s on %d clients", aid, user, spec.name, len(clients))
         self.dispatch(aid, user, spec, clients, 0, None, deadline)
@@ -289,9 +287,9 @@ class Orchestrator:
         between planning it and sending it): publish it now, with a fresh deadline, once."""
         deadline = time.time() + spec.timeout
         claimed = self.store.claim_redispatch(aid, index, deadline)
-        if claimed == 0:
+        if claimed is Redispatch.NOTHING_TO_DO:
             return Outcome.STALE
-        if claimed < 0:
+        if claimed is Redispatch.GAVE_UP:
             log.warning("assignment %s of %s: iteration %d could not be sent; it failed", aid, user, index)
             self.store.finish(aid, "failed", f"iteration {index} could not be sent to the clients")
             self.limits.ended(user, aid)
@@ -348,17 +346,18 @@ class Orchestrator:
     # -- cancel ------------------------------------------------------------------------------
     def cancel(self, request: CancelRequest, record: AssignmentRecord) -> Outcome:
         """Cancel the user's assignment ``record`` (requests.py checked it is theirs)."""
-        current = self.store.finish(request.assignment_id, "cancelled", announce=False)
+        ended = self.store.finish(request.assignment_id, "cancelled", announce=False)
         self.limits.ended(record.user, record.id)
         self.gate.ok(request)
-        if current is None:
+        if ended.outcome is Finish.ALREADY_ENDED:
             return Outcome(record.status)  # it had ended
         try:
-            if current >= 0:  # its clients skip its tasks by its end marker (no worker obeys revoke)
-                self.finish_iteration(None, record.id, current, reason="cancel")
+            # its clients skip its tasks by its end marker (no worker obeys revoke)
+            if ended.iteration is not None:
+                self.finish_iteration(None, record.id, ended.iteration, reason="cancel")
         finally:
             self.store.announce_end(record.id)
-        log.info("assignment %s cancelled during iteration %d", record.id, current)
+        log.info("assignment %s cancelled during iteration %s", record.id, ended.iteration)
         return Outcome.CANCELLED
 
 
