@@ -14,14 +14,13 @@ from typing import Any
 import redis
 from celery import Celery
 
-from oodida_core.chords import chord_group_id, chord_keys
-from oodida_core.keys import Keys
-from oodida_core.store import AssignmentStore, deadline_member
+from oodida_core.chords import chord_keys
+from oodida_core.keys import Keys, chord_group_id, deadline_member, header_task_id
+from oodida_core.store import AssignmentStore
 from oodida_core.wire import FINAL_STATUSES, AssignmentRecord, PurgeRequest
 
 from .gate import Gate
 from .outcomes import Outcome
-from .planning import header_task_id
 
 log = logging.getLogger("oodida.cloud")
 
