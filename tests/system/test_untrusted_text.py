@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from oodida_cloud.planning import header_task_id
 from oodida_core.errors import BadArgument, CustomCodeError, OodidaError
+from oodida_core.keys import header_task_id
 from oodida_core.local import LocalSystem
 from oodida_core.wire import TASK_DEPLOY, DeployRequest
 from oodida_user import Oodida
