@@ -13,6 +13,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .errors import MISSING, SpecError, SpecIssue
+from .methods import registry
+from .methods.base import OffboardMethod, OnboardMethod
 from .signals import SIGNAL_NAMES
 from .spec_fields import (
     ALL_KEYS,
@@ -35,6 +37,7 @@ from .spec_fields import (
     Clients,
     choice,
     did_you_mean,
+    offboard_fits,
     safe,
     show,
     text,
@@ -56,6 +59,8 @@ __all__ = [
     "spec_to_wire",
     "validate_spec",
 ]
+
+_PARAMETERS = registry.parameters()
 
 
 class AssignmentSpec(BaseModel):
@@ -98,18 +103,12 @@ class AssignmentSpec(BaseModel):
     timeout: float = Field(
         default=60.0, gt=0, le=86_400, description="Seconds an iteration waits for its clients to answer."
     )
-    threshold: float | None = Field(
-        default=None, description="The limit of onboard 'threshold' (required there, not allowed elsewhere)."
-    )
-    direction: Literal["above", "below"] | None = Field(
-        default=None, description="Onboard 'threshold' reports readings above (default) or below it."
-    )
-    sample_size: int | None = Field(
-        default=None, ge=1, le=1_000_000, description="Readings kept by onboard 'sample' (default 10)."
-    )
-    bins: int | None = Field(
-        default=None, ge=1, le=1000, description="Bins of onboard 'histogram' (1-1000, default 10)."
-    )
+    # The method parameters: range and help from the method registry (oodida_core.methods).
+    sample_size: int | None = _PARAMETERS["sample_size"].field()
+    bins: int | None = _PARAMETERS["bins"].field()
+    threshold: float | None = _PARAMETERS["threshold"].field()
+    direction: Literal["above", "below"] | None = _PARAMETERS["direction"].field()
+    q: float | None = _PARAMETERS["q"].field()
 
 
 class DeploySpec(BaseModel):
@@ -199,60 +198,83 @@ def _check_keys(data: dict[str, object], mode: str | None, c: _Checker) -> tuple
     return allowed if mode != "deploy_offboard" else tuple(k for k in allowed if k != "clients")
 
 
+_FEW = 3
+"""A mode or method allowed with at most this many methods names them ("needs ... or ...")."""
+
+
+def _either(side: str, names: list[str]) -> str:
+    return f"{side} " + " or ".join(repr(n) for n in names)
+
+
 def _check_combinations(c: _Checker, data: dict[str, object]) -> None:
+    """The rules that tie fields together, read off the method registry: the modes a method is
+    allowed in, which off-board methods fit which on-board output, the parameters each takes,
+    requires and defaults, and the mode's own rules."""
     ok = c.ok
-    custom = " or 'custom'"
+    on = registry.ONBOARD.get(ok.get("onboard", ""))
+    off = registry.OFFBOARD.get(ok.get("offboard", ""))
+    mode = ok.get("mode")
     before = len(c.issues)
-    if c.combine(("mode", "onboard")):
-        mode, onboard = ok["mode"], ok["onboard"]
-        if mode == "monitoring" and onboard not in ("threshold", "custom"):
-            c.fail("onboard", onboard, f"monitoring mode needs onboard 'threshold'{custom}")
-        elif mode == "federated" and onboard not in ("train", "custom"):
-            c.fail("onboard", onboard, f"federated mode needs onboard 'train'{custom}")
-        elif mode != "federated" and onboard == "train":
-            c.fail("onboard", onboard, "'train' is only allowed in federated mode")
-    federated = c.combine(("mode",)) and ok["mode"] == "federated"
-    if federated and "offboard" in ok and ok["offboard"] not in ("fedavg", "collect", "custom"):
-        rule = f"federated mode needs offboard 'fedavg' or 'collect'{custom}"
-        c.fail("offboard", ok["offboard"], rule)
-    elif c.combine(("onboard", "offboard")) and len(c.issues) == before:  # onboard is fine
-        onboard, offboard = ok["onboard"], ok["offboard"]
-        if offboard == "fedavg" and onboard not in ("train", "custom"):
-            c.fail("offboard", offboard, f"'fedavg' needs onboard 'train'{custom}")
-        elif offboard != "custom" and offboard not in OFFBOARD_FOR_ONBOARD[onboard]:
-            fits = ", ".join(OFFBOARD_FOR_ONBOARD[onboard]) + (", custom" if custom else "")
-            c.fail("offboard", offboard, f"does not fit onboard {onboard!r} (use one of: {fits})")
+    if mode and on is not None and mode not in on.modes:
+        allowed = [n for n, m in registry.ONBOARD.items() if mode in m.modes]
+        if len(allowed) <= _FEW:
+            c.fail("onboard", on.name, f"{mode} mode needs {_either('onboard', allowed)}")
+        else:
+            c.fail("onboard", on.name, f"{on.name!r} is only allowed in {' or '.join(on.modes)} mode")
+    if mode and off is not None and mode not in off.modes:
+        allowed = [n for n, m in registry.OFFBOARD.items() if mode in m.modes]
+        c.fail("offboard", off.name, f"{mode} mode needs {_either('offboard', allowed)}")
+    elif on is not None and off is not None and len(c.issues) == before and not off.fits(on):
+        makers = [n for n, m in registry.ONBOARD.items() if off.fits(m)]
+        if len(makers) <= _FEW:
+            c.fail("offboard", off.name, f"{off.name!r} needs {_either('onboard', makers)}")
+        else:
+            fits = ", ".join(offboard_fits(on.name)) + ", custom"
+            c.fail("offboard", off.name, f"does not fit onboard {on.name!r} (use one of: {fits})")
     if (
-        federated
-        and ok.get("offboard") == "collect"
-        and ok.get("onboard") == "train"
+        on is not None
+        and off is not None
+        and mode in on.modes
+        and off.name in on.one_iteration_with
         and ok.get("iterations", 1) != 1
     ):
-        rule = (
-            "collect gives one model per client, which cannot be the next iteration's model: "
-            "use fedavg, or iterations 1"
-        )
-        c.fail("offboard", "collect", rule)
-    if federated and "signals" in ok and len(ok["signals"]) < 2:
+        c.fail("offboard", off.name, on.one_iteration_rule)
+    if mode == "federated" and "signals" in ok and len(ok["signals"]) < 2:
         rule = "federated mode needs at least 2 signals: the features, then the target"
         c.fail("signals", data["signals"], rule + " (the last listed signal is the target)")
-    if "onboard" not in ok:
-        return
-    onboard = ok["onboard"]
-    extras = {"threshold": "threshold", "direction": "threshold", "sample_size": "sample"}
-    for key, method in {**extras, "bins": "histogram"}.items():
-        if key in ok and onboard != method:
-            c.fail(key, data[key], f"only allowed with onboard {method!r}")
-    if onboard == "threshold":
-        if "threshold" not in data:
-            c.fail("threshold", MISSING, "required with onboard 'threshold'")
-        ok.setdefault("direction", "above")
-    elif onboard == "histogram":
-        ok.setdefault("bins", 10)
-    elif onboard == "sample" and "samples" in ok:
-        if "sample_size" in ok and ok["sample_size"] > ok["samples"]:
-            c.fail("sample_size", ok["sample_size"], f"must be at most samples ({ok['samples']:,})")
-        ok.setdefault("sample_size", min(10, ok["samples"]))
+    if on is not None:
+        _check_parameters(c, data, on, off)
+
+
+def _check_parameters(
+    c: _Checker, data: dict[str, object], on: OnboardMethod, off: OffboardMethod | None
+) -> None:
+    """Each parameter only with a method that takes it; required ones given; defaults set."""
+    ok = c.ok
+    used = [*on.parameters, *(off.parameters if off is not None else ())]
+    taken = {p.name for p in used}
+    for key in registry.parameters():
+        if key in ok and key not in taken:
+            owners = [f"onboard {m.name!r}" for m in registry.ONBOARD.values() if key in _keys(m)]
+            owners += [f"offboard {m.name!r}" for m in registry.OFFBOARD.values() if key in _keys(m)]
+            c.fail(key, data[key], f"only allowed with {' or '.join(owners)}")
+    for p in dict.fromkeys(used):  # one q for onboard and offboard quantile
+        if p.required and p.name not in data:
+            side, method = ("onboard", on.name) if p in on.parameters else ("offboard", off and off.name)
+            c.fail(p.name, MISSING, f"required with {side} {method!r}")
+        if not all(k in ok for k in p.needs):
+            continue
+        if p.name in ok and p.bound is not None:
+            broken = p.bound(ok[p.name], ok)
+            if broken:
+                c.fail(p.name, ok[p.name], broken)
+        default = p.default_for(ok)
+        if default is not None:
+            ok.setdefault(p.name, default)
+
+
+def _keys(method: OnboardMethod | OffboardMethod) -> set[str]:
+    return {p.name for p in method.parameters}
 
 
 def _validate(raw: object) -> AssignmentSpec | DeploySpec:

@@ -1,13 +1,14 @@
 """The spec's vocabulary (modes, methods, keys, limits) and one checker per field.
 
+The method names, aliases, fits and parameter keys are views of the method registry
+(`oodida_core.methods`), taken at import; the method checkers read the registry itself.
+
 Each checker takes any object and returns the field's normalised value or raises `Bad`
 listing what is wrong; `oodida_core.spec` combines them into `validate_spec`.
 """
 
 from __future__ import annotations
 
-import difflib
-import math
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
@@ -15,33 +16,41 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field
 
+from .methods import registry
+from .methods.base import ANALYTIC_MODES
+from .methods.reductions import SCALAR_METHODS as SCALAR_METHODS  # re-exported
+from .methods.values import WHOLE as WHOLE  # re-exported, as the checkers below
+from .methods.values import Bad as Bad
+from .methods.values import bad as _bad
+from .methods.values import choice as choice
+from .methods.values import did_you_mean as did_you_mean
+from .methods.values import integer as _integer
+from .methods.values import number as _number
 from .signals import SIGNAL_NAMES
 
-ANALYTIC_MODES = ("measurement", "monitoring", "federated")
 DEPLOY_MODES = ("deploy_onboard", "deploy_offboard")
 MODES: tuple[str, ...] = ANALYTIC_MODES + DEPLOY_MODES
-SCALAR_METHODS = ("average", "min", "max", "median", "sum", "std", "variance", "count")
-ONBOARD_METHODS: tuple[str, ...] = (
-    *SCALAR_METHODS,
-    "collect",
-    "sample",
-    "histogram",
-    "threshold",
-    "train",
-    "custom",
-)
-OFFBOARD_METHODS: tuple[str, ...] = ("collect", "average", "min", "max", "median", "sum", "fedavg", "custom")
-METHOD_ALIASES: dict[str, str] = {"mean": "average"}
 
-_REDUCERS = ("collect", "average", "min", "max", "median", "sum")
-OFFBOARD_FOR_ONBOARD: dict[str, tuple[str, ...]] = {
-    **{m: _REDUCERS for m in (*SCALAR_METHODS, "collect", "sample")},
-    "histogram": ("collect", "sum"),
-    "threshold": ("collect",),
-    "train": ("fedavg", "collect"),
-    "custom": OFFBOARD_METHODS,
-}
+# Views of the method registry (oodida_core.methods), taken when this module is imported.
+ONBOARD_METHODS: tuple[str, ...] = tuple(registry.ONBOARD)
+OFFBOARD_METHODS: tuple[str, ...] = tuple(registry.OFFBOARD)
+METHOD_ALIASES: dict[str, str] = {**registry.aliases(registry.OFFBOARD), **registry.aliases(registry.ONBOARD)}
+
+
+def offboard_fits(onboard: str) -> tuple[str, ...]:
+    """The off-board methods that can combine what `onboard` outputs ('custom' fits all; the
+    off-board 'custom' is listed only for the on-board 'custom')."""
+    on = registry.ONBOARD[onboard]
+    return tuple(
+        n for n, off in registry.OFFBOARD.items() if off.fits(on) and (n != "custom" or on.name == n)
+    )
+
+
+OFFBOARD_FOR_ONBOARD: dict[str, tuple[str, ...]] = {m: offboard_fits(m) for m in ONBOARD_METHODS}
 """The off-board methods each on-board method's output can feed ('custom' fits all)."""
+
+PARAMETER_KEYS: tuple[str, ...] = tuple(registry.parameters())
+"""The spec keys of method parameters (threshold, bins, q, ...)."""
 
 ANALYTIC_KEYS = (
     "name",
@@ -56,10 +65,7 @@ ANALYTIC_KEYS = (
     "iterations",
     "keep",
     "timeout",
-    "threshold",
-    "direction",
-    "sample_size",
-    "bins",
+    *PARAMETER_KEYS,
 )
 DEPLOY_KEYS = ("mode", "filename", "clients", "name", "description")
 ALL_KEYS = (*ANALYTIC_KEYS, "filename")
@@ -98,21 +104,6 @@ LISTING_1_1: Mapping[str, object] = MappingProxyType(
 # ---------------------------------------------------------------- small checkers
 
 
-class Bad(Exception):
-    """A field broke a rule; `problems` pairs each offending value (WHOLE: the field's) with it."""
-
-    def __init__(self, *problems: tuple[object, str]) -> None:
-        super().__init__(problems)
-        self.problems = problems
-
-
-WHOLE = object()
-
-
-def _bad(rule: str) -> Bad:
-    return Bad((WHOLE, rule))
-
-
 def show(value: object, limit: int = 40) -> str:
     try:
         text = repr(value)
@@ -144,36 +135,6 @@ def safe(value: object) -> object:
     return value
 
 
-def did_you_mean(word: str, choices: tuple[str, ...]) -> str:
-    if len(word) > 100:
-        return ""
-    near = difflib.get_close_matches(word.lower(), choices, n=1)
-    return f"; did you mean {near[0]!r}?" if near else ""
-
-
-def _integer(value: object, lo: int, hi: int) -> int:
-    rule = f"must be an integer from {lo:,} to {hi:,}"
-    if isinstance(value, float) and value.is_integer():  # 5.0 -> 5; NaN and inf are not
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _bad(rule)
-    if not lo <= value <= hi:
-        raise _bad(rule)
-    return int(value)
-
-
-def _number(value: object, rule: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _bad(rule)
-    try:
-        number = float(value)
-    except OverflowError:
-        raise _bad(rule) from None
-    if not math.isfinite(number):
-        raise _bad(rule)
-    return number
-
-
 def _unicode(value: str, rule: str) -> None:
     """A string that JSON and Redis can carry: no lone surrogates (Python allows them)."""
     try:
@@ -192,28 +153,17 @@ def text(value: object, lo: int, hi: int) -> str:
     return str(value)
 
 
-def choice(
-    value: object, choices: tuple[str, ...], what: str, aliases: Mapping[str, str] | None = None
-) -> str:
-    if not isinstance(value, str):
-        raise _bad(f"must be a string: one of {', '.join(choices)}")
-    word = value.lower()
-    word = (aliases or {}).get(word, word)
-    if word not in choices:
-        hint = did_you_mean(word, (*choices, *(aliases or {})))
-        raise _bad(f"unknown {what}{hint} (one of {', '.join(choices)})")
-    return word
-
-
 def _method(value: object, side: Literal["on-board", "off-board"]) -> str:
+    """A method name of one side, read from the registry as it is now (any case, aliases)."""
     onboard = side == "on-board"
-    choices = ONBOARD_METHODS if onboard else OFFBOARD_METHODS
-    others = OFFBOARD_METHODS if onboard else ONBOARD_METHODS
+    table, other_table = (
+        (registry.ONBOARD, registry.OFFBOARD) if onboard else (registry.OFFBOARD, registry.ONBOARD)
+    )
+    choices, others = tuple(table), tuple(other_table)
     if isinstance(value, str) and value.lower() not in choices and value.lower() in others:
         other = "off-board" if onboard else "on-board"
         raise _bad(f"{value.lower()!r} is an {other} method (one of {', '.join(choices)})")
-    method = choice(value, choices, f"{side} method", METHOD_ALIASES)
-    return method
+    return choice(value, choices, f"{side} method", registry.aliases(table))
 
 
 def _clients(value: object) -> str | int | tuple[int, ...]:
@@ -300,9 +250,6 @@ CHECKS: dict[str, Callable[[object], object]] = {
     "iterations": lambda v: _integer(v, 0, 1_000_000),
     "keep": lambda v: _integer(v, 1, 1_000_000),
     "timeout": _timeout,
-    "threshold": lambda v: _number(v, "must be a finite number"),
-    "direction": lambda v: choice(v, ("above", "below"), "direction"),
-    "sample_size": lambda v: _integer(v, 1, 1_000_000),
-    "bins": lambda v: _integer(v, 1, 1000),
+    **{key: p.check for key, p in registry.parameters().items()},
     "filename": _filename,
 }

@@ -6,10 +6,11 @@ The contract for clients in other languages. Nothing here is a second copy of th
   model's field (so a new key such as `keep` appears with its range and description);
 - the input forms the model does not show (any case, 'mean', one signal for a list, blank
   names, JSON null for "not given") are written here once, from those same tables;
-- the rules that combine fields live in code (`spec._check_combinations`), so they are read
-  off `validate_spec` itself: every (mode, onboard, offboard) triple, every optional key with
-  every on-board method, and the signal counts are tried once, and the schema lists what
-  passed.
+- the rules that combine fields come from the method registry (`oodida_core.methods`), which
+  `spec._check_combinations` reads too: the modes each method is allowed in, which off-board
+  methods fit which on-board output, the parameters each takes or requires, the pairs that
+  allow only one iteration. The modes' own rules (signal counts, deploy forms) are read off
+  `validate_spec` itself: each case is tried once, and the schema lists what passed.
 
 String patterns are ECMA-262 and mean the same in Python's `re`: case-insensitive words are
 spelt letter by letter (`[Mm][Ee]...`, every character whose lower case is that letter), and
@@ -26,6 +27,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from .errors import SpecError
+from .methods import registry
 from .signals import SIGNAL_NAMES
 from .spec_fields import (
     ANALYTIC_KEYS,
@@ -171,8 +173,12 @@ def _input_forms() -> dict[str, Schema]:
         "signals": {"$ref": "#/$defs/Signals"},
         "onboard": words(ONBOARD_METHODS, METHOD_ALIASES),
         "offboard": words(OFFBOARD_METHODS, METHOD_ALIASES),
-        "threshold": {"type": "number", "minimum": -LARGEST_DOUBLE, "maximum": LARGEST_DOUBLE},
-        "direction": words(("above", "below")),
+        **{p.name: words(p.choices) for p in registry.parameters().values() if p.kind == "choice"},
+        **{
+            p.name: {"type": "number", "minimum": -LARGEST_DOUBLE, "maximum": LARGEST_DOUBLE}
+            for p in registry.parameters().values()
+            if p.kind == "number" and p.lo is None  # any finite number
+        },
         "filename": {"$ref": "#/$defs/Filename"},
     }
 
@@ -216,7 +222,7 @@ def _properties(model: Any, keys: Iterable[str], forms: Mapping[str, Schema]) ->
     return out
 
 
-# ---------------------------------------------------------------- rules read off the library
+# ---------------------------------------------------------------- rules of the registry and the modes
 
 
 def _issues(spec: Mapping[str, object]) -> set[str]:
@@ -229,17 +235,15 @@ def _issues(spec: Mapping[str, object]) -> set[str]:
     return set()
 
 
-def _base(mode: str, onboard: str) -> dict[str, object]:
-    spec = {k: _EXAMPLES[k] for k in REQUIRED_ANALYTIC}
-    return {**spec, "mode": mode, "onboard": onboard, "signals": list(SIGNAL_NAMES[:2]), "iterations": 1}
-
-
-_METHOD_FIELDS = {"mode", "onboard", "offboard"}
-
-
 def _branches(properties: Mapping[str, Schema]) -> list[Schema]:
-    """One branch per group of (mode, onboard) pairs that share offboards, keys and limits."""
-    optional = [k for k in ANALYTIC_KEYS if k not in REQUIRED_ANALYTIC and k != "offboard"]
+    """One branch per group of (mode, onboard) pairs that share offboards, keys and limits,
+    read off the method registry: the modes each method is allowed in, the off-board methods
+    that fit, the parameters each pair takes and requires, and the offboards that allow only
+    one iteration. (`properties` is the analytic properties, kept for the signature.)"""
+    from .spec import AssignmentSpec
+
+    default_offboard = AssignmentSpec.model_fields["offboard"].default  # what "not given" means
+    keys = list(registry.parameters())
     groups: dict[tuple[Any, ...], list[str]] = {}
     for mode in ANALYTIC_MODES:
         least = next(
@@ -247,23 +251,20 @@ def _branches(properties: Mapping[str, Schema]) -> list[Schema]:
             for n in range(1, len(SIGNAL_NAMES) + 1)
             if "signals" not in _issues({**LISTING_1_1, "mode": mode, "signals": list(SIGNAL_NAMES[:n])})
         )
-        for onboard in ONBOARD_METHODS:
-            base = _base(mode, onboard)
-            any_iterations: list[str | None] = []
-            only_one: list[str | None] = []
-            for off in (*OFFBOARD_METHODS, None):  # None: not given
-                spec = {**base, "offboard": off} if off else base
-                tried = [_issues({**spec, "iterations": n}) & _METHOD_FIELDS for n in (1, 0, 2)]
-                if not tried[0]:
-                    (any_iterations if not (tried[1] or tried[2]) else only_one).append(off)
-            if not any_iterations and not only_one:
+        for on in registry.ONBOARD.values():
+            if mode not in on.modes:
                 continue
-            with_key = {k: _issues({**base, k: properties[k]["examples"][0]}) for k in optional}
-            banned = tuple(k for k in optional if k in with_key[k])
-            needed = tuple(k for k in optional if k in _issues(base) and k not in banned)
-            for offs, one in ((any_iterations, False), (only_one, True)):
-                if offs:
-                    groups.setdefault((mode, tuple(offs), one, banned, needed, least), []).append(onboard)
+            rules: dict[tuple[Any, ...], list[str | None]] = {}
+            for off in registry.OFFBOARD.values():
+                if mode not in off.modes or not off.fits(on):
+                    continue
+                used = dict.fromkeys((*on.parameters, *off.parameters))
+                banned = tuple(k for k in keys if k not in {p.name for p in used})
+                needed = tuple(p.name for p in used if p.required)
+                offs = rules.setdefault((off.name in on.one_iteration_with, banned, needed), [])
+                offs += [off.name, None] if off.name == default_offboard else [off.name]
+            for (one, banned, needed), offs in rules.items():
+                groups.setdefault((mode, tuple(offs), one, banned, needed, least), []).append(on.name)
     merged: dict[tuple[Any, ...], list[str]] = {}
     for (mode, *rest), onboards in groups.items():
         merged.setdefault((tuple(onboards), *rest), []).append(mode)
