@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
 from oodida_core.errors import CustomCodeError
-from oodida_core.spec import AssignmentSpec
+from oodida_core.spec import AssignmentSpec, method_parameters
 from oodida_core.wire import IterationResult, OnboardResult
 
 from .aggregate import AggregationError, aggregate
@@ -61,7 +61,7 @@ def combine(
             # The user's module gets the kept values as a list ordered by client id.
             value, offboard_version = custom_offboard([kept[cid] for cid in sorted(kept)])
         else:
-            value = aggregate(spec.offboard, spec.onboard, kept)
+            value = aggregate(spec.offboard, spec.onboard, kept, method_parameters(spec))
     except (AggregationError, CustomCodeError) as exc:
         value, error = None, str(exc)
 

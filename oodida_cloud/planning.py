@@ -12,7 +12,7 @@ from typing import Any
 from oodida_core.errors import SpecError, SpecIssue
 from oodida_core.ids import format_ranges
 from oodida_core.keys import header_task_id as header_task_id  # re-exported (limits.py)
-from oodida_core.spec import AssignmentSpec
+from oodida_core.spec import AssignmentSpec, method_parameters
 from oodida_core.wire import ClientInfo, OnboardTask
 
 
@@ -118,10 +118,7 @@ def onboard_tasks(
         "signals": tuple(spec.signals),
         "samples": spec.samples,
         "frequency": spec.frequency,
-        "threshold": spec.threshold,
-        "direction": spec.direction or "above",
-        "sample_size": spec.sample_size,
-        "bins": spec.bins,
+        **method_parameters(spec),  # threshold, direction, sample_size, bins, q: those set
         "model": model,
         "federated": spec.mode == "federated",
         "deadline": deadline,

@@ -55,6 +55,7 @@ __all__ = [
     "AssignmentSpec",
     "DeploySpec",
     "key_label",
+    "method_parameters",
     "spec_json_schema",
     "spec_to_wire",
     "validate_spec",
@@ -314,6 +315,12 @@ def validate_spec(raw: object) -> AssignmentSpec | DeploySpec:
     except Exception as e:  # the guarantee: only SpecError leaves this function
         rule = f"could not be checked ({type(e).__name__}); please report this"
         raise SpecError([SpecIssue("spec", show(raw), rule)]) from e
+
+
+def method_parameters(spec: AssignmentSpec) -> dict[str, Any]:
+    """The method parameters the spec sets ({key: value}, e.g. {"q": 0.9}), for the methods."""
+    values = {key: getattr(spec, key) for key in registry.parameters() if key in AssignmentSpec.model_fields}
+    return {key: value for key, value in values.items() if value is not None}
 
 
 def spec_to_wire(spec: AssignmentSpec | DeploySpec) -> dict[str, Any]:

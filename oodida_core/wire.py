@@ -190,6 +190,7 @@ class OnboardTask(Wire):
     direction: Literal["above", "below"] = "above"
     sample_size: int | None = None
     bins: int | None = None
+    q: float | None = None
     model: Any = None
     federated: bool = False
     deadline: float

@@ -109,6 +109,7 @@ class OnboardRunner:
             direction=task.direction,
             sample_size=task.sample_size,
             bins=task.bins,
+            q=task.q,
             seed=_seed(task),
         )
         return run_builtin(params, data, task.model), "builtin"
