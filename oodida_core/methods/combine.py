@@ -171,12 +171,20 @@ def _is_number(x: object) -> bool:
 
 
 def is_int(x: object) -> bool:
+    if type(x) is int or type(x) is float:  # the common cases, without looking at numpy's types
+        return type(x) is int
     import numpy as np
 
     return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
+_PLAIN = {float: "number", int: "number", list: "list", dict: "dict", str: "string", type(None): "null"}
+
+
 def kind(x: object) -> str:
+    plain = _PLAIN.get(type(x))  # JSON's own types, without looking at numpy's
+    if plain is not None:
+        return plain
     import numpy as np
 
     if isinstance(x, (bool, np.bool_)):

@@ -48,6 +48,7 @@ ONBOARD: Mapping[str, OnboardMethod] = MappingProxyType(_ONBOARD)
 """The on-board methods by name, in the spec's order ('custom' last)."""
 OFFBOARD: Mapping[str, OffboardMethod] = MappingProxyType(_OFFBOARD)
 """The off-board methods by name, in the spec's order ('custom' last)."""
+_ALIASES: dict[str, str] = {}  # {alias: name}, both sides, kept by register and unregister
 
 
 class UnknownMethod(OodidaError, LookupError):
@@ -75,6 +76,7 @@ def register(*methods: Method) -> None:
         table[method.name] = method  # type: ignore[assignment]  # the side matches the type
         if "custom" in table:  # custom code stays last: the spec lists it last
             table["custom"] = table.pop("custom")  # type: ignore[assignment]
+    _index_aliases()
 
 
 def unregister(*methods: Method) -> None:
@@ -82,6 +84,12 @@ def unregister(*methods: Method) -> None:
         table = _side(method)
         if table.get(method.name) is method:
             del table[method.name]
+    _index_aliases()
+
+
+def _index_aliases() -> None:
+    _ALIASES.clear()
+    _ALIASES.update({**aliases(_OFFBOARD), **aliases(_ONBOARD)})
 
 
 @contextmanager
@@ -102,7 +110,7 @@ def aliases(table: Mapping[str, Method]) -> dict[str, str]:
 def resolve(name: str) -> str:
     """The canonical name of a method as written (any case, blanks around, an alias)."""
     word = name.strip().lower()
-    return {**aliases(_OFFBOARD), **aliases(_ONBOARD)}.get(word, word)
+    return _ALIASES.get(word, word)
 
 
 def onboard_method(name: str) -> OnboardMethod:
