@@ -26,10 +26,11 @@ REPLY_TTL = 600  # seconds a reply waits for the library
 
 
 class Gate:
-    def __init__(self, client: redis.Redis, keys: Keys, auth: bool = True) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, users: UserStore | None) -> None:
+        """``users``: the users hash the tokens are checked against; None with ``OODIDA_AUTH=off``."""
         self.redis = client
         self.keys = keys
-        self.users = UserStore(client, keys) if auth else None
+        self.users = users
 
     def admit(self, request: Request, what: str) -> bool:
         """True when ``request``'s user is who the token says; else log, answer, and False."""

@@ -17,6 +17,7 @@ from typing import TypeVar
 import redis
 from celery import Celery
 
+from oodida_core.auth import UserStore
 from oodida_core.coderunner import CodeRunner
 from oodida_core.codestore import CodeStore
 from oodida_core.customcode import CodePolicy
@@ -97,7 +98,7 @@ def build_cloud(
     store = AssignmentStore(client, keys, ttl=settings.assignment_ttl)
     codestore = CodeStore(client, keys, ttl=settings.assignment_ttl)
     registry = Registry(client, settings)
-    gate = Gate(client, keys, settings.auth)
+    gate = Gate(client, keys, UserStore(client, keys) if settings.auth else None)
     quotas = Quotas(client, keys, settings)
     code = CodeRunner(codestore, sandbox, policy)
     orchestrator = Orchestrator(
