@@ -6,7 +6,8 @@ publish every header task with the group id, its index and the callback), withou
 result channel of every header task, which the cloud never reads (it learns the outcome from
 the callback or from its own deadline). The header messages go out in pipelined batches,
 each with its ``task-sent`` event (``task_send_sent_event``) and a readable ``argsrepr``
-(``oodida_core.tasklabels``), so that Flower lists a task for an offline client as sent.
+(``oodida_core.tasklabels``), so that Flower lists a task for an offline client as sent. Each
+goes to the queue of the client its message names (``oodida_core.routing``).
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from celery import Celery
 from celery.canvas import Signature
 
 from oodida_core.chords import DONE_SUFFIX, chord_keys
-from oodida_core.tasklabels import args_label
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,7 @@ class HeaderTask:
     name: str
     message: dict[str, Any]
     task_id: str
-    queue: str
+    queue: str | None = None  # not read: the router (oodida_core/routing.py) names the queue
 
 
 def publish_chord(app: Celery, group_id: str, header: Sequence[HeaderTask], callback: Signature) -> None:
@@ -45,9 +45,7 @@ def publish_chord(app: Celery, group_id: str, header: Sequence[HeaderTask], call
             app.send_task(
                 task.name,
                 args=(task.message,),
-                argsrepr=args_label(task.name, task.message),
                 task_id=task.task_id,
-                queue=task.queue,
                 group_id=group_id,
                 group_index=index,
                 chord=body,

@@ -3,9 +3,11 @@
 Celery puts ``argsrepr`` and ``kwargsrepr`` in every task message's headers and in its
 ``task-sent`` event; Flower shows them in its task list and searches them. By default they are
 ``repr`` of the arguments, which for an on-board task is a wire message with the model of the
-previous iteration in it. Every publisher in the project passes these labels instead, e.g.
+previous iteration in it, and for a request the user's token. Every app of the project labels
+its messages instead (``LabellingAMQP``, the app's ``amqp`` class), e.g.
 ``client=3 iteration=1 assignment=1be9d267fee3458a user=alice method=average signals=speed``:
-the client, the iteration, the assignment or deployment id and the user first.
+the client, the iteration, the assignment or deployment id and the user first. A publisher
+passes labels only for what its message does not hold (the user of an off-board step).
 
 The functions never raise: a label is built from whatever the message holds.
 """
@@ -15,11 +17,15 @@ from __future__ import annotations
 import re
 import reprlib
 from collections.abc import Mapping, Sequence
+from typing import Any
+
+from celery.app.amqp import AMQP
 
 from .wire import (
     TASK_AUTHENTICATE,
     TASK_CANCEL,
     TASK_DEPLOY,
+    TASK_FINISH_ITERATION,
     TASK_INSTALL,
     TASK_ONBOARD,
     TASK_PURGE,
@@ -29,6 +35,7 @@ from .wire import (
 )
 
 MAX_LABEL = 512
+PROJECT_TASKS = "oodida."  # the prefix of every task name of the project (wire.py)
 
 _repr = reprlib.Repr()
 _repr.maxstring = 80
@@ -153,3 +160,44 @@ def finish_labels(
     if reason is not None:
         kwargs["reason"] = reason
     return join_fields(fields), _repr.repr(kwargs)
+
+
+def message_labels(
+    task_name: str, args: Sequence[object], kwargs: Mapping[str, object]
+) -> tuple[str | None, str | None]:
+    """``(argsrepr, kwargsrepr)`` of a message of the project, built from its arguments alone;
+    None for what is left to Celery's ``repr`` (a task that is not the project's)."""
+    if not task_name.startswith(PROJECT_TASKS):
+        return None, None
+    if task_name == TASK_FINISH_ITERATION:
+        aid, index, reason = kwargs.get("assignment_id"), kwargs.get("iteration"), kwargs.get("reason")
+        if isinstance(aid, str) and isinstance(index, int):
+            return finish_labels(aid, index, reason=reason if isinstance(reason, str) else None)
+    if len(args) == 1 and not kwargs:
+        return args_label(task_name, args[0]), None
+    return _repr.repr(tuple(args)), _repr.repr(dict(kwargs))  # never a long repr, nor a token
+
+
+class LabellingAMQP(AMQP):
+    """Celery's message builder, labelling every task message it builds (``message_labels``)
+    unless its publisher passed the labels: Celery's ``repr`` of the arguments never reaches a
+    message's headers or its ``task-sent`` event."""
+
+    def as_task_v2(
+        self,
+        task_id: str,
+        name: str,
+        args: Sequence[object] | None = None,
+        kwargs: Mapping[str, object] | None = None,
+        *more: Any,
+        argsrepr: str | None = None,
+        kwargsrepr: str | None = None,
+        **options: Any,
+    ) -> Any:
+        if argsrepr is None or kwargsrepr is None:
+            shown_args, shown_kwargs = message_labels(name, args or (), kwargs or {})
+            argsrepr = shown_args if argsrepr is None else argsrepr
+            kwargsrepr = shown_kwargs if kwargsrepr is None else kwargsrepr
+        return super().as_task_v2(
+            task_id, name, args, kwargs, *more, argsrepr=argsrepr, kwargsrepr=kwargsrepr, **options
+        )
