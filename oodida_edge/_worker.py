@@ -15,7 +15,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -39,6 +38,7 @@ from oodida_core.settings import Settings
 from oodida_core.signals import SIGNAL_NAMES
 from oodida_core.wire import ClientInfo
 
+from .bootsteps import Heartbeat
 from .install import Installer
 from .pool import EdgePool
 from .replay import ReplayError, ReplaySensors
@@ -124,29 +124,6 @@ def worker_name(ids: Sequence[int]) -> str:
     return f"client-{ids[0]}" if len(ids) == 1 else f"clients-{format_ranges(ids).replace(',', '_')}"
 
 
-class Heartbeat(threading.Thread):
-    """Keeps this process's clients live in the registry; re-registers them if Redis lost them."""
-
-    def __init__(self, registry: Registry, infos: list[ClientInfo]) -> None:
-        super().__init__(name="oodida-edge-heartbeat", daemon=True)
-        self.registry = registry
-        self.infos = infos
-        self.ids = [i.client_id for i in infos]
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopped.wait(self.registry.settings.heartbeat_interval):
-            try:
-                lost = set(self.registry.beat(self.ids))
-                if lost:
-                    self.registry.register(i for i in self.infos if i.client_id in lost)
-            except Exception:
-                log.warning("heartbeat failed (Redis unreachable?); retrying", exc_info=True)
-
-    def stop(self) -> None:
-        self.stopped.set()
-
-
 def serve(
     ids: list[int],
     settings: Settings,
@@ -212,20 +189,14 @@ def serve(
         )
         for c in ids
     ]
-    heartbeat = Heartbeat(registry, infos)
+    # Registered, kept live and unregistered with the worker (a bootstep: bootsteps.py).
+    app.steps["worker"].add(Heartbeat.for_clients(registry, infos))
 
     def on_ready(**_: Any) -> None:
-        registry.register(infos)
-        heartbeat.start()
         log.info("%s ready: clients %s", name, format_ranges(ids))
 
     def on_shutdown(**_: Any) -> None:
-        heartbeat.stop()
         code.close()
-        try:
-            registry.unregister(ids)
-        except Exception:
-            log.warning("could not leave the registry", exc_info=True)
 
     signals.worker_ready.connect(on_ready, weak=False)
     signals.worker_shutdown.connect(on_shutdown, weak=False)
