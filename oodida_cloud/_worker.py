@@ -6,8 +6,6 @@ import argparse
 import logging
 import os
 import socket
-import threading
-import time
 from typing import Any
 
 import redis
@@ -20,44 +18,11 @@ from oodida_core.logs import setup_logging
 from oodida_core.sandbox import announce_jail
 from oodida_core.settings import Settings
 
-from .orchestrator import Orchestrator
+from .bootsteps import DeadlineWatcher
 from .root import build_cloud
 from .tasks import register_cloud_tasks
 
 log = logging.getLogger("oodida.cloud")
-
-
-class Watcher(threading.Thread):
-    """Heartbeat of this cloud worker and the deadlines of running iterations."""
-
-    def __init__(self, orchestrator: Orchestrator, name: str) -> None:
-        super().__init__(name="oodida-cloud-watcher", daemon=True)
-        self.orchestrator = orchestrator
-        self.worker_name = name
-        self.stopped = threading.Event()
-
-    def run(self) -> None:
-        settings = self.orchestrator.settings
-        registry = self.orchestrator.registry
-        next_beat = 0.0
-        while not self.stopped.is_set():
-            try:
-                now = time.monotonic()
-                if now >= next_beat:
-                    registry.cloud_beat(self.worker_name)
-                    next_beat = now + settings.heartbeat_interval
-                self.orchestrator.fire_due_deadlines()
-            except Exception:  # a Redis outage: log, keep trying
-                log.exception("deadline watcher: Redis call failed; retrying")
-                self.stopped.wait(1.0)
-            self.stopped.wait(settings.deadline_poll)
-
-    def stop(self) -> None:
-        self.stopped.set()
-        try:
-            self.orchestrator.registry.cloud_leave(self.worker_name)
-        except Exception:
-            log.warning("could not leave the cloud registry", exc_info=True)
 
 
 def _without_password(url: str) -> str:
@@ -93,13 +58,12 @@ def main(argv: list[str] | None = None) -> None:
     # Registered under its Celery node name, as Flower shows it (`oodida health --cloud` looks
     # for this host's).
     node = f"{name}@{socket.gethostname()}"
-    watcher = Watcher(cloud.orchestrator, node)
+    app.steps["worker"].add(DeadlineWatcher.for_worker(cloud.orchestrator, node))
 
     def on_ready(**_: Any) -> None:
         # The cloud publishes chords and never waits on their results: without this, the
         # threads pool would SUBSCRIBE to every header task's result channel.
         _set_task_join_will_block(True)
-        watcher.start()
         log.info(
             "cloud worker %s ready on %s (authentication %s)",
             node,
@@ -108,7 +72,6 @@ def main(argv: list[str] | None = None) -> None:
         )
 
     def on_shutdown(**_: Any) -> None:
-        watcher.stop()
         sandbox.close()
 
     signals.worker_ready.connect(on_ready, weak=False)

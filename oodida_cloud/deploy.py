@@ -17,11 +17,10 @@ from celery import Celery
 from oodida_core.codestore import CodeStore
 from oodida_core.customcode import CodePolicy, check_source
 from oodida_core.errors import CustomCodeError, OodidaError, SpecError
-from oodida_core.keys import client_queue
+from oodida_core.keys import install_task_id
 from oodida_core.registry import Registry
 from oodida_core.sandbox import Sandbox, dry_run
 from oodida_core.spec import validate_spec
-from oodida_core.tasklabels import args_label
 from oodida_core.text import one_line, storable
 from oodida_core.wire import (
     TASK_INSTALL,
@@ -133,9 +132,7 @@ class Deployer:
                 self.app.send_task(
                     TASK_INSTALL,
                     args=(message,),
-                    argsrepr=args_label(TASK_INSTALL, message),
-                    queue=client_queue(cid),
-                    task_id=f"{req.deploy_id}-c{cid}",
+                    task_id=install_task_id(req.deploy_id, cid),
                     ignore_result=True,
                     producer=producer,
                 )

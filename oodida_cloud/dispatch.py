@@ -28,7 +28,6 @@ class HeaderTask:
     name: str
     message: dict[str, Any]
     task_id: str
-    queue: str | None = None  # not read: the router (oodida_core/routing.py) names the queue
 
 
 def publish_chord(app: Celery, group_id: str, header: Sequence[HeaderTask], callback: Signature) -> None:

@@ -11,6 +11,7 @@ from typing import Literal
 
 from oodida_core.errors import CustomCodeError
 from oodida_core.spec import AssignmentSpec, method_parameters
+from oodida_core.text import shorten
 from oodida_core.wire import IterationResult, OnboardResult
 
 from .aggregate import AggregationError, aggregate
@@ -108,7 +109,7 @@ def failure_summary(result: IterationResult, limit: int = 300) -> str:
             text += f" (and {more} more client(s))"
     else:
         text = f"iteration {result.index} failed"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return shorten(text, limit)
 
 
 def _better(new: OnboardResult, old: OnboardResult) -> bool:

@@ -16,6 +16,7 @@ import redis
 from celery import Celery
 
 from oodida_core.codestore import CodeStore
+from oodida_core.keys import header_task_id
 from oodida_core.quota import Quotas, Refusal, assignment_refusal, iteration_refusal, unknown_refusal
 from oodida_core.registry import Registry
 from oodida_core.settings import Settings
@@ -24,7 +25,6 @@ from oodida_core.wire import DeployRequest, Reply, Request, SubmitRequest
 
 from .gate import Gate
 from .outcomes import Outcome
-from .planning import header_task_id
 
 log = logging.getLogger("oodida.cloud")
 

@@ -22,12 +22,13 @@ from celery import Celery
 from oodida_core.coderunner import CodeRunner
 from oodida_core.errors import CustomCodeError, MessageError, SpecError
 from oodida_core.guard import clean, describe_origin
-from oodida_core.keys import CLOUD_QUEUE, chord_group_id, client_queue, header_task_id
+from oodida_core.keys import chord_group_id, header_task_id
 from oodida_core.registry import Registry
 from oodida_core.settings import Settings
 from oodida_core.spec import AssignmentSpec, spec_to_wire, validate_spec
 from oodida_core.store import AssignmentStore, Completion, Finish, Redispatch, Start, record_from_hash
 from oodida_core.tasklabels import finish_labels
+from oodida_core.text import shorten
 from oodida_core.wire import (
     TASK_FINISH_ITERATION,
     TASK_ONBOARD,
@@ -167,7 +168,6 @@ class Orchestrator:
                 TASK_ONBOARD,
                 task.to_wire(),
                 header_task_id(aid, index, task.client_id),
-                client_queue(task.client_id),
             )
             for task in onboard_tasks(spec, aid, user, index, clients, model, deadline)
         ]
@@ -176,7 +176,6 @@ class Orchestrator:
             TASK_FINISH_ITERATION,
             kwargs={"assignment_id": aid, "iteration": index},
             immutable=True,  # carries no answers: finish_iteration reads each client's result key
-            queue=CLOUD_QUEUE,
             argsrepr=argsrepr,
             kwargsrepr=kwargsrepr,
         )
@@ -338,7 +337,6 @@ class Orchestrator:
                 kwargs={"assignment_id": aid, "iteration": index, "reason": "deadline"},
                 argsrepr=argsrepr,
                 kwargsrepr=kwargsrepr,
-                queue=CLOUD_QUEUE,
                 ignore_result=True,
             )
         return len(due)
@@ -364,7 +362,7 @@ class Orchestrator:
 def _jsonable(value: object, depth: int = 0) -> object:
     """An issue's value as stored for the library: JSON, cut short (it is only shown)."""
     if isinstance(value, str):
-        return value if len(value) <= 1000 else value[:997] + "..."
+        return shorten(value, 1000)
     if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
         return f"<an integer of {value.bit_length():,} bits>"
     if value is None or isinstance(value, (bool, int, float)):

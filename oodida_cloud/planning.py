@@ -11,7 +11,6 @@ from typing import Any
 
 from oodida_core.errors import SpecError, SpecIssue
 from oodida_core.ids import format_ranges
-from oodida_core.keys import header_task_id as header_task_id  # re-exported (limits.py)
 from oodida_core.spec import AssignmentSpec, method_parameters
 from oodida_core.wire import ClientInfo, OnboardTask
 

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-_SHORT_HEX = 12
+from oodida_core.text import short_version
 
 
 @dataclass(frozen=True)
@@ -23,13 +23,6 @@ class Vote:
     version: str | None
     kept: tuple[int, ...] = ()
     discarded: dict[int, str] = field(default_factory=dict)
-
-
-def short_version(version: str) -> str:
-    """A code version for people: "sha256:" and the first 12 hex digits, others unchanged."""
-    if version.startswith("sha256:"):
-        return version[: len("sha256:") + _SHORT_HEX]
-    return version
 
 
 def majority_vote(versions: Mapping[int, str], deployed_at: Mapping[str, float] | None = None) -> Vote:

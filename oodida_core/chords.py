@@ -15,11 +15,7 @@ from typing import Any
 import redis
 from celery import Celery
 
-
-def chord_group_id(assignment_id: str, iteration: int) -> str:
-    """Deterministic id of an iteration's chord, so the cloud and the library find its state."""
-    return f"{assignment_id}-i{iteration}"
-
+from .keys import chord_group_id
 
 COUNTER_SUFFIXES = ("", ".j", ".t", ".s", ".d")  # the chord's state while it runs
 DONE_SUFFIX = ".c"  # set when it completed or was closed

@@ -42,6 +42,7 @@ from .spec_fields import (
     show,
     text,
 )
+from .text import shorten
 
 __all__ = [
     "ALL_KEYS",
@@ -169,7 +170,7 @@ def key_label(key: str) -> str:
     """How an issue names an unknown key: as written, or quoted and escaped when it holds
     characters that do not print (a key must not add lines to a message); at most 60 long."""
     label = key if key.isprintable() else repr(key)
-    return label if len(label) <= 60 else label[:57] + "..."
+    return shorten(label, 60)
 
 
 def _is_deploy(data: dict[str, object], mode: str | None) -> bool:

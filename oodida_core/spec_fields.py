@@ -27,6 +27,7 @@ from .methods.values import did_you_mean as did_you_mean
 from .methods.values import integer as _integer
 from .methods.values import number as _number
 from .signals import SIGNAL_NAMES
+from .text import shorten
 
 DEPLOY_MODES = ("deploy_onboard", "deploy_offboard")
 MODES: tuple[str, ...] = ANALYTIC_MODES + DEPLOY_MODES
@@ -109,7 +110,7 @@ def show(value: object, limit: int = 40) -> str:
         text = repr(value)
     except Exception:  # huge ints, runaway nesting, hostile __repr__
         text = f"<{type(value).__name__}>"
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return shorten(text, limit)
 
 
 def _listing(values: Sequence[object], most: int = 5) -> str:

@@ -21,6 +21,7 @@ from typing import Any
 
 from celery.app.amqp import AMQP
 
+from .text import shorten
 from .wire import (
     TASK_AUTHENTICATE,
     TASK_CANCEL,
@@ -116,7 +117,7 @@ def _show(value: object) -> str:
 def join_fields(fields: Sequence[tuple[str, object]]) -> str:
     """``[("iteration", 1), ("user", "alice")]`` -> ``iteration=1 user=alice``, capped."""
     text = " ".join(f"{name}={_show(value)}" for name, value in fields)
-    return text if len(text) <= MAX_LABEL else text[: MAX_LABEL - 3] + "..."
+    return shorten(text, MAX_LABEL)
 
 
 def args_label(task_name: str, message: object) -> str:

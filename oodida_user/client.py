@@ -16,7 +16,7 @@ from celery import Celery
 from oodida_core.codestore import CodeStore
 from oodida_core.customcode import CodePolicy
 from oodida_core.errors import UnknownAssignment
-from oodida_core.keys import Keys
+from oodida_core.keys import Keys, request_task_id
 from oodida_core.registry import Registry
 from oodida_core.settings import Settings
 from oodida_core.spec import AssignmentSpec, DeploySpec, spec_to_wire, validate_spec
@@ -136,7 +136,7 @@ class Oodida:
         wire = spec_to_wire(parsed)
         aid = uuid.uuid4().hex[:16]
         request = SubmitRequest(assignment_id=aid, spec=wire, **self._credentials())
-        self._send(TASK_START, request, f"{aid}-start")
+        self._send(TASK_START, request, request_task_id(aid, TASK_START))
         handle = Assignment(self, aid, wire, request_id=request.request_id)
         if parsed.iterations == 0 and parsed.keep is None:
             warnings.warn(unbounded_stream_warning(aid, parsed.name), StreamWarning, stacklevel=2)
@@ -171,7 +171,7 @@ class Oodida:
             clients=clients,
             **self._credentials(),
         )
-        self._send(TASK_DEPLOY, request, f"{deploy_id}-deploy")
+        self._send(TASK_DEPLOY, request, request_task_id(deploy_id, TASK_DEPLOY))
         return Deployment(self, deploy_id, checked.version, role, checked.filename, request.request_id)
 
     def rollback_onboard(self, clients: list[int]) -> dict[int, str | None]:

@@ -14,13 +14,11 @@ from typing import Any, TypedDict
 from kombu.exceptions import OperationalError
 
 from oodida_core.errors import OodidaError, QuotaError
-from oodida_core.keys import CLOUD_QUEUE
 from oodida_core.quota import out_of_memory, out_of_memory_cause
-from oodida_core.tasklabels import args_label
 from oodida_core.wire import Reply, Request
 
 from .connection import Connection
-from .replies import await_reply, masked, new_request_id, raise_for, read_reply
+from .replies import await_reply, new_request_id, raise_for, read_reply
 
 
 class Credentials(TypedDict):
@@ -53,8 +51,6 @@ class CloudRequests:
                 app.send_task(
                     task,
                     args=(message,),
-                    argsrepr=args_label(task, masked(message)),  # never the token
-                    queue=CLOUD_QUEUE,
                     task_id=task_id,
                     ignore_result=True,
                     producer=producer,
