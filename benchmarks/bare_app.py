@@ -22,8 +22,8 @@ from typing import Any
 import redis
 from celery import Celery, chord, signals
 
-from oodida_core.celery_app import make_celery_app
-from oodida_core.keys import CLOUD_QUEUE, client_queue
+from oodida_core.messaging.celery_app import make_celery_app
+from oodida_core.protocol.keys import CLOUD_QUEUE, client_queue
 from oodida_core.settings import Settings
 
 READY_KEY = "bench:ready"

@@ -48,19 +48,19 @@ from bare_app import make_app
 from bench_core import BareFleet, machine, p90, port_free, run_bare
 from celery import Celery
 
-from oodida_core.celery_app import make_celery_app
-from oodida_core.coderunner import CodeRunner
-from oodida_core.codestore import CodeStore
-from oodida_core.customcode import CodePolicy
-from oodida_core.keys import Keys
-from oodida_core.local import LocalSystem
-from oodida_core.redis_server import EmbeddedRedis
-from oodida_core.registry import Registry
-from oodida_core.sandbox import Sandbox
+from oodida_core.customcode.check import CodePolicy
+from oodida_core.customcode.runner import CodeRunner
+from oodida_core.customcode.sandbox import Sandbox
+from oodida_core.messaging.celery_app import make_celery_app
+from oodida_core.protocol.keys import Keys
+from oodida_core.state.codestore import CodeStore
+from oodida_core.state.registry import Registry
 from oodida_edge._worker import default_processes, worker_name
 from oodida_edge.onboard import OnboardParams, run_builtin
 from oodida_edge.runner import OnboardRunner
 from oodida_edge.sensors import SimulatedSensors
+from oodida_ops.local import LocalSystem
+from oodida_ops.redis_server import EmbeddedRedis
 from oodida_user import Oodida
 
 WARMUP = 2
@@ -369,8 +369,8 @@ def jail_costs(rounds: int) -> dict[str, Any]:
     """One custom call of the mean module on 1000 readings, in this process: in the jail (every
     layer this machine has), in a fresh process without any layer, and in-process (the
     restricted interpreter alone, no process); the fork server's start."""
-    from oodida_core._sandbox_child import Runtime
-    from oodida_core.customcode import code_version
+    from oodida_core.customcode._child import Runtime
+    from oodida_core.customcode.check import code_version
 
     module = (code_version(MEAN_SOURCE), "mean.py", MEAN_SOURCE)
     x = [float(i) for i in range(1000)]

@@ -40,11 +40,11 @@ import redis
 from bare_app import READY_KEY, make_app
 from celery import Celery, chord
 
-from oodida_core.keys import CLOUD_QUEUE, client_queue
-from oodida_core.local import LocalSystem
-from oodida_core.redis_server import EmbeddedRedis
-from oodida_core.spec import LISTING_1_1
+from oodida_core.protocol.keys import CLOUD_QUEUE, client_queue
+from oodida_core.spec.model import LISTING_1_1
 from oodida_edge._worker import EDGE_POOL, default_processes, edge_concurrency, split, worker_name
+from oodida_ops.local import LocalSystem
+from oodida_ops.redis_server import EmbeddedRedis
 from oodida_user import Oodida
 
 HERE = Path(__file__).resolve().parent

@@ -52,11 +52,11 @@ from bare_app import READY_KEY, make_app
 from bench_core import HERE, machine, p90, port_free, run_bare, run_ours
 from celery import Celery, chord
 
-from oodida_core.keys import CLOUD_QUEUE, client_queue
-from oodida_core.local import LocalSystem
-from oodida_core.redis_server import EmbeddedRedis
+from oodida_core.protocol.keys import CLOUD_QUEUE, client_queue
 from oodida_core.settings import Settings
 from oodida_edge._worker import EDGE_POOL, default_processes, edge_concurrency, split, worker_name
+from oodida_ops.local import LocalSystem
+from oodida_ops.redis_server import EmbeddedRedis
 from oodida_user import Oodida
 
 MIB = 1024 * 1024

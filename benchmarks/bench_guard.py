@@ -20,9 +20,9 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any
 
-from oodida_core.envelope import admit
-from oodida_core.spec import LISTING_1_1
-from oodida_core.wire import TASK_CANCEL, TASK_FINISH_ITERATION, TASK_ONBOARD, TASK_START
+from oodida_core.messaging.envelope import admit
+from oodida_core.protocol.wire import TASK_CANCEL, TASK_FINISH_ITERATION, TASK_ONBOARD, TASK_START
+from oodida_core.spec.model import LISTING_1_1
 
 EMBED = {"callbacks": None, "errbacks": None, "chain": None, "chord": None}
 

@@ -34,7 +34,7 @@ from typing import Any
 from bench_core import machine
 from bench_fleet import db_url, redis_server
 
-from oodida_core.local import LocalSystem
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 LAYOUTS = {"lanes": "solo", "solo": "celery-solo"}  # column: OODIDA_EDGE_POOL

@@ -12,10 +12,10 @@ import redis
 from celery import signals
 from celery._state import _set_task_join_will_block
 
-from oodida_core.celery_app import make_celery_app
-from oodida_core.keys import CLOUD_QUEUE
-from oodida_core.logs import setup_logging
-from oodida_core.sandbox import announce_jail
+from oodida_core.customcode.sandbox import announce_jail
+from oodida_core.messaging.celery_app import make_celery_app
+from oodida_core.protocol.keys import CLOUD_QUEUE
+from oodida_core.protocol.logs import setup_logging
 from oodida_core.settings import Settings
 
 from .bootsteps import DeadlineWatcher

@@ -14,15 +14,12 @@ import time
 
 from celery import Celery
 
-from oodida_core.codestore import CodeStore
-from oodida_core.customcode import CodePolicy, check_source
-from oodida_core.errors import CustomCodeError, OodidaError, SpecError
-from oodida_core.keys import install_task_id
-from oodida_core.registry import Registry
-from oodida_core.sandbox import Sandbox, dry_run
-from oodida_core.spec import validate_spec
-from oodida_core.text import one_line, storable
-from oodida_core.wire import (
+from oodida_core.customcode.check import CodePolicy, check_source
+from oodida_core.customcode.sandbox import Sandbox, dry_run
+from oodida_core.protocol.errors import CustomCodeError, OodidaError, SpecError
+from oodida_core.protocol.keys import install_task_id
+from oodida_core.protocol.text import one_line, storable
+from oodida_core.protocol.wire import (
     TASK_INSTALL,
     DeploymentRecord,
     DeployRequest,
@@ -30,6 +27,9 @@ from oodida_core.wire import (
     RollbackRequest,
     VersionsRequest,
 )
+from oodida_core.spec.model import validate_spec
+from oodida_core.state.codestore import CodeStore
+from oodida_core.state.registry import Registry
 
 from .gate import Gate
 from .limits import DeploymentLimits

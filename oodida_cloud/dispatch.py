@@ -6,8 +6,8 @@ publish every header task with the group id, its index and the callback), withou
 result channel of every header task, which the cloud never reads (it learns the outcome from
 the callback or from its own deadline). The header messages go out in pipelined batches,
 each with its ``task-sent`` event (``task_send_sent_event``) and a readable ``argsrepr``
-(``oodida_core.tasklabels``), so that Flower lists a task for an offline client as sent. Each
-goes to the queue of the client its message names (``oodida_core.routing``).
+(``oodida_core.messaging.labels``), so that Flower lists a task for an offline client as sent. Each
+goes to the queue of the client its message names (``oodida_core.messaging.routing``).
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from typing import Any
 from celery import Celery
 from celery.canvas import Signature
 
-from oodida_core.chords import DONE_SUFFIX, chord_keys
+from oodida_core.state.chords import DONE_SUFFIX, chord_keys
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from oodida_core.store import AssignmentStore
-from oodida_core.wire import FoldedIterations, IterationResult, NumberSummary
+from oodida_core.protocol.wire import FoldedIterations, IterationResult, NumberSummary
+from oodida_core.state.store import AssignmentStore
 
 MAX_KEYS = 64  # keys of ``values`` and ``versions`` tracked; the rest counts as other values
 

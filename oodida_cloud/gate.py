@@ -14,9 +14,9 @@ from typing import Any
 
 import redis
 
-from oodida_core.auth import AuthFailure, UserStore
-from oodida_core.keys import Keys
-from oodida_core.wire import AuthRequest, Reply, Request
+from oodida_core.protocol.keys import Keys
+from oodida_core.protocol.wire import AuthRequest, Reply, Request
+from oodida_core.security.auth import AuthFailure, UserStore
 
 from .outcomes import Outcome
 

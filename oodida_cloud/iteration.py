@@ -9,10 +9,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Literal
 
-from oodida_core.errors import CustomCodeError
-from oodida_core.spec import AssignmentSpec, method_parameters
-from oodida_core.text import shorten
-from oodida_core.wire import IterationResult, OnboardResult
+from oodida_core.protocol.errors import CustomCodeError
+from oodida_core.protocol.text import shorten
+from oodida_core.protocol.wire import IterationResult, OnboardResult
+from oodida_core.spec.model import AssignmentSpec, method_parameters
 
 from .aggregate import AggregationError, aggregate
 from .voting import majority_vote

@@ -1,4 +1,4 @@
-"""The cloud's side of bounded storage (``oodida_core/quota.py``): refuse what goes past a
+"""The cloud's side of bounded storage (``oodida_core/state/quota.py``): refuse what goes past a
 user's limit or Redis's ``maxmemory``, with a reply (or an ended record) naming the limit.
 
 Nothing stored is ever removed to make room: a refused start stores only its failed record, a
@@ -15,13 +15,13 @@ from collections.abc import Sequence
 import redis
 from celery import Celery
 
-from oodida_core.codestore import CodeStore
-from oodida_core.keys import header_task_id
-from oodida_core.quota import Quotas, Refusal, assignment_refusal, iteration_refusal, unknown_refusal
-from oodida_core.registry import Registry
+from oodida_core.protocol.keys import header_task_id
+from oodida_core.protocol.wire import DeployRequest, Reply, Request, SubmitRequest
 from oodida_core.settings import Settings
-from oodida_core.store import AssignmentStore
-from oodida_core.wire import DeployRequest, Reply, Request, SubmitRequest
+from oodida_core.state.codestore import CodeStore
+from oodida_core.state.quota import Quotas, Refusal, assignment_refusal, iteration_refusal, unknown_refusal
+from oodida_core.state.registry import Registry
+from oodida_core.state.store import AssignmentStore
 
 from .gate import Gate
 from .outcomes import Outcome

@@ -19,17 +19,13 @@ from typing import Any
 import redis
 from celery import Celery
 
-from oodida_core.coderunner import CodeRunner
-from oodida_core.errors import CustomCodeError, MessageError, SpecError
-from oodida_core.guard import clean, describe_origin
-from oodida_core.keys import chord_group_id, header_task_id
-from oodida_core.registry import Registry
-from oodida_core.settings import Settings
-from oodida_core.spec import AssignmentSpec, spec_to_wire, validate_spec
-from oodida_core.store import AssignmentStore, Completion, Finish, Redispatch, Start, record_from_hash
-from oodida_core.tasklabels import finish_labels
-from oodida_core.text import shorten
-from oodida_core.wire import (
+from oodida_core.customcode.runner import CodeRunner
+from oodida_core.messaging.guard import clean, describe_origin
+from oodida_core.messaging.labels import finish_labels
+from oodida_core.protocol.errors import CustomCodeError, MessageError, SpecError
+from oodida_core.protocol.keys import chord_group_id, header_task_id
+from oodida_core.protocol.text import shorten
+from oodida_core.protocol.wire import (
     TASK_FINISH_ITERATION,
     TASK_ONBOARD,
     AssignmentRecord,
@@ -38,6 +34,10 @@ from oodida_core.wire import (
     SubmitRequest,
     decode,
 )
+from oodida_core.settings import Settings
+from oodida_core.spec.model import AssignmentSpec, spec_to_wire, validate_spec
+from oodida_core.state.registry import Registry
+from oodida_core.state.store import AssignmentStore, Completion, Finish, Redispatch, Start, record_from_hash
 
 from . import ending
 from .dispatch import HeaderTask, discard_chord, publish_chord

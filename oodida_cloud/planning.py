@@ -9,10 +9,10 @@ import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from oodida_core.errors import SpecError, SpecIssue
-from oodida_core.ids import format_ranges
-from oodida_core.spec import AssignmentSpec, method_parameters
-from oodida_core.wire import ClientInfo, OnboardTask
+from oodida_core.protocol.errors import SpecError, SpecIssue
+from oodida_core.protocol.ids import format_ranges
+from oodida_core.protocol.wire import ClientInfo, OnboardTask
+from oodida_core.spec.model import AssignmentSpec, method_parameters
 
 
 def _ranges(ids: Sequence[int]) -> str:

@@ -14,10 +14,10 @@ from typing import Any
 import redis
 from celery import Celery
 
-from oodida_core.chords import chord_keys
-from oodida_core.keys import Keys, chord_group_id, deadline_member, header_task_id
-from oodida_core.store import AssignmentStore
-from oodida_core.wire import FINAL_STATUSES, AssignmentRecord, PurgeRequest
+from oodida_core.protocol.keys import Keys, chord_group_id, deadline_member, header_task_id
+from oodida_core.protocol.wire import FINAL_STATUSES, AssignmentRecord, PurgeRequest
+from oodida_core.state.chords import chord_keys
+from oodida_core.state.store import AssignmentStore
 
 from .gate import Gate
 from .outcomes import Outcome

@@ -22,9 +22,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from oodida_core.errors import MessageError
-from oodida_core.guard import log_rejected, readable_part, single_argument
-from oodida_core.wire import Request, Wire, decode
+from oodida_core.messaging.guard import log_rejected, readable_part, single_argument
+from oodida_core.protocol.errors import MessageError
+from oodida_core.protocol.wire import Request, Wire, decode
 
 from .gate import Gate
 from .outcomes import Outcome

@@ -17,17 +17,11 @@ from typing import TypeVar
 import redis
 from celery import Celery
 
-from oodida_core.auth import UserStore
-from oodida_core.coderunner import CodeRunner
-from oodida_core.codestore import CodeStore
-from oodida_core.customcode import CodePolicy
-from oodida_core.keys import Keys
-from oodida_core.quota import Quotas
-from oodida_core.registry import Registry
-from oodida_core.sandbox import Sandbox
-from oodida_core.settings import Settings
-from oodida_core.store import AssignmentStore
-from oodida_core.wire import (
+from oodida_core.customcode.check import CodePolicy
+from oodida_core.customcode.runner import CodeRunner
+from oodida_core.customcode.sandbox import Sandbox
+from oodida_core.protocol.keys import Keys
+from oodida_core.protocol.wire import (
     TASK_AUTHENTICATE,
     TASK_CANCEL,
     TASK_DEPLOY,
@@ -47,6 +41,12 @@ from oodida_core.wire import (
     SubmitRequest,
     VersionsRequest,
 )
+from oodida_core.security.auth import UserStore
+from oodida_core.settings import Settings
+from oodida_core.state.codestore import CodeStore
+from oodida_core.state.quota import Quotas
+from oodida_core.state.registry import Registry
+from oodida_core.state.store import AssignmentStore
 
 from .deploy import Deployer
 from .gate import Gate

@@ -13,7 +13,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from oodida_core.text import short_version
+from oodida_core.protocol.text import short_version
 
 
 @dataclass(frozen=True)

@@ -18,8 +18,8 @@ the project's tasks), not by ``celery -A oodida_core.app worker``.
 
 from __future__ import annotations
 
-from .celery_app import make_celery_app
-from .settings import Settings
+from oodida_core.messaging.celery_app import make_celery_app
+from oodida_core.settings import Settings
 
 app = make_celery_app(Settings.from_env(), "oodida")
 

@@ -12,13 +12,13 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from redis.connection import parse_url
 
-from .errors import BadArgument
+from oodida_core.protocol.errors import BadArgument
 
 ENV_PREFIX = "OODIDA_"
 
 # Read by single processes outside ``Settings``: the workers' log level, the edge's Celery
-# pool (oodida_edge/_worker.py), the custom-code policy (oodida_core/customcode.py) and its
-# jail (oodida_core/jail/layers.py).
+# pool (oodida_edge/_worker.py), the custom-code policy (oodida_core/customcode/check.py) and its
+# jail (oodida_core/customcode/jail/layers.py).
 PROCESS_ENV_VARS = (
     "OODIDA_LOGLEVEL",
     "OODIDA_EDGE_POOL",
@@ -85,7 +85,7 @@ class Settings(BaseModel):
     deadline_poll: float = Field(0.2, gt=0, le=10, description="cloud deadline check, seconds")
     cloud_concurrency: int = Field(4, ge=1, le=64, description="threads per cloud worker")
     events: bool = Field(True, description="send task events for Flower")
-    # Per-user limits on what a user keeps in Redis (oodida_core/quota.py; README, "Data
+    # Per-user limits on what a user keeps in Redis (oodida_core/state/quota.py; README, "Data
     # retention"): past one, the cloud refuses with QuotaError naming the limit.
     max_iteration_bytes: int = Field(
         64 * 1024 * 1024, ge=1024, description="bytes of one iteration's stored result (JSON)"

@@ -24,19 +24,19 @@ from typing import Any
 import redis
 from celery import signals
 
-from oodida_core.celery_app import make_celery_app
-from oodida_core.coderunner import CodeRunner
-from oodida_core.codestore import CodeStore
-from oodida_core.customcode import CodePolicy
-from oodida_core.ids import format_ranges, parse_id_ranges
-from oodida_core.keys import Keys, client_queue
-from oodida_core.logs import setup_logging
+from oodida_core.customcode.check import CodePolicy
+from oodida_core.customcode.runner import CodeRunner
+from oodida_core.customcode.sandbox import Sandbox, announce_jail
+from oodida_core.messaging.celery_app import make_celery_app
 from oodida_core.procs import die_with_parent
-from oodida_core.registry import Registry
-from oodida_core.sandbox import Sandbox, announce_jail
+from oodida_core.protocol.ids import format_ranges, parse_id_ranges
+from oodida_core.protocol.keys import Keys, client_queue
+from oodida_core.protocol.logs import setup_logging
+from oodida_core.protocol.wire import ClientInfo
 from oodida_core.settings import Settings
-from oodida_core.signals import SIGNAL_NAMES
-from oodida_core.wire import ClientInfo
+from oodida_core.spec.signals import SIGNAL_NAMES
+from oodida_core.state.codestore import CodeStore
+from oodida_core.state.registry import Registry
 
 from .bootsteps import Heartbeat
 from .install import Installer

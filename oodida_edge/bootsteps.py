@@ -15,8 +15,8 @@ from typing import Any, ClassVar
 
 from celery import bootsteps
 
-from oodida_core.registry import Registry
-from oodida_core.wire import ClientInfo
+from oodida_core.protocol.wire import ClientInfo
+from oodida_core.state.registry import Registry
 
 log = logging.getLogger("oodida.edge")
 

@@ -10,11 +10,11 @@ from __future__ import annotations
 import logging
 import time
 
-from oodida_core.codestore import CodeStore
-from oodida_core.customcode import CodePolicy, check_imports_resolve, check_source
-from oodida_core.errors import CustomCodeError, MessageError
-from oodida_core.guard import clean, log_rejected
-from oodida_core.wire import InstallTask, Verdict, decode
+from oodida_core.customcode.check import CodePolicy, check_imports_resolve, check_source
+from oodida_core.messaging.guard import clean, log_rejected
+from oodida_core.protocol.errors import CustomCodeError, MessageError
+from oodida_core.protocol.wire import InstallTask, Verdict, decode
+from oodida_core.state.codestore import CodeStore
 
 log = logging.getLogger("oodida.edge")
 

@@ -42,7 +42,7 @@ from typing import Any, ClassVar
 from celery import signals
 from celery.concurrency.base import BasePool, apply_target
 
-from oodida_core.wire import TASK_ONBOARD
+from oodida_core.protocol.wire import TASK_ONBOARD
 
 from .runner import PINNED
 

@@ -14,12 +14,12 @@ from typing import Any
 
 import redis
 
-from oodida_core.coderunner import CodeRunner
-from oodida_core.errors import CustomCodeError, MessageError
-from oodida_core.guard import clean, log_rejected
-from oodida_core.keys import Keys
-from oodida_core.sandbox import CustomCodeFailure
-from oodida_core.wire import FINAL_STATUSES, OnboardResult, OnboardTask, decode
+from oodida_core.customcode.runner import CodeRunner
+from oodida_core.customcode.sandbox import CustomCodeFailure
+from oodida_core.messaging.guard import clean, log_rejected
+from oodida_core.protocol.errors import CustomCodeError, MessageError
+from oodida_core.protocol.keys import Keys
+from oodida_core.protocol.wire import FINAL_STATUSES, OnboardResult, OnboardTask, decode
 
 from .onboard import OnboardParams, run_builtin
 from .sensors import SensorSource

@@ -28,8 +28,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from oodida_core.errors import OodidaError
-from oodida_core.signals import SIGNALS
+from oodida_core.protocol.errors import OodidaError
+from oodida_core.spec.signals import SIGNALS
 
 FloatArray = npt.NDArray[np.float64]
 

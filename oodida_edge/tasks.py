@@ -11,9 +11,9 @@ from typing import Any
 
 from celery import Celery, Task
 
-from oodida_core.errors import MessageError
-from oodida_core.guard import log_rejected, readable_part, single_argument
-from oodida_core.wire import TASK_INSTALL, TASK_ONBOARD
+from oodida_core.messaging.guard import log_rejected, readable_part, single_argument
+from oodida_core.protocol.errors import MessageError
+from oodida_core.protocol.wire import TASK_INSTALL, TASK_ONBOARD
 
 from .install import Installer
 from .runner import OnboardRunner, answer_for_bad_message

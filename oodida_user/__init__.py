@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from oodida_core.errors import (
+from oodida_core.protocol.errors import (
     AssignmentTimeout,
     AuthError,
     BadArgument,
@@ -12,7 +12,7 @@ from oodida_core.errors import (
     SpecError,
     UnknownAssignment,
 )
-from oodida_core.wire import ClientInfo, IterationResult
+from oodida_core.protocol.wire import ClientInfo, IterationResult
 
 from .assignment import AssignmentInterrupted
 from .client import Assignment, Oodida, StreamWarning

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
-from oodida_core.errors import BadArgument
-from oodida_core.spec import MAX_CLIENT_ID
+from oodida_core.protocol.errors import BadArgument
+from oodida_core.spec.model import MAX_CLIENT_ID
 
 POLL_MS = 1000  # how long one blocking read of an event stream waits at most
 

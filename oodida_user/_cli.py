@@ -13,12 +13,12 @@ from collections.abc import Sequence
 from types import FrameType
 from typing import Any
 
-from oodida_core.errors import OodidaError, SpecError
-from oodida_core.health import check_health
-from oodida_core.ids import parse_id_ranges
-from oodida_core.local import LocalSystem
+from oodida_core.protocol.errors import OodidaError, SpecError
+from oodida_core.protocol.ids import parse_id_ranges
 from oodida_core.settings import Settings
-from oodida_core.spec import spec_json_schema
+from oodida_core.spec.model import spec_json_schema
+from oodida_ops.health import check_health
+from oodida_ops.local import LocalSystem
 
 from ._listing import add_listing_parsers
 from ._operator import add_operator_commands

@@ -8,10 +8,10 @@ import sys
 import time
 from typing import Any
 
-from oodida_core.errors import MessageError
-from oodida_core.store import record_from_hash
-from oodida_core.text import one_line, printable
-from oodida_core.wire import AssignmentRecord
+from oodida_core.protocol.errors import MessageError
+from oodida_core.protocol.text import one_line, printable
+from oodida_core.protocol.wire import AssignmentRecord
+from oodida_core.state.store import record_from_hash
 
 from .client import Oodida
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import redis
 
-from oodida_core import acl
-from oodida_core.auth import UserStore
-from oodida_core.errors import OodidaError
-from oodida_core.ids import parse_id_ranges
-from oodida_core.keys import Keys
+from oodida_core.protocol.errors import OodidaError
+from oodida_core.protocol.ids import parse_id_ranges
+from oodida_core.protocol.keys import Keys
+from oodida_core.security import acl
+from oodida_core.security.auth import UserStore
 from oodida_core.settings import Settings
 
 

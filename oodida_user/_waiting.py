@@ -7,8 +7,8 @@ import json
 import sys
 from typing import Any
 
-from oodida_core.errors import OodidaError, QuotaError
-from oodida_core.text import printable
+from oodida_core.protocol.errors import OodidaError, QuotaError
+from oodida_core.protocol.text import printable
 
 from .assignment import Assignment, AssignmentInterrupted
 from .results import Result

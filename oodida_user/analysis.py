@@ -20,8 +20,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from oodida_core.text import short_version
-from oodida_core.wire import IterationResult
+from oodida_core.protocol.text import short_version
+from oodida_core.protocol.wire import IterationResult
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -11,8 +11,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from oodida_core.chords import answered
-from oodida_core.errors import (
+from oodida_core.protocol.errors import (
     AssignmentTimeout,
     OodidaError,
     QuotaError,
@@ -20,7 +19,14 @@ from oodida_core.errors import (
     SpecIssue,
     UnknownAssignment,
 )
-from oodida_core.wire import FINAL_STATUSES, TASK_CANCEL, AssignmentRecord, CancelRequest, IterationResult
+from oodida_core.protocol.wire import (
+    FINAL_STATUSES,
+    TASK_CANCEL,
+    AssignmentRecord,
+    CancelRequest,
+    IterationResult,
+)
+from oodida_core.state.chords import answered
 
 from ._args import POLL_MS, finite_or_inf, seconds
 from .display import assignment_html

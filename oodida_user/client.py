@@ -13,15 +13,10 @@ from typing import Any, overload
 import redis
 from celery import Celery
 
-from oodida_core.codestore import CodeStore
-from oodida_core.customcode import CodePolicy
-from oodida_core.errors import UnknownAssignment
-from oodida_core.keys import Keys, request_task_id
-from oodida_core.registry import Registry
-from oodida_core.settings import Settings
-from oodida_core.spec import AssignmentSpec, DeploySpec, spec_to_wire, validate_spec
-from oodida_core.store import AssignmentStore
-from oodida_core.wire import (
+from oodida_core.customcode.check import CodePolicy
+from oodida_core.protocol.errors import UnknownAssignment
+from oodida_core.protocol.keys import Keys, request_task_id
+from oodida_core.protocol.wire import (
     TASK_AUTHENTICATE,
     TASK_DEPLOY,
     TASK_PURGE,
@@ -38,6 +33,11 @@ from oodida_core.wire import (
     SubmitRequest,
     VersionsRequest,
 )
+from oodida_core.settings import Settings
+from oodida_core.spec.model import AssignmentSpec, DeploySpec, spec_to_wire, validate_spec
+from oodida_core.state.codestore import CodeStore
+from oodida_core.state.registry import Registry
+from oodida_core.state.store import AssignmentStore
 
 from ._args import client_ids, finite_or_inf
 from .assignment import Assignment

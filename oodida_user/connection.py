@@ -18,14 +18,14 @@ from celery import Celery
 from kombu import Exchange, Queue
 from pydantic import ValidationError
 
-from oodida_core.auth import check_user_name
-from oodida_core.celery_app import make_celery_app
-from oodida_core.codestore import CodeStore
-from oodida_core.errors import BadArgument, OodidaError
-from oodida_core.keys import CLOUD_QUEUE, Keys
-from oodida_core.registry import Registry
+from oodida_core.messaging.celery_app import make_celery_app
+from oodida_core.protocol.errors import BadArgument, OodidaError
+from oodida_core.protocol.keys import CLOUD_QUEUE, Keys
+from oodida_core.security.auth import check_user_name
 from oodida_core.settings import Settings
-from oodida_core.store import AssignmentStore
+from oodida_core.state.codestore import CodeStore
+from oodida_core.state.registry import Registry
+from oodida_core.state.store import AssignmentStore
 
 from ._args import POLL_MS
 

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from oodida_core.ids import format_ranges
-from oodida_core.local import LocalSystem
-from oodida_core.spec import LISTING_1_1 as PAPER_LISTING_1_1
+from oodida_core.protocol.ids import format_ranges
+from oodida_core.spec.model import LISTING_1_1 as PAPER_LISTING_1_1
+from oodida_ops.local import LocalSystem
 
 from .analysis import code_label
 from .client import Oodida

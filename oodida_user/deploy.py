@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from oodida_core.customcode import CheckedModule, CodePolicy, check_source
-from oodida_core.errors import BadArgument, CustomCodeError, OodidaError
-from oodida_core.sandbox import Sandbox, dry_run
-from oodida_core.text import printable
-from oodida_core.wire import DeploymentRecord, Role
+from oodida_core.customcode.check import CheckedModule, CodePolicy, check_source
+from oodida_core.customcode.sandbox import Sandbox, dry_run
+from oodida_core.protocol.errors import BadArgument, CustomCodeError, OodidaError
+from oodida_core.protocol.text import printable
+from oodida_core.protocol.wire import DeploymentRecord, Role
 
 from .replies import raise_for
 

@@ -11,13 +11,13 @@ import html
 import math
 from typing import TYPE_CHECKING, Any
 
-from oodida_core.errors import OodidaError
+from oodida_core.protocol.errors import OodidaError
 
 from . import analysis
 from .results import FAILURES_SHOWN, IterationCounts, _short, failure_lines, folded_line
 
 if TYPE_CHECKING:
-    from oodida_core.wire import IterationResult
+    from oodida_core.protocol.wire import IterationResult
 
     from .assignment import Assignment
     from .results import Result

@@ -13,9 +13,9 @@ from typing import Any
 
 import redis
 
-from oodida_core.errors import AuthError, MessageError, OodidaError, QuotaError, UnknownAssignment
-from oodida_core.keys import Keys
-from oodida_core.wire import Reply, decode
+from oodida_core.protocol.errors import AuthError, MessageError, OodidaError, QuotaError, UnknownAssignment
+from oodida_core.protocol.keys import Keys
+from oodida_core.protocol.wire import Reply, decode
 
 MASK = "***"
 

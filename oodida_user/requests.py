@@ -13,9 +13,9 @@ from typing import Any, TypedDict
 
 from kombu.exceptions import OperationalError
 
-from oodida_core.errors import OodidaError, QuotaError
-from oodida_core.quota import out_of_memory, out_of_memory_cause
-from oodida_core.wire import Reply, Request
+from oodida_core.protocol.errors import OodidaError, QuotaError
+from oodida_core.protocol.wire import Reply, Request
+from oodida_core.state.quota import out_of_memory, out_of_memory_cause
 
 from .connection import Connection
 from .replies import await_reply, new_request_id, raise_for, read_reply

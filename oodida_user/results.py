@@ -6,8 +6,8 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from oodida_core.text import printable, short_version, shorten
-from oodida_core.wire import AssignmentRecord, FoldedIterations, IterationResult
+from oodida_core.protocol.text import printable, short_version, shorten
+from oodida_core.protocol.wire import AssignmentRecord, FoldedIterations, IterationResult
 
 from . import analysis
 

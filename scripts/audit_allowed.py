@@ -35,9 +35,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from oodida_core._sandbox_guards import _GuardMeta, _Guards, _ModuleProxy
-from oodida_core.customcode import DEFAULT_ALLOWED_IMPORTS, NUMPY_SUBMODULES
-from oodida_core.customcode_rules import RUNTIME_GUARDED
+from oodida_core.customcode._guards import _GuardMeta, _Guards, _ModuleProxy
+from oodida_core.customcode.check import DEFAULT_ALLOWED_IMPORTS, NUMPY_SUBMODULES
+from oodida_core.customcode.rules import RUNTIME_GUARDED
 
 DANGEROUS = ("code", "files", "state")
 _PATTERNS = {

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from hypothesis import settings
 
-from oodida_core.local import LocalSystem
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 # Hypothesis profiles: "default" (what `make test` runs) and "thorough" (ten times as many

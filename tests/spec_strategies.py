@@ -1,4 +1,4 @@
-"""Hypothesis strategies for assignment specs, built from the spec's grammar (oodida_core.spec).
+"""Hypothesis strategies for assignment specs, built from the spec's grammar (oodida_core.spec.model).
 
 ``valid_specs()`` draws specs the contract accepts, in every form the input may take (any
 case, aliases, a single signal for a list, integral floats, nulls for optional keys, the deploy
@@ -15,8 +15,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from oodida_core.signals import SIGNAL_NAMES
-from oodida_core.spec import ALL_KEYS, OFFBOARD_FOR_ONBOARD, ONBOARD_METHODS, key_label
+from oodida_core.spec.model import ALL_KEYS, OFFBOARD_FOR_ONBOARD, ONBOARD_METHODS, key_label
+from oodida_core.spec.signals import SIGNAL_NAMES
 
 # ---------------------------------------------------------------- the grammar
 

@@ -10,7 +10,7 @@ listed in `OODIDA_EXTRA_METHODS` (see `registry`).
 
 from __future__ import annotations
 
-from .base import (
+from oodida_core.methods.base import (
     ANY,
     EVENTS,
     HISTOGRAM,
@@ -23,7 +23,7 @@ from .base import (
     OnboardParams,
     Parameter,
 )
-from .registry import (
+from oodida_core.methods.registry import (
     EXTRA_METHODS_ENV,
     OFFBOARD,
     ONBOARD,

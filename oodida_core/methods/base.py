@@ -20,8 +20,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import Field
 
-from ..errors import OodidaError
-from .values import bad, choice, integer, number
+from oodida_core.methods.values import bad, choice, integer, number
+from oodida_core.protocol.errors import OodidaError
 
 if TYPE_CHECKING:
     import numpy as np
@@ -46,7 +46,7 @@ __all__ = [
 ]
 
 ANALYTIC_MODES = ("measurement", "monitoring", "federated")
-"""The spec's analytic modes (re-exported by `oodida_core.spec_fields`)."""
+"""The spec's analytic modes (re-exported by `oodida_core.spec.fields`)."""
 
 # Kinds of on-board output.
 NUMBERS = "numbers"  # per signal: a number, or a list of numbers

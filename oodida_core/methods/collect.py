@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .base import ANY, NUMBERS, Item, OffboardMethod, OnboardMethod, OnboardParams
-from .readings import finite_list
+from oodida_core.methods.base import ANY, NUMBERS, Item, OffboardMethod, OnboardMethod, OnboardParams
+from oodida_core.methods.readings import finite_list
 
 if TYPE_CHECKING:
-    from .base import FloatArray
+    from oodida_core.methods.base import FloatArray
 
 __all__ = ["OFFBOARD", "ONBOARD"]
 

@@ -12,11 +12,11 @@ from collections.abc import Callable, Collection, Hashable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ..text import shorten
-from .base import ANY, HISTOGRAM, AggregationError, Item, OnboardMethod
+from oodida_core.methods.base import ANY, HISTOGRAM, AggregationError, Item, OnboardMethod
+from oodida_core.protocol.text import shorten
 
 if TYPE_CHECKING:
-    from .base import FloatArray
+    from oodida_core.methods.base import FloatArray
 
 __all__ = [
     "Reducer",

@@ -3,7 +3,7 @@ not here. Its entries let the spec check and the schema treat it like any other 
 
 from __future__ import annotations
 
-from .base import ANALYTIC_MODES, ANY, OffboardMethod, OnboardMethod
+from oodida_core.methods.base import ANALYTIC_MODES, ANY, OffboardMethod, OnboardMethod
 
 __all__ = ["OFFBOARD", "ONBOARD"]
 

@@ -6,17 +6,25 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..text import shorten
-from .base import MODEL, AggregationError, Item, OffboardMethod, OnboardError, OnboardMethod, OnboardParams
-from .combine import clients, describe, is_int, kind, most, odd_ones, short
-from .readings import finite, scale
+from oodida_core.methods.base import (
+    MODEL,
+    AggregationError,
+    Item,
+    OffboardMethod,
+    OnboardError,
+    OnboardMethod,
+    OnboardParams,
+)
+from oodida_core.methods.combine import clients, describe, is_int, kind, most, odd_ones, short
+from oodida_core.methods.readings import finite, scale
+from oodida_core.protocol.text import shorten
 
 if TYPE_CHECKING:
     from collections.abc import Hashable
 
     import numpy as np
 
-    from .base import FloatArray
+    from oodida_core.methods.base import FloatArray
 
 __all__ = ["OFFBOARD", "ONBOARD", "TRAIN_LEARNING_RATE", "TRAIN_STEPS"]
 

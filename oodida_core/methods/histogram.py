@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from ..signals import SIGNALS
-from .base import HISTOGRAM, OnboardMethod, OnboardParams, Parameter
-from .readings import finite_list, positive_int, scale
+from oodida_core.methods.base import HISTOGRAM, OnboardMethod, OnboardParams, Parameter
+from oodida_core.methods.readings import finite_list, positive_int, scale
+from oodida_core.spec.signals import SIGNALS
 
 if TYPE_CHECKING:
-    from .base import FloatArray
+    from oodida_core.methods.base import FloatArray
 
 __all__ = ["ONBOARD"]
 

@@ -7,12 +7,20 @@ import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .base import NUMBERS, Item, OffboardMethod, OnboardError, OnboardMethod, OnboardParams, Parameter
-from .combine import Reducer, reduce_values
-from .readings import reduction
+from oodida_core.methods.base import (
+    NUMBERS,
+    Item,
+    OffboardMethod,
+    OnboardError,
+    OnboardMethod,
+    OnboardParams,
+    Parameter,
+)
+from oodida_core.methods.combine import Reducer, reduce_values
+from oodida_core.methods.readings import reduction
 
 if TYPE_CHECKING:
-    from .base import FloatArray
+    from oodida_core.methods.base import FloatArray
 
 __all__ = ["OFFBOARD", "ONBOARD", "Q"]
 

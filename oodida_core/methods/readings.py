@@ -6,11 +6,11 @@ import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from ..signals import SIGNALS
-from .base import OnboardError, OnboardParams, PerSignal
+from oodida_core.methods.base import OnboardError, OnboardParams, PerSignal
+from oodida_core.spec.signals import SIGNALS
 
 if TYPE_CHECKING:
-    from .base import FloatArray
+    from oodida_core.methods.base import FloatArray
 
 __all__ = ["finite", "finite_list", "non_empty", "positive_int", "reduction", "scale"]
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from .base import HISTOGRAM, NUMBERS, Item, OffboardMethod, OnboardMethod, OnboardParams
-from .combine import Reducer, reduce_values
-from .readings import reduction
+from oodida_core.methods.base import HISTOGRAM, NUMBERS, Item, OffboardMethod, OnboardMethod, OnboardParams
+from oodida_core.methods.combine import Reducer, reduce_values
+from oodida_core.methods.readings import reduction
 
 if TYPE_CHECKING:
-    from .base import FloatArray
+    from oodida_core.methods.base import FloatArray
 
 __all__ = ["OFFBOARD", "ONBOARD", "SCALAR_METHODS"]
 

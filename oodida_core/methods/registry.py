@@ -1,6 +1,6 @@
 """The one registry of methods: every on-board and off-board method by name.
 
-Read by the spec check (`oodida_core.spec`), the JSON Schema, the edge (`oodida_edge.onboard`)
+Read by the spec check (`oodida_core.spec.model`), the JSON Schema, the edge (`oodida_edge.onboard`)
 and the cloud (`oodida_cloud.aggregate`). The built-ins are registered here, in the order the
 spec lists them ('custom' always last). More methods come from:
 - `register(method, ...)` (or `registered(...)`, which removes them again on leaving), in one
@@ -19,9 +19,9 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
 
-from ..errors import OodidaError
-from . import collect, custom, federated, histogram, quantile, reductions, sample, threshold
-from .base import OffboardMethod, OnboardMethod, Parameter
+from oodida_core.methods import collect, custom, federated, histogram, quantile, reductions, sample, threshold
+from oodida_core.methods.base import OffboardMethod, OnboardMethod, Parameter
+from oodida_core.protocol.errors import OodidaError
 
 __all__ = [
     "EXTRA_METHODS_ENV",

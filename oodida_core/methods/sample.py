@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .base import NUMBERS, OnboardError, OnboardMethod, OnboardParams, Parameter
-from .readings import finite_list, positive_int
+from oodida_core.methods.base import NUMBERS, OnboardError, OnboardMethod, OnboardParams, Parameter
+from oodida_core.methods.readings import finite_list, positive_int
 
 if TYPE_CHECKING:
-    from .base import FloatArray
+    from oodida_core.methods.base import FloatArray
 
 __all__ = ["ONBOARD"]
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import EVENTS, OnboardError, OnboardMethod, OnboardParams, Parameter
-from .readings import finite, finite_list
+from oodida_core.methods.base import EVENTS, OnboardError, OnboardMethod, OnboardParams, Parameter
+from oodida_core.methods.readings import finite, finite_list
 
 if TYPE_CHECKING:
-    from .base import FloatArray
+    from oodida_core.methods.base import FloatArray
 
 __all__ = ["ONBOARD"]
 

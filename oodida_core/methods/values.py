@@ -1,7 +1,7 @@
 """Checkers of one value, shared by the spec's fields and the methods' parameters.
 
 Each takes any object and returns the normalised value, or raises `Bad` saying what is wrong
-(`WHOLE` stands for the checked value itself). `oodida_core.spec_fields` re-exports them.
+(`WHOLE` stands for the checked value itself). `oodida_core.spec.fields` re-exports them.
 """
 
 from __future__ import annotations

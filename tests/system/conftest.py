@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 from flower_kit import FlowerSystem
 
-from oodida_core.local import LocalSystem
+from oodida_ops.local import LocalSystem
 
 
 @pytest.fixture(scope="session")

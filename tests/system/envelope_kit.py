@@ -13,8 +13,8 @@ from typing import Any
 
 import redis
 
-from oodida_core.local import LocalSystem
-from oodida_core.spec import LISTING_1_1
+from oodida_core.spec.model import LISTING_1_1
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 QUICK = {**LISTING_1_1, "samples": 10}

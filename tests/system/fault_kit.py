@@ -17,9 +17,9 @@ from typing import TypeVar
 import pytest
 import redis
 
-from oodida_core.local import LocalSystem
-from oodida_core.redis_server import EmbeddedRedis
 from oodida_core.settings import Settings
+from oodida_ops.local import LocalSystem
+from oodida_ops.redis_server import EmbeddedRedis
 from oodida_user import Oodida
 
 T = TypeVar("T")

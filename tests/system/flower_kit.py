@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import redis
 
-from oodida_core.local import LocalSystem
-from oodida_core.registry import Registry
+from oodida_core.state.registry import Registry
+from oodida_ops.local import LocalSystem
 
 
 @dataclass

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from oodida_core.keys import Keys
-from oodida_core.local import LocalSystem
-from oodida_core.redis_server import EmbeddedRedis
+from oodida_core.protocol.keys import Keys
+from oodida_ops.local import LocalSystem
+from oodida_ops.redis_server import EmbeddedRedis
 from oodida_user import Oodida
 
 KEYS = Keys()

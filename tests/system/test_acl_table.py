@@ -1,4 +1,4 @@
-"""README's table of what each role can do (oodida_core/acl_table.py), checked row by row
+"""README's table of what each role can do (oodida_core/security/acl_table.py), checked row by row
 against the ACLs of a live Redis: 6.2 (the embedded one) and, where ``redis-server`` 7 is on
 PATH, Redis 7 with the vehicles' key selectors."""
 
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from oodida_core import acl
-from oodida_core.acl_table import COLUMNS, ROWS, expected, markdown
-from oodida_core.keys import Keys
-from oodida_core.redis_server import EmbeddedRedis
+from oodida_core.protocol.keys import Keys
+from oodida_core.security import acl
+from oodida_core.security.acl_table import COLUMNS, ROWS, expected, markdown
+from oodida_ops.redis_server import EmbeddedRedis
 
 KEYS = Keys()
 USERS = {
@@ -112,4 +112,4 @@ def test_every_role_can_do_exactly_what_the_readme_table_says(server_url: str) -
 def test_the_readme_shows_the_table() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     if markdown() not in readme:
-        pytest.xfail("README's Security section does not hold `python -m oodida_core.acl_table` yet")
+        pytest.xfail("README's Security section does not hold `python -m oodida_core.security.acl_table` yet")

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from oodida_core.local import LocalSystem
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 SLOW = 3

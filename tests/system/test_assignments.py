@@ -8,10 +8,10 @@ import threading
 import numpy as np
 import pytest
 
-from oodida_core.local import LocalSystem
-from oodida_core.spec import LISTING_1_1 as PAPER_LISTING_1_1
+from oodida_core.spec.model import LISTING_1_1 as PAPER_LISTING_1_1
 from oodida_edge.onboard import OnboardParams, run_builtin
 from oodida_edge.sensors import SimulatedSensors
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida, SpecError
 
 LISTING_1_1 = dict(PAPER_LISTING_1_1)
@@ -204,7 +204,7 @@ def test_k_clients_selects_k_live_clients_or_all_when_fewer(oodida: Oodida) -> N
 
 
 def test_the_cloud_validates_a_spec_that_bypassed_the_library(oodida: Oodida) -> None:
-    from oodida_core.wire import TASK_START, SubmitRequest
+    from oodida_core.protocol.wire import TASK_START, SubmitRequest
 
     bad = {**LISTING_1_1, "samples": -5, "frequency": "fast"}
     oodida.store.create("bypass1", oodida.user, bad)

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import redis
 
-from oodida_core.auth import new_token
-from oodida_core.customcode import code_version
-from oodida_core.keys import Keys
-from oodida_core.local import LocalSystem
-from oodida_core.wire import TASK_CANCEL, TASK_START, CancelRequest, SubmitRequest
+from oodida_core.customcode.check import code_version
+from oodida_core.protocol.keys import Keys
+from oodida_core.protocol.wire import TASK_CANCEL, TASK_START, CancelRequest, SubmitRequest
+from oodida_core.security.auth import new_token
+from oodida_ops.local import LocalSystem
 from oodida_user import Assignment, AuthError, Oodida, OodidaError, SpecError, UnknownAssignment
 from oodida_user.replies import await_reply, new_request_id
 

@@ -1,6 +1,6 @@
 """Celery's own command line, pointed at a running system (``oodida up``) through the
 module-level app ``oodida_core.app``: the workers answer ``inspect`` and ``status`` (the
-inspection they answer: oodida_core/remote_control.py)."""
+inspection they answer: oodida_core/messaging/remote_control.py)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from oodida_core.routing import CLIENT_TASKS, CLOUD_TASKS
+from oodida_core.messaging.routing import CLIENT_TASKS, CLOUD_TASKS
 
 ROOT = Path(__file__).resolve().parents[2]
 HOST = socket.gethostname()

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 import redis
 
-from oodida_core.auth import UserStore
-from oodida_core.keys import Keys
-from oodida_core.local import LocalSystem
-from oodida_core.registry import Registry
+from oodida_core.protocol.keys import Keys
+from oodida_core.security.auth import UserStore
 from oodida_core.settings import Settings
-from oodida_core.spec import LISTING_1_1
+from oodida_core.spec.model import LISTING_1_1
+from oodida_core.state.registry import Registry
+from oodida_ops.local import LocalSystem
 
 OODIDA = [sys.executable, "-m", "oodida_user._cli"]
 

@@ -10,8 +10,8 @@ import sys
 import time
 from pathlib import Path
 
-from oodida_core.local import LocalSystem
-from oodida_core.spec import LISTING_1_1
+from oodida_core.spec.model import LISTING_1_1
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 OODIDA = str(Path(sys.executable).with_name("oodida"))

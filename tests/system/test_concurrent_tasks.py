@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from oodida_core.local import LocalSystem
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 CLIENTS = [1, 2, 3, 4, 5, 6]

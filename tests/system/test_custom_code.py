@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from oodida_core.local import LocalSystem
 from oodida_edge.sensors import SimulatedSensors
+from oodida_ops.local import LocalSystem
 from oodida_user import CustomCodeError, Oodida, SpecError
 
 MEAN = """
@@ -294,7 +294,7 @@ def test_a_module_breaking_a_rule_is_refused_on_the_analysts_machine(
 
 
 def test_the_cloud_checks_a_module_again_even_if_the_library_was_bypassed(alice: Oodida) -> None:
-    from oodida_core.wire import TASK_DEPLOY, DeployRequest
+    from oodida_core.protocol.wire import TASK_DEPLOY, DeployRequest
     from oodida_user.deploy import Deployment
 
     request = DeployRequest(

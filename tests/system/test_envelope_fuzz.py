@@ -2,7 +2,7 @@
 credentials: broken kombu envelopes (not JSON, not an object, missing or wrong-typed
 properties, hostile headers, unknown content type, encoding, compression or task, a body that
 is not base64, huge items) and Hypothesis-generated ones. kombu parses the envelope before
-Celery sees it, so the guard sits there (oodida_core/kombu_guard.py, envelope.py): each item is
+Celery sees it, so the guard sits there (oodida_core/messaging/kombu_guard.py, envelope.py): each item is
 dropped with one log line naming the queue and the reason, nothing stays queued or
 unacknowledged, and every process of the system keeps its pid and serves the next assignment.
 """
@@ -22,8 +22,8 @@ from envelope_kit import NULL_EMBED, all_alive, count_lines, drained, dumps, env
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from oodida_core.local import LocalSystem
-from oodida_core.wire import TASK_CANCEL, TASK_ONBOARD
+from oodida_core.protocol.wire import TASK_CANCEL, TASK_ONBOARD
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 USER = "fuzzer"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from oodida_core.local import LocalSystem
+from oodida_ops.local import LocalSystem
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "examples"

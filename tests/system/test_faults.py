@@ -20,8 +20,8 @@ from fault_kit import (
     wait_live,
 )
 
-from oodida_core.local import LocalSystem
-from oodida_core.wire import OnboardResult, decode
+from oodida_core.protocol.wire import OnboardResult, decode
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 __all__ = ["fault_rng"]  # a fixture

@@ -17,13 +17,13 @@ import pytest
 import redis
 from fault_kit import REPEATS, end_events, fault_rng, fault_settings, iteration_events, kill, wait_for
 
-from oodida_core.celery_app import make_celery_app
-from oodida_core.chords import answered
-from oodida_core.keys import Keys
-from oodida_core.local import LocalSystem
-from oodida_core.spec import spec_to_wire, validate_spec
-from oodida_core.store import AssignmentStore, Start
-from oodida_core.wire import TASK_FINISH_ITERATION
+from oodida_core.messaging.celery_app import make_celery_app
+from oodida_core.protocol.keys import Keys
+from oodida_core.protocol.wire import TASK_FINISH_ITERATION
+from oodida_core.spec.model import spec_to_wire, validate_spec
+from oodida_core.state.chords import answered
+from oodida_core.state.store import AssignmentStore, Start
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 pytestmark = pytest.mark.slow

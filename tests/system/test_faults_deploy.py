@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from fault_kit import REPEATS, fault_rng, fault_settings, kill, wait_for, wait_live
 
-from oodida_core.chords import answered
-from oodida_core.local import LocalSystem
+from oodida_core.state.chords import answered
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 pytestmark = pytest.mark.slow

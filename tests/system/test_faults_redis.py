@@ -21,7 +21,7 @@ from fault_kit import (
     wait_live,
 )
 
-from oodida_core.local import LocalSystem
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 pytestmark = pytest.mark.slow

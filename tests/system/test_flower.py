@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from flower_kit import FlowerSystem
 
-from oodida_core.spec import LISTING_1_1
+from oodida_core.spec.model import LISTING_1_1
 from oodida_user import Oodida
 
 HOST = socket.gethostname()

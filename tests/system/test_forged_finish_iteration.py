@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from oodida_core.celery_app import make_celery_app
-from oodida_core.keys import CLOUD_QUEUE, Keys
-from oodida_core.local import LocalSystem
-from oodida_core.wire import TASK_FINISH_ITERATION
+from oodida_core.messaging.celery_app import make_celery_app
+from oodida_core.protocol.keys import CLOUD_QUEUE, Keys
+from oodida_core.protocol.wire import TASK_FINISH_ITERATION
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 KEYS = Keys()

@@ -21,8 +21,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))  # the catalogue lives there
 from hostile_modules import HOSTILE
 
-from oodida_core.local import LocalSystem
-from oodida_core.wire import TASK_DEPLOY, DeployRequest
+from oodida_core.protocol.wire import TASK_DEPLOY, DeployRequest
+from oodida_ops.local import LocalSystem
 from oodida_user import CustomCodeError, Oodida
 from oodida_user.deploy import Deployment
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from oodida_core.local import LocalSystem
-from oodida_core.spec import LISTING_1_1
+from oodida_core.spec.model import LISTING_1_1
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 OODIDA = str(Path(sys.executable).with_name("oodida"))

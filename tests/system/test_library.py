@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from oodida_core.local import LocalSystem
+from oodida_ops.local import LocalSystem
 from oodida_user import AssignmentTimeout, CustomCodeError, Oodida, OodidaError, SpecError, UnknownAssignment
 
 SPEC = {

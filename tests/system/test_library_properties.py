@@ -18,9 +18,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from spec_strategies import broken_specs, json_values, valid_analytic_specs, valid_deploy_specs
 
-from oodida_core.local import LocalSystem
-from oodida_core.spec import LISTING_1_1
-from oodida_core.wire import FINAL_STATUSES
+from oodida_core.protocol.wire import FINAL_STATUSES
+from oodida_core.spec.model import LISTING_1_1
+from oodida_ops.local import LocalSystem
 from oodida_user import (
     Assignment,
     BadArgument,

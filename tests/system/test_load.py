@@ -19,7 +19,7 @@ import pytest
 import redis
 from fault_kit import fault_settings, wait_for
 
-from oodida_core.local import LocalSystem
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 pytestmark = pytest.mark.slow

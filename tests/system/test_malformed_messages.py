@@ -27,10 +27,8 @@ import redis
 from celery import Celery
 from kombu import Connection, Producer, Queue
 
-from oodida_core.celery_app import make_celery_app
-from oodida_core.local import LocalSystem
-from oodida_core.spec import LISTING_1_1
-from oodida_core.wire import (
+from oodida_core.messaging.celery_app import make_celery_app
+from oodida_core.protocol.wire import (
     TASK_AUTHENTICATE,
     TASK_CANCEL,
     TASK_DEPLOY,
@@ -41,6 +39,8 @@ from oodida_core.wire import (
     TASK_VERSIONS,
     SubmitRequest,
 )
+from oodida_core.spec.model import LISTING_1_1
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 USER = "prober"

@@ -21,7 +21,7 @@ from nbclient import NotebookClient
 from nbformat import NotebookNode
 from nbformat.v4 import new_code_cell, new_notebook
 
-from oodida_core.local import LocalSystem
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 from oodida_user.display import assignment_html
 

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from oodida_core.keys import Keys
-from oodida_core.local import LocalSystem
+from oodida_core.protocol.keys import Keys
 from oodida_core.settings import Settings
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida, StreamWarning
 
 # Passes the dry run (a list of 100 numbers), fails on the real input (20 readings, 5 values).

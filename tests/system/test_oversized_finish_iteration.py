@@ -17,9 +17,9 @@ import pytest
 import redis
 from envelope_kit import QUICK, count_lines, envelope, wait_for
 
-from oodida_core.keys import CLOUD_QUEUE
-from oodida_core.local import LocalSystem
-from oodida_core.wire import TASK_FINISH_ITERATION
+from oodida_core.protocol.keys import CLOUD_QUEUE
+from oodida_core.protocol.wire import TASK_FINISH_ITERATION
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 

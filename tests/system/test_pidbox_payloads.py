@@ -19,8 +19,8 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from oodida_core.celery_app import make_celery_app
-from oodida_core.local import LocalSystem
+from oodida_core.messaging.celery_app import make_celery_app
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 HOST = socket.gethostname()

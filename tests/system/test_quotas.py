@@ -16,9 +16,9 @@ import pytest
 import redis
 from fault_kit import fault_settings, wait_for
 
-from oodida_core.errors import OodidaError, QuotaError
-from oodida_core.keys import Keys, client_queue
-from oodida_core.local import LocalSystem
+from oodida_core.protocol.errors import OodidaError, QuotaError
+from oodida_core.protocol.keys import Keys, client_queue
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ import time
 import pytest
 import redis
 
-from oodida_core.local import LocalSystem
-from oodida_core.registry import Registry
+from oodida_core.state.registry import Registry
+from oodida_ops.local import LocalSystem
 
 
 def _registry(system: LocalSystem) -> Registry:

@@ -16,8 +16,8 @@ import pytest
 from celery import Celery
 from kombu import Connection, Exchange, Producer
 
-from oodida_core.celery_app import make_celery_app
-from oodida_core.local import LocalSystem
+from oodida_core.messaging.celery_app import make_celery_app
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 HOST = socket.gethostname()

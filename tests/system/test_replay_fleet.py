@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from oodida_core.errors import OodidaError
-from oodida_core.local import LocalSystem
-from oodida_core.signals import SIGNAL_NAMES
-from oodida_core.spec import LISTING_1_1
+from oodida_core.protocol.errors import OodidaError
+from oodida_core.spec.model import LISTING_1_1
+from oodida_core.spec.signals import SIGNAL_NAMES
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida, SpecError
 
 ROOT = Path(__file__).resolve().parents[2]

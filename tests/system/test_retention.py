@@ -18,8 +18,8 @@ import pytest
 import redis
 from fault_kit import fault_settings, wait_for
 
-from oodida_core.errors import OodidaError, UnknownAssignment
-from oodida_core.local import LocalSystem
+from oodida_core.protocol.errors import OodidaError, UnknownAssignment
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 pytestmark = pytest.mark.slow

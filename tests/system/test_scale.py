@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from oodida_core.local import LocalSystem
-from oodida_core.spec import LISTING_1_1
+from oodida_core.spec.model import LISTING_1_1
 from oodida_edge.sensors import SimulatedSensors
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 pytestmark = pytest.mark.slow

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from oodida_core.errors import BadArgument, CustomCodeError, OodidaError
-from oodida_core.keys import header_task_id
-from oodida_core.local import LocalSystem
-from oodida_core.wire import TASK_DEPLOY, DeployRequest
+from oodida_core.protocol.errors import BadArgument, CustomCodeError, OodidaError
+from oodida_core.protocol.keys import header_task_id
+from oodida_core.protocol.wire import TASK_DEPLOY, DeployRequest
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 from oodida_user.deploy import Deployment
 

@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from oodida_core.keys import Keys
-from oodida_core.local import LocalSystem
-from oodida_core.registry import Registry
-from oodida_core.wire import ClientInfo
+from oodida_core.protocol.keys import Keys
+from oodida_core.protocol.wire import ClientInfo
+from oodida_core.state.registry import Registry
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 KEYS = Keys()
@@ -137,7 +137,7 @@ def test_a_vehicle_reads_only_the_code_deployed_to_it_and_moves_only_its_own_poi
 def test_no_vehicle_can_stop_or_revoke_a_worker_and_edges_ignore_remote_control(system: LocalSystem) -> None:
     # A vehicle may publish on the remote-control channel (on Redis 6.2 subscribing is
     # publishing), but no worker obeys a shutdown or revoke from anyone (test_remote_control.py).
-    from oodida_core.celery_app import make_celery_app
+    from oodida_core.messaging.celery_app import make_celery_app
 
     app = make_celery_app(system.settings, "test-admin")
     edges = [name for name in ("vehicle-1", "vehicle-2")]

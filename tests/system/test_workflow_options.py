@@ -22,10 +22,10 @@ import pytest
 import redis
 from envelope_kit import NULL_EMBED, count_lines, dumps, envelope, pids, serves
 
-from oodida_core.customcode import code_version as version_of
-from oodida_core.keys import Keys
-from oodida_core.local import LocalSystem
-from oodida_core.wire import TASK_AUTHENTICATE, TASK_CANCEL, TASK_INSTALL, TASK_START
+from oodida_core.customcode.check import code_version as version_of
+from oodida_core.protocol.keys import Keys
+from oodida_core.protocol.wire import TASK_AUTHENTICATE, TASK_CANCEL, TASK_INSTALL, TASK_START
+from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 
 VICTIM = "victim"

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from oodida_cloud.aggregate import OFFBOARD_BUILTINS, AggregationError, aggregate
-from oodida_core.errors import OodidaError
+from oodida_core.protocol.errors import OodidaError
 
 NUMPY_OPS: dict[str, Callable[..., Any]] = {
     "average": np.mean,

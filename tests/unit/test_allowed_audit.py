@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from hostile_escapes import ESCAPES
 
-from oodida_core.customcode import CodePolicy, MiB, code_version
-from oodida_core.sandbox import Sandbox
+from oodida_core.customcode.check import CodePolicy, MiB, code_version
+from oodida_core.customcode.sandbox import Sandbox
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT = Path(__file__).resolve().parent
@@ -25,9 +25,9 @@ import json, resource, sys
 resource.setrlimit(resource.RLIMIT_FSIZE, (0, 0))
 sys.path[:0] = [sys.argv[1], sys.argv[2]]
 from hostile_escapes import ESCAPES
-from oodida_core._sandbox_guards import _Guards
-from oodida_core.customcode import DEFAULT_ALLOWED_IMPORTS, check_source
-from oodida_core.errors import CustomCodeError
+from oodida_core.customcode._guards import _Guards
+from oodida_core.customcode.check import DEFAULT_ALLOWED_IMPORTS, check_source
+from oodida_core.protocol.errors import CustomCodeError
 guards = _Guards(DEFAULT_ALLOWED_IMPORTS)
 out = {}
 for name, source, _ in ESCAPES:

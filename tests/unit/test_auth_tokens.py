@@ -4,18 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from oodida_core.auth import (
-    SCHEME,
-    check_user_name,
-    credential_for,
-    looks_like_token,
-    new_token,
-    verify,
-)
-from oodida_core.errors import AuthError, OodidaError, UnknownAssignment
-from oodida_core.settings import Settings
-from oodida_core.tasklabels import args_label
-from oodida_core.wire import (
+from oodida_core.messaging.labels import args_label
+from oodida_core.protocol.errors import AuthError, OodidaError, UnknownAssignment
+from oodida_core.protocol.wire import (
     TASK_AUTHENTICATE,
     TASK_CANCEL,
     TASK_ROLLBACK,
@@ -23,6 +14,15 @@ from oodida_core.wire import (
     Reply,
     SubmitRequest,
 )
+from oodida_core.security.auth import (
+    SCHEME,
+    check_user_name,
+    credential_for,
+    looks_like_token,
+    new_token,
+    verify,
+)
+from oodida_core.settings import Settings
 from oodida_user.replies import masked, raise_for
 
 
@@ -115,8 +115,8 @@ def test_a_refusal_from_the_cloud_becomes_the_matching_exception() -> None:
 
 
 def test_acl_roles_keep_the_token_hashes_and_code_writes_to_admin_and_cloud() -> None:
-    from oodida_core.acl import roles, vehicle_roles
-    from oodida_core.keys import Keys
+    from oodida_core.protocol.keys import Keys
+    from oodida_core.security.acl import roles, vehicle_roles
 
     keys = Keys()
     edge, edge_read = vehicle_roles(keys, "1", [1])
@@ -133,7 +133,7 @@ def test_acl_roles_keep_the_token_hashes_and_code_writes_to_admin_and_cloud() ->
 
 
 def test_a_role_url_carries_the_role_user_and_a_quoted_password() -> None:
-    from oodida_core.acl import role_url
+    from oodida_core.security.acl import role_url
 
     url = role_url("redis://127.0.0.1:6390/2", "oodida-edge", "p@ss/word")
     assert url == "redis://oodida-edge:p%40ss%2Fword@127.0.0.1:6390/2"

@@ -1,5 +1,5 @@
 """The Celery wiring every app shares: the operator's configuration module, the one router and
-the message labels (oodida_core/celery_app.py, routing.py, tasklabels.py)."""
+the message labels (oodida_core/messaging/celery_app.py, routing.py, tasklabels.py)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,19 @@ from pathlib import Path
 import pytest
 import redis
 
-from oodida_core.celery_app import CONFIG_MODULE_VAR, PROTECTED, make_celery_app
-from oodida_core.errors import BadArgument, MessageError
-from oodida_core.keys import CLOUD_QUEUE
-from oodida_core.redis_server import EmbeddedRedis
-from oodida_core.routing import CLIENT_TASKS, CLOUD_TASKS, queue_for
+from oodida_core.messaging.celery_app import CONFIG_MODULE_VAR, PROTECTED, make_celery_app
+from oodida_core.messaging.routing import CLIENT_TASKS, CLOUD_TASKS, queue_for
+from oodida_core.protocol.errors import BadArgument, MessageError
+from oodida_core.protocol.keys import CLOUD_QUEUE
+from oodida_core.protocol.wire import (
+    TASK_FINISH_ITERATION,
+    TASK_INSTALL,
+    TASK_ONBOARD,
+    TASK_START,
+    TASK_VERSIONS,
+)
 from oodida_core.settings import Settings
-from oodida_core.wire import TASK_FINISH_ITERATION, TASK_INSTALL, TASK_ONBOARD, TASK_START, TASK_VERSIONS
+from oodida_ops.redis_server import EmbeddedRedis
 
 SETTINGS = Settings.from_env({}, redis_url="redis://127.0.0.1:1/0")  # never connected to
 

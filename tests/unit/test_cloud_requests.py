@@ -15,12 +15,9 @@ import redis
 from oodida_cloud.outcomes import Outcome
 from oodida_cloud.requests import Route
 from oodida_cloud.root import Cloud, build_cloud
-from oodida_core.auth import UserStore
-from oodida_core.celery_app import make_celery_app
-from oodida_core.redis_server import EmbeddedRedis
-from oodida_core.sandbox import Sandbox
-from oodida_core.settings import Settings
-from oodida_core.wire import (
+from oodida_core.customcode.sandbox import Sandbox
+from oodida_core.messaging.celery_app import make_celery_app
+from oodida_core.protocol.wire import (
     TASK_CANCEL,
     TASK_DEPLOY,
     TASK_FINISH_ITERATION,
@@ -29,6 +26,9 @@ from oodida_core.wire import (
     TASK_VERSIONS,
     Request,
 )
+from oodida_core.security.auth import UserStore
+from oodida_core.settings import Settings
+from oodida_ops.redis_server import EmbeddedRedis
 
 SPEC = {"mode": "stream", "signals": ["speed"], "onboard": "mean", "iterations": 1}
 

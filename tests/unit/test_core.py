@@ -9,11 +9,11 @@ import pytest
 import redis
 from pydantic import ValidationError
 
-from oodida_core.celery_app import make_celery_app
-from oodida_core.errors import MessageError, OodidaError
-from oodida_core.redis_server import EmbeddedRedis
+from oodida_core.messaging.celery_app import make_celery_app
+from oodida_core.protocol.errors import MessageError, OodidaError
+from oodida_core.protocol.wire import OnboardResult, SubmitRequest, decode
 from oodida_core.settings import Settings
-from oodida_core.wire import OnboardResult, SubmitRequest, decode
+from oodida_ops.redis_server import EmbeddedRedis
 
 
 def test_settings_come_from_oodida_variables_and_explicit_values_win() -> None:

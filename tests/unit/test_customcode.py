@@ -9,7 +9,7 @@ from collections import Counter, OrderedDict
 import numpy as np
 import pytest
 
-from oodida_core.customcode import (
+from oodida_core.customcode.check import (
     DEFAULT_ALLOWED_IMPORTS,
     CodePolicy,
     MiB,
@@ -24,7 +24,7 @@ from oodida_core.customcode import (
     sample_inputs,
     unresolved_imports,
 )
-from oodida_core.errors import CustomCodeError, OodidaError
+from oodida_core.protocol.errors import CustomCodeError, OodidaError
 
 GOOD = "import numpy as np\nimport statistics\n\ndef custom_code(x):\n    return float(np.mean(x))\n"
 

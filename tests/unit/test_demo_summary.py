@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from oodida_core.wire import IterationResult
+from oodida_core.protocol.wire import IterationResult
 from oodida_user import Result
 from oodida_user.demo import WIDTH, Where, code_per_iteration, summary
 

@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 import yaml
 
-from oodida_core.customcode import CodePolicy
-from oodida_core.flower import unknown_options
-from oodida_core.ids import parse_id_ranges
+from oodida_core.customcode.check import CodePolicy
+from oodida_core.protocol.ids import parse_id_ranges
 from oodida_core.settings import Settings, env_var_names
+from oodida_ops.flower import unknown_options
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
@@ -34,7 +34,7 @@ SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 DOCKERFILE = (DOCKER / "Dockerfile").read_text()
 # Services that run the project's image (all but Redis).
 OODIDA = {name: s for name, s in SERVICES.items() if "build" in s}
-PACKAGES = ["oodida_core", "oodida_user", "oodida_cloud", "oodida_edge"]
+PACKAGES = ["oodida_core", "oodida_ops", "oodida_user", "oodida_cloud", "oodida_edge"]
 
 
 def _scripts() -> dict[str, str]:

@@ -7,7 +7,7 @@ import os
 import threading
 import time
 
-from oodida_core.wire import TASK_INSTALL, TASK_ONBOARD
+from oodida_core.protocol.wire import TASK_INSTALL, TASK_ONBOARD
 from oodida_edge.pool import CustomLanes, custom_assignment
 
 

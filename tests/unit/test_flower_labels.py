@@ -6,12 +6,8 @@ from __future__ import annotations
 import pytest
 from pydantic import BaseModel
 
-from oodida_core.flower import flower_argv
-from oodida_core.health import check_health
-from oodida_core.redis_server import free_port
-from oodida_core.settings import Settings
-from oodida_core.tasklabels import LABEL_FIELDS, MAX_LABEL, args_label, finish_labels
-from oodida_core.wire import (
+from oodida_core.messaging.labels import LABEL_FIELDS, MAX_LABEL, args_label, finish_labels
+from oodida_core.protocol.wire import (
     TASK_AUTHENTICATE,
     TASK_CANCEL,
     TASK_DEPLOY,
@@ -31,6 +27,10 @@ from oodida_core.wire import (
     SubmitRequest,
     VersionsRequest,
 )
+from oodida_core.settings import Settings
+from oodida_ops.flower import flower_argv
+from oodida_ops.health import check_health
+from oodida_ops.redis_server import free_port
 
 MODELS: dict[str, type[BaseModel]] = {
     TASK_START: SubmitRequest,

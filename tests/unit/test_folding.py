@@ -14,7 +14,7 @@ from kombu.utils.json import dumps
 
 from oodida_cloud.folding import MAX_KEYS, fold, kept_iterations, to_fold
 from oodida_cloud.iteration import failure_summary, iteration_status
-from oodida_core.wire import FoldedIterations, IterationResult
+from oodida_core.protocol.wire import FoldedIterations, IterationResult
 from oodida_edge.tasks import Answer
 
 

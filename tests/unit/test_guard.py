@@ -17,10 +17,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oodida_core.envelope import Refused, admit
-from oodida_core.errors import MessageError
-from oodida_core.guard import clean, describe_origin, log_rejected, single_argument
-from oodida_core.wire import (
+from oodida_core.messaging.envelope import Refused, admit
+from oodida_core.messaging.guard import clean, describe_origin, log_rejected, single_argument
+from oodida_core.protocol.errors import MessageError
+from oodida_core.protocol.wire import (
     TASK_CANCEL,
     TASK_FINISH_ITERATION,
     TASK_INSTALL,

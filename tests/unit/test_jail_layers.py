@@ -3,7 +3,7 @@
 Each attack is plain Python (``Sandbox.run_raw``: no restricted compiler, as if it had been
 escaped) that returns "SUCCEEDED" or the exception it met. With no layer at all every attack
 succeeds (so these tests can fail); each layer alone stops what the table in
-``oodida_core.jail.layers`` says, in its own way (the errno or message asserted here); with
+``oodida_core.customcode.jail.layers`` says, in its own way (the errno or message asserted here); with
 every layer, nothing succeeds, nothing outlives the call and no state reaches the next call.
 """
 
@@ -19,9 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from oodida_core.customcode import CodePolicy, MiB
-from oodida_core.jail import LAYERS, probe
-from oodida_core.sandbox import Sandbox
+from oodida_core.customcode.check import CodePolicy, MiB
+from oodida_core.customcode.jail import LAYERS, probe
+from oodida_core.customcode.sandbox import Sandbox
 
 CAPS = probe()
 ROOT = os.geteuid() == 0
@@ -338,7 +338,7 @@ def test_no_state_and_no_process_is_shared_between_calls() -> None:
 
 
 def test_a_call_below_the_operators_minimum_level_is_refused() -> None:
-    from oodida_core.jail import JailSettings
+    from oodida_core.customcode.jail import JailSettings
 
     box = Sandbox(POLICY, jail=JailSettings(minimum="full"))
     try:
@@ -390,7 +390,7 @@ def custom_code(x):
     ids=["nan", "infinity", "overflow", "3MiB", "deep", "extra-key", "bad-kind", "list", "print", "bytes"],
 )
 def test_the_parent_trusts_nothing_a_call_writes_on_its_channel(body: str, fragment: str) -> None:
-    from oodida_core.sandbox import CustomCodeFailure
+    from oodida_core.customcode.sandbox import CustomCodeFailure
 
     raw = body.encode("utf-8", "surrogateescape")
     with Sandbox(POLICY, max_children=1, raw=True) as box:
@@ -402,7 +402,7 @@ def test_the_parent_trusts_nothing_a_call_writes_on_its_channel(body: str, fragm
 
 
 def test_a_call_that_begins_a_reply_and_stalls_is_stopped_at_its_time_limit() -> None:
-    from oodida_core.sandbox import CustomCodeFailure
+    from oodida_core.customcode.sandbox import CustomCodeFailure
 
     policy = CodePolicy(time_limit=1.0, memory_limit=512 * MiB)
     with Sandbox(policy, max_children=1, raw=True) as box:

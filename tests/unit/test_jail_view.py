@@ -6,9 +6,9 @@ import os
 import sys
 from pathlib import Path
 
-from oodida_core.customcode import DEFAULT_ALLOWED_IMPORTS
-from oodida_core.jail import bwrap
-from oodida_core.jail.server import hidden_paths, readable_roots
+from oodida_core.customcode.check import DEFAULT_ALLOWED_IMPORTS
+from oodida_core.customcode.jail import bwrap
+from oodida_core.customcode.jail.server import hidden_paths, readable_roots
 
 
 def test_the_readable_view_is_the_interpreter_the_system_libraries_and_the_needed_packages() -> None:

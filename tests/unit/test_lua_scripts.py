@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import redis
 
-from oodida_core.lua import HERE, load
-from oodida_core.redis_server import EmbeddedRedis
+from oodida_core.state.lua import HERE, load
+from oodida_ops.redis_server import EmbeddedRedis
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("oodida_core", "oodida_user", "oodida_cloud", "oodida_edge")

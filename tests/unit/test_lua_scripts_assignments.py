@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 import redis
 
-from oodida_core.keys import Keys, deadline_member, parse_deadline_member
-from oodida_core.lua import load
-from oodida_core.redis_server import EmbeddedRedis
-from oodida_core.store import AssignmentStore, Completion, Finish, Redispatch, Start
-from oodida_core.wire import IterationResult
+from oodida_core.protocol.keys import Keys, deadline_member, parse_deadline_member
+from oodida_core.protocol.wire import IterationResult
+from oodida_core.state.lua import load
+from oodida_core.state.store import AssignmentStore, Completion, Finish, Redispatch, Start
+from oodida_ops.redis_server import EmbeddedRedis
 
 A, IT, EV, DL, END = "a:x", "a:x:it", "a:x:ev", "deadlines", "end:x"
 ASSIGNMENT = [A, IT, EV, DL, END]  # complete_iteration and finish_assignment name these

@@ -8,8 +8,6 @@ from typing import Any
 import pytest
 
 from oodida_cloud.aggregate import offboard_builtins
-from oodida_core import spec_fields
-from oodida_core.errors import SpecError
 from oodida_core.methods import (
     OFFBOARD,
     ONBOARD,
@@ -22,7 +20,9 @@ from oodida_core.methods import (
     registered,
     resolve,
 )
-from oodida_core.spec import AssignmentSpec, method_parameters, validate_spec
+from oodida_core.protocol.errors import SpecError
+from oodida_core.spec import fields as spec_fields
+from oodida_core.spec.model import AssignmentSpec, method_parameters, validate_spec
 from oodida_edge.onboard import builtin_methods
 from tests.system.toy_methods import RANGE
 

@@ -14,7 +14,7 @@ import pytest
 
 from oodida_cloud.aggregate import AggregationError, aggregate
 from oodida_core.methods import EXTRA_METHODS_ENV, registered
-from oodida_core.signals import SIGNALS
+from oodida_core.spec.signals import SIGNALS
 from oodida_edge.onboard import OnboardError, OnboardParams, run_builtin
 from oodida_edge.sensors import SimulatedSensors
 from tests.system.toy_methods import RANGE
@@ -98,7 +98,7 @@ def test_a_toy_method_registered_alone_runs_on_board_and_feeds_the_offboard_meth
 
 def test_modules_named_in_the_environment_register_their_methods_at_import() -> None:
     code = (
-        "from oodida_core.spec import validate_spec; from oodida_core.spec_fields import LISTING_1_1; "
+        "from oodida_core.spec.model import validate_spec; from oodida_core.spec.fields import LISTING_1_1; "
         "print(validate_spec({**LISTING_1_1, 'onboard': 'range'}).onboard)"
     )
     env = {**os.environ, EXTRA_METHODS_ENV: "tests.system.toy_methods", "PYTHONPATH": str(ROOT)}

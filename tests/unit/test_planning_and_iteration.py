@@ -6,11 +6,11 @@ import pytest
 
 from oodida_cloud.iteration import combine
 from oodida_cloud.planning import check_signals, onboard_tasks, select_clients
-from oodida_core.errors import SpecError
-from oodida_core.ids import format_ranges, parse_id_ranges
-from oodida_core.keys import header_task_id
-from oodida_core.spec import AssignmentSpec, validate_spec
-from oodida_core.wire import ClientInfo, OnboardResult
+from oodida_core.protocol.errors import SpecError
+from oodida_core.protocol.ids import format_ranges, parse_id_ranges
+from oodida_core.protocol.keys import header_task_id
+from oodida_core.protocol.wire import ClientInfo, OnboardResult
+from oodida_core.spec.model import AssignmentSpec, validate_spec
 
 BASE = {
     "name": "t",

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from oodida_core.wire import IterationResult
+from oodida_core.protocol.wire import IterationResult
 from oodida_user import Result, analysis
 from oodida_user.plots import MAX_CLIENT_ENTRIES, axis_label, numbers
 

@@ -1,4 +1,4 @@
-"""The pure checks of bounded storage (oodida_core/quota.py): each refusal names its limit and
+"""The pure checks of bounded storage (oodida_core/state/quota.py): each refusal names its limit and
 the limit's value; nothing at or under a limit is refused."""
 
 from __future__ import annotations
@@ -7,8 +7,10 @@ import pytest
 import redis
 from kombu.exceptions import BatchPublishError
 
-from oodida_core.errors import OodidaError, QuotaError
-from oodida_core.quota import (
+from oodida_core.protocol.errors import OodidaError, QuotaError
+from oodida_core.protocol.wire import AssignmentRecord, Reply
+from oodida_core.settings import Settings, env_var_names
+from oodida_core.state.quota import (
     assignment_refusal,
     iteration_refusal,
     memory_refusal,
@@ -16,8 +18,6 @@ from oodida_core.quota import (
     out_of_memory_cause,
     unknown_refusal,
 )
-from oodida_core.settings import Settings, env_var_names
-from oodida_core.wire import AssignmentRecord, Reply
 from oodida_user.replies import raise_for
 
 

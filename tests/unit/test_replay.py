@@ -11,8 +11,8 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from oodida_core.errors import OodidaError
-from oodida_core.signals import SIGNAL_NAMES
+from oodida_core.protocol.errors import OodidaError
+from oodida_core.spec.signals import SIGNAL_NAMES
 from oodida_edge.replay import OFFSET_STRIDE, ReplayError, ReplaySensors, load_recording
 from oodida_edge.sensors import SensorError, SensorSource, SimulatedSensors
 

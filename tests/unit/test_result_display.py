@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from oodida_core.wire import AssignmentRecord, FoldedIterations, IterationResult, NumberSummary
+from oodida_core.protocol.wire import AssignmentRecord, FoldedIterations, IterationResult, NumberSummary
 from oodida_user import Result
 from oodida_user.display import result_html, rounded, status_html
 from oodida_user.progress import TextProgress, progress_text

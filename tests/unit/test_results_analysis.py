@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from oodida_core.wire import IterationResult
+from oodida_core.protocol.wire import IterationResult
 from oodida_user import Result
 from oodida_user.analysis import split_by_signal, version_changes
 from oodida_user.progress import AssignmentProgress, ProgressBar

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 import pytest
 from hostile_modules import HOSTILE
 
-from oodida_core.customcode import CodePolicy, MiB, check_source, code_version
-from oodida_core.errors import CustomCodeError
-from oodida_core.sandbox import PRINT_LIMIT, CustomCodeFailure, Sandbox, child_environment, dry_run
+from oodida_core.customcode.check import CodePolicy, MiB, check_source, code_version
+from oodida_core.customcode.sandbox import PRINT_LIMIT, CustomCodeFailure, Sandbox, child_environment, dry_run
+from oodida_core.protocol.errors import CustomCodeError
 
 POLICY = CodePolicy(time_limit=1.0, memory_limit=256 * MiB)
 SLOW_MACHINE = CodePolicy(time_limit=20.0, memory_limit=256 * MiB)
@@ -281,8 +281,8 @@ def test_dry_run_of_a_federated_module_passes_on_the_federated_form() -> None:
 
 _PARENT = """
 import os, sys
-from oodida_core.customcode import CodePolicy, MiB
-from oodida_core.sandbox import Sandbox
+from oodida_core.customcode.check import CodePolicy, MiB
+from oodida_core.customcode.sandbox import Sandbox
 box = Sandbox(CodePolicy(memory_limit=256 * MiB), max_children=1)
 assert box.run(("{version}", "t.py", {source!r}), [1, 2]) == 2
 print(box.child_pids()[0], flush=True)
@@ -317,9 +317,9 @@ def test_nothing_reachable_from_the_allowed_modules_builds_code_or_leads_outside
 
     import numpy as np
 
-    from oodida_core._sandbox_child import Runtime
-    from oodida_core._sandbox_guards import _GuardMeta, _ModuleProxy
-    from oodida_core.customcode import DEFAULT_ALLOWED_IMPORTS, UNAVAILABLE_BUILTINS
+    from oodida_core.customcode._child import Runtime
+    from oodida_core.customcode._guards import _GuardMeta, _ModuleProxy
+    from oodida_core.customcode.check import DEFAULT_ALLOWED_IMPORTS, UNAVAILABLE_BUILTINS
 
     runtime = Runtime(DEFAULT_ALLOWED_IMPORTS)
     banned = {id(getattr(builtins, n)) for n in [*UNAVAILABLE_BUILTINS, "__import__", "getattr"]}

@@ -10,10 +10,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from oodida_core import spec as spec_module
-from oodida_core.errors import MISSING, SpecError
-from oodida_core.signals import SIGNAL_NAMES
-from oodida_core.spec import (
+from oodida_core.protocol.errors import MISSING, SpecError
+from oodida_core.spec import model as spec_module
+from oodida_core.spec.model import (
     METHOD_ALIASES,
     MODES,
     OFFBOARD_METHODS,
@@ -24,6 +23,7 @@ from oodida_core.spec import (
     spec_to_wire,
     validate_spec,
 )
+from oodida_core.spec.signals import SIGNAL_NAMES
 
 LISTING_1_1: dict[str, Any] = {
     "name": "Measurement Task",

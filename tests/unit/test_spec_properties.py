@@ -16,8 +16,15 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from spec_strategies import broken_specs, json_values, odd_values, valid_specs
 
-from oodida_core.errors import SpecError
-from oodida_core.spec import ALL_KEYS, AssignmentSpec, DeploySpec, key_label, spec_to_wire, validate_spec
+from oodida_core.protocol.errors import SpecError
+from oodida_core.spec.model import (
+    ALL_KEYS,
+    AssignmentSpec,
+    DeploySpec,
+    key_label,
+    spec_to_wire,
+    validate_spec,
+)
 
 PURE = settings(
     max_examples=10 * settings.default.max_examples,

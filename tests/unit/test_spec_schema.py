@@ -1,4 +1,4 @@
-"""The JSON Schema of a spec accepts exactly what validate_spec accepts (oodida_core.spec_schema).
+"""The JSON Schema of a spec accepts exactly what validate_spec accepts (oodida_core.spec.schema).
 
 Checked on every spec written in README.md, examples/ and tests/, on specs Hypothesis draws
 from the schema (hypothesis-jsonschema), on specs the library's own strategies draw, valid and
@@ -26,10 +26,10 @@ from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 from jsonschema import Draft202012Validator
 
-from oodida_core.errors import SpecError
-from oodida_core.spec import ALL_KEYS, LISTING_1_1, MODES, spec_json_schema, validate_spec
-from oodida_core.spec_fields import ANALYTIC_MODES
-from oodida_core.spec_schema import GAPS, words
+from oodida_core.protocol.errors import SpecError
+from oodida_core.spec.fields import ANALYTIC_MODES
+from oodida_core.spec.model import ALL_KEYS, LISTING_1_1, MODES, spec_json_schema, validate_spec
+from oodida_core.spec.schema import GAPS, words
 from tests.spec_strategies import broken_specs, json_values, valid_specs
 
 ROOT = Path(__file__).resolve().parents[2]

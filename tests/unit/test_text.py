@@ -8,7 +8,7 @@ import unicodedata
 from hypothesis import given
 from hypothesis import strategies as st
 
-from oodida_core.text import one_line, printable, short_version, shorten, storable, storable_data
+from oodida_core.protocol.text import one_line, printable, short_version, shorten, storable, storable_data
 
 # Every code point, lone surrogates included (what Python strings can hold).
 any_text = st.text(st.characters(min_codepoint=0, max_codepoint=0x10FFFF))

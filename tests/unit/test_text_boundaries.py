@@ -9,11 +9,10 @@ import logging
 
 import pytest
 
-from oodida_core.errors import BadArgument, CustomCodeError
-from oodida_core.logs import FORMAT, SafeFormatter
-from oodida_core.results_check import check_result, encode_result
-from oodida_core.settings import Settings, check_redis_url
-from oodida_core.wire import (
+from oodida_core.customcode.results import check_result, encode_result
+from oodida_core.protocol.errors import BadArgument, CustomCodeError
+from oodida_core.protocol.logs import FORMAT, SafeFormatter
+from oodida_core.protocol.wire import (
     DeploymentRecord,
     IterationResult,
     OnboardResult,
@@ -21,6 +20,7 @@ from oodida_core.wire import (
     Verdict,
     decode,
 )
+from oodida_core.settings import Settings, check_redis_url
 
 
 def test_an_onboard_error_holding_a_lone_surrogate_is_decoded_as_its_visible_escape() -> None:

@@ -11,9 +11,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from pydantic import TypeAdapter, ValidationError
 
-from oodida_core.auth import check_user_name
-from oodida_core.errors import OodidaError
-from oodida_core.wire import MAX_USER_NAME, WireUser
+from oodida_core.protocol.errors import OodidaError
+from oodida_core.protocol.wire import MAX_USER_NAME, WireUser
+from oodida_core.security.auth import check_user_name
 
 LIBRARY = Path(__file__).resolve().parents[2] / "oodida_user"
 
