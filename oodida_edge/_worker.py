@@ -32,9 +32,9 @@ from oodida_core.procs import die_with_parent
 from oodida_core.protocol.ids import format_ranges, parse_id_ranges
 from oodida_core.protocol.keys import Keys, client_queue
 from oodida_core.protocol.logs import setup_logging
+from oodida_core.protocol.signals import SIGNAL_NAMES
 from oodida_core.protocol.wire import ClientInfo
 from oodida_core.settings import Settings
-from oodida_core.spec.signals import SIGNAL_NAMES
 from oodida_core.state.codestore import CodeStore
 from oodida_core.state.registry import Registry
 

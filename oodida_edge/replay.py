@@ -2,7 +2,7 @@
 
 A recording is a CSV file with a header row: a ``timestamp`` column (seconds, strictly
 increasing; any origin) and one column per signal it recorded, named as in
-``oodida_core.spec.signals`` (any subset of them, in any order). Blank lines are skipped.
+``oodida_core.protocol.signals`` (any subset of them, in any order). Blank lines are skipped.
 
 Which file a client reads (``oodida-edge --replay PATH``):
 
@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from oodida_core.spec.signals import SIGNALS
+from oodida_core.protocol.signals import SIGNALS
 
 from .sensors import SensorError
 

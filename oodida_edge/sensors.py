@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 
 from oodida_core.protocol.errors import OodidaError
-from oodida_core.spec.signals import SIGNALS
+from oodida_core.protocol.signals import SIGNALS
 
 FloatArray = npt.NDArray[np.float64]
 

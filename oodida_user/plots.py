@@ -8,7 +8,7 @@
   Beyond ``MAX_CLIENT_ENTRIES`` clients the lines share one colour and one legend entry.
 * One panel per plotted series: per signal for a value keyed by signal (what built-in methods
   return), per key for a custom value that is a dict of numbers (``speed · loss``).
-* The y axis names the signal and its unit (``speed [km/h]``, from ``oodida_core.spec.signals``;
+* The y axis names the signal and its unit (``speed [km/h]``, from ``oodida_core.protocol.signals``;
   ``variance`` squares it, ``count`` has none); a series of no known signal shows its name.
 
 Code versions: a change is a dashed red line between the iterations, tagged ``v2``, ``v3``...
@@ -28,8 +28,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from oodida_core.protocol.signals import SIGNALS
 from oodida_core.protocol.wire import IterationResult
-from oodida_core.spec.signals import SIGNALS
 
 from .analysis import EXTRA, onboard_rows, split_by_signal, version_changes
 

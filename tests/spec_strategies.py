@@ -15,8 +15,8 @@ from typing import Any
 
 from hypothesis import strategies as st
 
+from oodida_core.protocol.signals import SIGNAL_NAMES
 from oodida_core.spec.model import ALL_KEYS, OFFBOARD_FOR_ONBOARD, ONBOARD_METHODS, key_label
-from oodida_core.spec.signals import SIGNAL_NAMES
 
 # ---------------------------------------------------------------- the grammar
 

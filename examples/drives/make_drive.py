@@ -15,7 +15,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from oodida_core.spec.signals import SIGNAL_NAMES
+from oodida_core.protocol.signals import SIGNAL_NAMES
 from oodida_edge.sensors import SimulatedSensors
 
 HERE = Path(__file__).resolve().parent

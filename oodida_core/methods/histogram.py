@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from oodida_core.methods.base import HISTOGRAM, OnboardMethod, OnboardParams, Parameter
 from oodida_core.methods.readings import finite_list, positive_int, scale
-from oodida_core.spec.signals import SIGNALS
+from oodida_core.protocol.signals import SIGNALS
 
 if TYPE_CHECKING:
     from oodida_core.methods.base import FloatArray

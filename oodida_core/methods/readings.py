@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from oodida_core.methods.base import OnboardError, OnboardParams, PerSignal
-from oodida_core.spec.signals import SIGNALS
+from oodida_core.protocol.signals import SIGNALS
 
 if TYPE_CHECKING:
     from oodida_core.methods.base import FloatArray

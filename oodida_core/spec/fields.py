@@ -26,8 +26,8 @@ from oodida_core.methods.values import choice as choice
 from oodida_core.methods.values import did_you_mean as did_you_mean
 from oodida_core.methods.values import integer as _integer
 from oodida_core.methods.values import number as _number
+from oodida_core.protocol.signals import SIGNAL_NAMES
 from oodida_core.protocol.text import shorten
-from oodida_core.spec.signals import SIGNAL_NAMES
 
 DEPLOY_MODES = ("deploy_onboard", "deploy_offboard")
 MODES: tuple[str, ...] = ANALYTIC_MODES + DEPLOY_MODES

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from oodida_core.methods import registry
 from oodida_core.methods.base import OffboardMethod, OnboardMethod
 from oodida_core.protocol.errors import MISSING, SpecError, SpecIssue
+from oodida_core.protocol.signals import SIGNAL_NAMES
 from oodida_core.protocol.text import shorten
 from oodida_core.spec.fields import (
     ALL_KEYS,
@@ -42,7 +43,6 @@ from oodida_core.spec.fields import (
     show,
     text,
 )
-from oodida_core.spec.signals import SIGNAL_NAMES
 
 __all__ = [
     "ALL_KEYS",

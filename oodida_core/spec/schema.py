@@ -28,6 +28,7 @@ from typing import Any
 
 from oodida_core.methods import registry
 from oodida_core.protocol.errors import SpecError
+from oodida_core.protocol.signals import SIGNAL_NAMES
 from oodida_core.spec.fields import (
     ANALYTIC_KEYS,
     ANALYTIC_MODES,
@@ -41,7 +42,6 @@ from oodida_core.spec.fields import (
     REQUIRED_ANALYTIC,
     REQUIRED_DEPLOY,
 )
-from oodida_core.spec.signals import SIGNAL_NAMES
 
 Schema = dict[str, Any]
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from oodida_core.protocol.errors import OodidaError
+from oodida_core.protocol.signals import SIGNAL_NAMES
 from oodida_core.spec.model import LISTING_1_1
-from oodida_core.spec.signals import SIGNAL_NAMES
 from oodida_ops.local import LocalSystem
 from oodida_user import Oodida, SpecError
 

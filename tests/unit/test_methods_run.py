@@ -14,7 +14,7 @@ import pytest
 
 from oodida_cloud.aggregate import AggregationError, aggregate
 from oodida_core.methods import EXTRA_METHODS_ENV, registered
-from oodida_core.spec.signals import SIGNALS
+from oodida_core.protocol.signals import SIGNALS
 from oodida_edge.onboard import OnboardError, OnboardParams, run_builtin
 from oodida_edge.sensors import SimulatedSensors
 from tests.system.toy_methods import RANGE

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from oodida_core.spec.signals import SIGNALS
+from oodida_core.protocol.signals import SIGNALS
 from oodida_edge.onboard import BUILTIN_METHODS, OnboardError, OnboardParams, run_builtin
 from oodida_edge.sensors import SimulatedSensors
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from oodida_core.protocol.errors import OodidaError
-from oodida_core.spec.signals import SIGNAL_NAMES
+from oodida_core.protocol.signals import SIGNAL_NAMES
 from oodida_edge.replay import OFFSET_STRIDE, ReplayError, ReplaySensors, load_recording
 from oodida_edge.sensors import SensorError, SensorSource, SimulatedSensors
 

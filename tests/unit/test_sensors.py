@@ -8,7 +8,7 @@ import threading
 import numpy as np
 import pytest
 
-from oodida_core.spec.signals import SIGNALS
+from oodida_core.protocol.signals import SIGNALS
 from oodida_edge.sensors import SensorError, SensorSource, SimulatedSensors, vehicle_profile
 
 ALL = list(SIGNALS)

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from oodida_core.protocol.errors import MISSING, SpecError
+from oodida_core.protocol.signals import SIGNAL_NAMES
 from oodida_core.spec import model as spec_module
 from oodida_core.spec.model import (
     METHOD_ALIASES,
@@ -23,7 +24,6 @@ from oodida_core.spec.model import (
     spec_to_wire,
     validate_spec,
 )
-from oodida_core.spec.signals import SIGNAL_NAMES
 
 LISTING_1_1: dict[str, Any] = {
     "name": "Measurement Task",
