@@ -159,4 +159,5 @@ def test_a_private_name_belongs_to_the_package_that_holds_it() -> None:
     assert _owner("oodida_core.customcode._child") == "oodida_core.customcode"
     assert _owner("oodida_core.customcode.rules._words") == "oodida_core.customcode"
     assert _owner("oodida_core.protocol.wire.decode") is None
-    assert _unit("oodida_core.state.store") == "oodida_core.state" and _unit("oodida_cloud.tasks") == "oodida_cloud"
+    assert _unit("oodida_core.state.store") == "oodida_core.state"
+    assert _unit("oodida_cloud.tasks") == "oodida_cloud"
