@@ -1,6 +1,6 @@
 """A toy method added through the registry alone: on-board `range`, max - min of each signal.
 
-Used by tests/unit/test_methods*.py (`registered(RANGE)`) and by tests/system/test_methods.py,
+Used by tests/unit/test_methods*.py (`registered(RANGE)`) and by tests/system/test_methods_end_to_end.py,
 whose workers import this module through OODIDA_EXTRA_METHODS=tests.system.toy_methods.
 """
 
