@@ -23,7 +23,7 @@ from oodida_core.customcode.runner import CodeRunner
 from oodida_core.messaging.guard import clean, describe_origin
 from oodida_core.messaging.labels import finish_labels
 from oodida_core.protocol.errors import CustomCodeError, MessageError, SpecError
-from oodida_core.protocol.keys import chord_group_id, header_task_id
+from oodida_core.protocol.keys import CLOUD_QUEUE, chord_group_id, header_task_id
 from oodida_core.protocol.text import shorten
 from oodida_core.protocol.wire import (
     TASK_FINISH_ITERATION,
@@ -176,6 +176,7 @@ class Orchestrator:
             TASK_FINISH_ITERATION,
             kwargs={"assignment_id": aid, "iteration": index},
             immutable=True,  # carries no answers: finish_iteration reads each client's result key
+            queue=CLOUD_QUEUE,  # in the callback's options, which the edges' guard requires
             argsrepr=argsrepr,
             kwargsrepr=kwargsrepr,
         )
