@@ -106,6 +106,8 @@ def fold(summary: FoldedIterations | None, it: IterationResult) -> FoldedIterati
 def fold_older(store: AssignmentStore, aid: str, stored_through: int, keep: int) -> None:
     """Fold every iteration of ``aid`` older than the latest ``keep`` into its summary, once
     iteration ``stored_through`` is stored; a concurrent caller's fold is never repeated."""
+    if stored_through < keep:
+        return  # nothing is older than the latest keep yet: no read of the summary
     summary, last = store.folded(aid)
     for index in to_fold(stored_through, last, keep):
         it = store.iteration(aid, index)
