@@ -13,6 +13,7 @@ from celery import Celery, Task
 
 from oodida_core.messaging.guard import log_rejected, readable_part, single_argument
 from oodida_core.protocol.errors import MessageError
+from oodida_core.protocol.text import printable
 from oodida_core.protocol.wire import TASK_INSTALL, TASK_ONBOARD
 
 from .install import Installer
@@ -41,7 +42,7 @@ class Answer:
     def __repr__(self) -> str:
         d = self.data
         if d.get("status") == "failed":
-            error = " ".join(str(d.get("error") or "no message").split())[:160]
+            error = printable(" ".join(str(d.get("error") or "no message").split())[:160])
             return f"FAILED ({d.get('version', 'builtin')}): {error}"
         return f"{d.get('status', '?')} ({d.get('version', 'builtin')}): {d.get('value')!r:.120}"
 

@@ -51,6 +51,8 @@ PROTECTED: Mapping[str, str] = {
     "task_queues": _ROUTES,
     "task_default_queue": _ROUTES,
     "task_create_missing_queues": _ROUTES + "; client queues are created as they are first used",
+    "task_protocol": "protocol 2 only: the labeller that keeps a request's token out of task "
+    "events and Flower builds protocol 2 messages (oodida_core/messaging/labels.py)",
 }
 
 
@@ -154,6 +156,7 @@ def make_celery_app(
         task_default_queue=CLOUD_QUEUE,
         task_queues=None,  # Celery's: the default queue (the library and the edges name theirs)
         task_routes=(route_task,),
+        task_protocol=2,
         task_create_missing_queues=True,
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,

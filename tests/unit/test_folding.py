@@ -120,3 +120,9 @@ def test_a_failed_answer_is_labelled_failed_where_flower_shows_it_and_stored_as_
     assert repr(answer).startswith("FAILED (sha256:ab): ZeroDivisionError: division by zero")
     assert json.loads(dumps(answer)) == data  # what the result backend stores and the chord counts
     assert repr(Answer({"status": "ok", "value": 3.5, "version": "builtin"})) == "ok (builtin): 3.5"
+
+
+def test_a_failed_answers_label_shows_terminal_escapes_as_escapes() -> None:
+    label = repr(Answer({"status": "failed", "error": "boom \x1b[2J\x9b31m end", "version": "v"}))
+    assert "\x1b" not in label and "\x9b" not in label
+    assert label.startswith("FAILED (v): boom ") and label.endswith(" end")
