@@ -131,6 +131,8 @@ def test_a_deployment_to_thousands_of_unregistered_clients_is_refused_and_stores
         # A few unknown ids (a vehicle not started yet) are fine; their queue expires.
         d = o.deploy_onboard(module, clients=[1, 20_001])
         wait_for(lambda: d.record().status == "sent", 30, "the deployment sent")
+        # "sent" is recorded before the installs are published and their queues given a TTL
+        wait_for(lambda: admin.ttl(client_queue(20_001)) > 0, 10, "the unknown client's queue")
         ttl = admin.ttl(client_queue(20_001))
         assert 0 < ttl <= limited.settings.assignment_ttl
         assert 0 < admin.ttl(Keys().pending_installs(20_001)) <= limited.settings.assignment_ttl
