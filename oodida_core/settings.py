@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from redis.connection import parse_url
@@ -46,9 +46,36 @@ def check_redis_url(url: str) -> str:
         if db and not (db.isascii() and db.isdigit()):
             raise ValueError(f"the database must be a number, not {db!r:.20}")
         parse_url(url)  # port, database and query options, as redis-py reads them
+        check_tls(url)
     except (ValueError, TypeError) as exc:
         raise ValueError(f"{url!r:.80} is not a Redis URL: {exc}") from None
     return url
+
+
+def check_tls(url: str) -> None:
+    """ValueError when ``url`` asks for TLS without verifying the server, or names TLS files
+    for a plaintext connection or files that do not exist."""
+    parts = urlsplit(url)
+    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    named = [k for k in options if k.startswith("ssl_")]
+    if parts.scheme != "rediss":
+        if named:
+            raise ValueError(f"TLS options ({', '.join(named)}) need a rediss:// URL")
+        return
+    reqs = options.get("ssl_cert_reqs", "").strip().lower()
+    if reqs != "required":
+        raise ValueError(
+            "a rediss:// URL must verify the server's certificate: add ssl_cert_reqs=required "
+            f"(got {reqs or 'nothing'}) and ssl_ca_certs=<the CA's file>"
+        )
+    if options.get("ssl_check_hostname", "").strip().lower() in {"false", "0", "no", "n", "off"}:
+        raise ValueError("a rediss:// URL must check the server's host name (drop ssl_check_hostname)")
+    for option in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
+        path = options.get(option)
+        if path is not None and not os.path.isfile(path):
+            raise ValueError(f"{option}: no such file {path!r}")
+    if ("ssl_certfile" in options) != ("ssl_keyfile" in options):
+        raise ValueError("a client certificate needs both ssl_certfile and ssl_keyfile")
 
 
 class Settings(BaseModel):

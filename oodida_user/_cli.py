@@ -175,9 +175,10 @@ def cmd_up(args: argparse.Namespace) -> int:
         loglevel=args.loglevel,
         auth=False if args.no_auth else None,
         acl=args.acl,
+        tls=args.tls,
     )
     with system:
-        if args.acl:
+        if system.acl:
             print(f"OODIDA_REDIS_URL={system.url_for('analyst')}", flush=True)
             print(f"OODIDA_READ_URL={system.url_for('analyst-read')}", flush=True)
             print(f"# the operator's URL (oodida users): {system.url}", file=sys.stderr, flush=True)
@@ -289,6 +290,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--acl",
         action="store_true",
         help="a Redis user per role (cloud, edge, analyst); print the analyst's URLs",
+    )
+    p.add_argument(
+        "--tls",
+        action="store_true",
+        help="Redis listens with TLS only, every process verifies it and presents a certificate of "
+        "its own from a private CA in DATA_DIR/tls (implies --acl; needs a TLS-built redis-server "
+        "on PATH and pip install 'oodida[tls]')",
     )
     p.set_defaults(func=cmd_up)
 
