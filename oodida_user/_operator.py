@@ -127,6 +127,42 @@ def cmd_vehicles(args: argparse.Namespace) -> int:
         client.close()
 
 
+def cmd_fleet(args: argparse.Namespace) -> int:
+    """The docker fleet: make its directory of secrets (init), or register its vehicles' client
+    ids in a running system (register; the compose file's one-shot ``setup`` service)."""
+    from oodida_ops import fleet
+
+    if args.action == "init":
+        vehicles: dict[str, list[int]] = {}
+        for item in args.vehicle or []:
+            name, _, ids = item.partition("=")
+            try:
+                vehicles[name] = parse_id_ranges(ids or name)
+            except ValueError as exc:
+                raise OodidaError(f"--vehicle {item!r}: {exc}") from None
+        plan = fleet.FleetPlan(
+            vehicles=vehicles or fleet.FleetPlan().vehicles,
+            port=args.port,
+            bind=args.bind,
+            hosts=tuple(dict.fromkeys(["127.0.0.1", "localhost", *(args.host or [])])),
+        )
+        root = fleet.init(args.dir, plan)
+        print(f"# the fleet's secrets are in {root} (keep it private; ca/ca.key signs new vehicles)")
+        print(f"# operator: set -a; . {root}/host/admin.env; set +a  (then oodida users add NAME)")
+        print(f"# analysts: set -a; . {root}/host/analyst.env; set +a")
+        return 0
+    settings = Settings.from_env(redis_url=args.redis_url)
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    try:
+        count = fleet.register(client, Keys(settings.key_prefix), fleet.read_plan(args.dir))
+    except redis.exceptions.RedisError as exc:
+        raise OodidaError(f"cannot register the fleet's vehicles: {exc}") from None
+    finally:
+        client.close()
+    print(f"registered {count} client ids", file=sys.stderr)
+    return 0
+
+
 def add_operator_commands(sub: Any) -> None:
     """Add ``users`` and ``acl`` to the subcommands of ``oodida``."""
     p = sub.add_parser("users", help="operator: add, list, remove users or rotate their tokens")
@@ -163,3 +199,23 @@ def add_operator_commands(sub: Any) -> None:
         help="Redis URL with the operator's rights (default: $OODIDA_REDIS_URL)",
     )
     p.set_defaults(func=cmd_vehicles)
+
+    p = sub.add_parser("fleet", help="operator: the docker fleet's certificates and credentials")
+    p.add_argument("action", choices=["init", "register"])
+    p.add_argument("dir", help="init: the directory to make; register: the fleet.json it made")
+    p.add_argument(
+        "--vehicle",
+        action="append",
+        metavar="NAME[=IDS]",
+        help="init: a vehicle and its client ids, e.g. 7 or fleet=101-150 (repeat; default: "
+        "1, 2, 3 and fleet=101-150, as docker/compose.yaml has)",
+    )
+    p.add_argument("--port", type=int, default=6380, help="init: Redis's TLS port")
+    p.add_argument("--bind", default="127.0.0.1", help="init: the addresses Redis listens on")
+    p.add_argument("--host", action="append", help="init: another name or IP in Redis's certificate")
+    p.add_argument(
+        "--redis-url",
+        default=os.environ.get("OODIDA_REDIS_URL"),
+        help="register: Redis URL with the operator's rights (default: $OODIDA_REDIS_URL)",
+    )
+    p.set_defaults(func=cmd_fleet)
