@@ -9,6 +9,9 @@ process that died or lost Redis turns unhealthy within ``settings.live_window`` 
 
 from __future__ import annotations
 
+import base64
+import json
+import os
 import socket
 import urllib.request
 from collections.abc import Sequence
@@ -35,15 +38,31 @@ class Health:
         return "\n".join(lines)
 
 
-def check_flower(url: str, timeout: float = 5.0) -> str | None:
-    """None when Flower at ``url`` answers its health check, else what went wrong."""
+def check_flower(url: str, timeout: float = 5.0, login: str | None = None) -> str | None:
+    """None when Flower at ``url`` answers its health check, else what went wrong. With
+    ``login`` (``user:password``, default ``$FLOWER_BASIC_AUTH``) it also logs in and asks the
+    workers through Redis (``/api/workers?refresh=1``): a Flower that lost Redis fails."""
     target = url.rstrip("/") + "/healthcheck"
     try:
         with urllib.request.urlopen(target, timeout=timeout) as response:
             body = response.read(64)
     except OSError as exc:
         return f"Flower at {target}: {exc}"
-    return None if body.strip() == b"OK" else f"Flower at {target} answered {body!r}"
+    if body.strip() != b"OK":
+        return f"Flower at {target} answered {body!r}"
+    login = login if login is not None else os.environ.get("FLOWER_BASIC_AUTH", "")
+    if not login:
+        return None
+    api = url.rstrip("/") + "/api/workers?refresh=1"
+    request = urllib.request.Request(
+        api, headers={"Authorization": "Basic " + base64.b64encode(login.encode()).decode()}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=timeout * 2) as response:
+            workers = json.loads(response.read(4 * 1024 * 1024))
+    except (OSError, ValueError) as exc:
+        return f"Flower at {api}: {exc}"
+    return None if isinstance(workers, dict) else f"Flower at {api} answered {str(workers)[:80]!r}"
 
 
 def check_jail() -> tuple[bool, str]:
