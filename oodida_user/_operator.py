@@ -117,7 +117,11 @@ def cmd_vehicles(args: argparse.Namespace) -> int:
             print(f"OODIDA_READ_URL={made.read_url}")
         print(
             f"# the credentials of vehicle {made.name} (clients {args.clients or args.id}), shown once; "
-            "not persisted unless the server has an aclfile (ACL SAVE)",
+            + (
+                "saved in the server's aclfile"
+                if made.saved
+                else "NOT persisted: the server has no aclfile, a restart forgets them"
+            ),
             file=sys.stderr,
         )
         return 0

@@ -242,6 +242,18 @@ def apply(
         raise OodidaError(f"the Redis server refused the ACL rules: {exc}") from None
 
 
+def persist(client: redis.Redis) -> bool:
+    """``ACL SAVE``: write the users to the server's aclfile, so that they survive a restart
+    (the docker fleet has one). False when the server has no aclfile."""
+    try:
+        client.execute_command("ACL", "SAVE")
+    except redis.exceptions.ResponseError as exc:
+        if "acl file" in str(exc).lower() or "aclfile" in str(exc).lower():
+            return False
+        raise
+    return True
+
+
 def role_urls(base_url: str, keys: Keys, passwords: dict[str, str]) -> dict[str, str]:
     """Each role's URL (the role's name -> redis://<prefix>-<role>:<password>@host:port/db)."""
     return {name: role_url(base_url, f"{keys.prefix}-{name}", pw) for name, pw in passwords.items()}
@@ -252,6 +264,7 @@ class VehicleCredentials:
     name: str
     url: str  # OODIDA_REDIS_URL
     read_url: str  # OODIDA_READ_URL ("" on Redis 7: the one user reads what it may read)
+    saved: bool = False  # written to the server's aclfile (ACL SAVE): it survives a restart
 
 
 def add_vehicle(
@@ -269,10 +282,11 @@ def add_vehicle(
         pipe.sadd(keys.client_index, *map(str, ids))
         pipe.hset(keys.vehicles, name, json.dumps(ids))
         pipe.execute()
+        saved = persist(client)
     except redis.exceptions.RedisError as exc:
         raise OodidaError(f"cannot create the vehicle's Redis user: {exc}") from None
     urls = role_urls(base_url, keys, passwords)
-    return VehicleCredentials(name, urls[made[0].name], urls[made[1].name] if len(made) > 1 else "")
+    return VehicleCredentials(name, urls[made[0].name], urls[made[1].name] if len(made) > 1 else "", saved)
 
 
 def revoke_vehicle(client: redis.Redis, keys: Keys, name: str) -> bool:
@@ -294,6 +308,7 @@ def revoke_vehicle(client: redis.Redis, keys: Keys, name: str) -> bool:
             pipe.srem(keys.client_index, *map(str, gone))
             pipe.delete(*(k for c in gone for k in (keys.client_info(c), keys.client_seen(c))))
         pipe.execute()
+        persist(client)
         return deleted
     except redis.exceptions.RedisError as exc:
         raise OodidaError(f"cannot delete the vehicle's Redis user: {exc}") from None
