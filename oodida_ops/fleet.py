@@ -183,6 +183,32 @@ def init(directory: str | os.PathLike[str], plan: FleetPlan | None = None) -> Pa
     return root
 
 
+def vehicle_bundle(
+    ca_dir: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    url: str,
+    name: str,
+    install: str = "/etc/oodida",
+) -> Path:
+    """The directory a vehicle on another network needs, to be copied to ``install`` on it:
+    ``ca.pem``, its own ``client.pem`` and ``client.key`` (issued now by the CA in ``ca_dir``)
+    and ``oodida.env`` (``OODIDA_REDIS_URL``: ``url``, the vehicle's user, over TLS with those
+    files). Refused if ``out`` exists (it would hold an older key)."""
+    target = Path(out)
+    if target.exists():
+        raise OodidaError(f"{target} exists: remove it or choose another directory")
+    ca = Authority.load(ca_dir)
+    target.mkdir(parents=True)
+    target.chmod(0o700)
+    ca.issue_client(target / "client.pem", target / "client.key", f"vehicle-{name}")
+    _copy(ca.cert, target / "ca.pem")
+    files = TlsFiles(f"{install}/ca.pem", f"{install}/client.pem", f"{install}/client.key")
+    env = target / "oodida.env"
+    env.write_text(f"OODIDA_REDIS_URL={tls_url(url, files)}\n")
+    env.chmod(0o600)
+    return target
+
+
 def register(client: redis.Redis, keys: Keys, vehicles: dict[str, list[int]]) -> int:
     """Put the vehicles' client ids into the registry's index (what ``acl.add_vehicle`` does
     besides making the user; here the users come from the aclfile). Idempotent; the number of

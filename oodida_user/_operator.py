@@ -112,6 +112,18 @@ def cmd_vehicles(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise OodidaError(f"vehicles add: {exc}") from None
         made = acl.add_vehicle(client, settings.redis_url, keys, args.id, ids)
+        if args.bundle:
+            from oodida_ops.fleet import vehicle_bundle
+
+            if not args.ca:
+                raise OodidaError("vehicles add --bundle needs --ca DIR (the CA's ca.pem and ca.key)")
+            where = vehicle_bundle(args.ca, args.bundle, made.url, made.name, args.install_path)
+            print(
+                f"# vehicle {made.name}: copy {where} to {args.install_path} on the vehicle "
+                f"(mode 0700, its user's); it holds oodida.env, ca.pem, client.pem and client.key",
+                file=sys.stderr,
+            )
+            return 0
         print(f"OODIDA_REDIS_URL={made.url}")
         if made.read_url:
             print(f"OODIDA_READ_URL={made.read_url}")
@@ -197,6 +209,18 @@ def add_operator_commands(sub: Any) -> None:
     p.add_argument("action", choices=["add", "revoke", "list"])
     p.add_argument("id", nargs="?", help="the vehicle: its client id (or a name, with --clients)")
     p.add_argument("--clients", help="with add: the client ids this vehicle serves, e.g. 1-20 (default: ID)")
+    p.add_argument(
+        "--bundle",
+        metavar="DIR",
+        help="with add: write what the vehicle needs (oodida.env, its own TLS certificate and key, the "
+        "CA's certificate) into DIR instead of printing the URL (needs --ca)",
+    )
+    p.add_argument("--ca", metavar="DIR", help="with --bundle: the CA that signs the vehicle's certificate")
+    p.add_argument(
+        "--install-path",
+        default="/etc/oodida",
+        help="with --bundle: where the files will be on the vehicle (default: /etc/oodida)",
+    )
     p.add_argument(
         "--redis-url",
         default=os.environ.get("OODIDA_REDIS_URL"),

@@ -9,10 +9,12 @@ URL that does not verify the server, another vehicle's password.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
@@ -206,3 +208,51 @@ def test_tls_needs_a_server_built_with_it(tmp_path: Path, monkeypatch: pytest.Mo
     monkeypatch.setenv("PATH", str(tmp_path))  # neither valkey-server nor redis-server
     with pytest.raises(OodidaError, match="apt-get install redis-server"):
         LocalSystem(1, data_dir=tmp_path, tls=True).start()
+
+
+def test_a_vehicle_on_another_network_joins_with_its_bundle_and_is_revoked(
+    system: LocalSystem, tmp_path: Path
+) -> None:
+    """`oodida vehicles add 9 --bundle DIR --ca CA`: the one directory a remote vehicle needs;
+    an edge started from its oodida.env alone serves client 9; revoking it cuts it off."""
+    bundle = tmp_path / "vehicle-9"
+    env = {**os.environ, "OODIDA_REDIS_URL": system.url}
+    cli = [sys.executable, "-m", "oodida_user._cli", "vehicles"]
+    added = subprocess.run(
+        [
+            *cli,
+            "add",
+            "9",
+            "--bundle",
+            str(bundle),
+            "--ca",
+            str(system.tls_dir),
+            "--install-path",
+            str(bundle),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert added.returncode == 0, added.stderr
+    assert sorted(p.name for p in bundle.iterdir()) == ["ca.pem", "client.key", "client.pem", "oodida.env"]
+    assert (bundle / "client.key").stat().st_mode & 0o077 == 0
+    (line,) = (bundle / "oodida.env").read_text().splitlines()
+    url = line.removeprefix("OODIDA_REDIS_URL=")
+    assert url.startswith("rediss://oodida-vehicle-9:") and f"ssl_certfile={bundle}/client.pem" in url
+    system._spawn(
+        "vehicle-9", [sys.executable, "-m", "oodida_edge", "--clients", "9"], {"OODIDA_REDIS_URL": url}
+    )
+    with Oodida(settings=system.client_settings("alice")) as o:
+        deadline = time.monotonic() + 60
+        while 9 not in {c.client_id for c in o.clients()}:
+            assert time.monotonic() < deadline, "vehicle 9 never became live"
+            time.sleep(0.2)
+        result = o.submit({**SPEC, "clients": [9], "iterations": 1}).wait(timeout=60, progress=False)
+        assert sorted(result.iterations[-1].onboard) == [9]
+    revoked = subprocess.run([*cli, "revoke", "9"], env=env, capture_output=True, text=True, timeout=60)
+    assert revoked.returncode == 0, revoked.stderr
+    with pytest.raises(redis.exceptions.AuthenticationError):
+        redis.Redis.from_url(url, socket_connect_timeout=3).ping()
+    system.stop_process("vehicle-9")
