@@ -236,7 +236,7 @@ def read_plan(path: str | os.PathLike[str]) -> dict[str, list[int]]:
             raise ValueError("vehicles must map names to lists of positive client ids")
         for name in vehicles:
             acl.vehicle_user_name(name)
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, OodidaError) as exc:
         raise OodidaError(f"bad fleet file {path}: {exc}") from None
     return {str(k): list(v) for k, v in vehicles.items()}
 
