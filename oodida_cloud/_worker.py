@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> None:
     # Registered under its Celery node name, as Flower shows it (`oodida health --cloud` looks
     # for this host's).
     node = f"{name}@{socket.gethostname()}"
-    app.steps["worker"].add(DeadlineWatcher.for_worker(cloud.orchestrator, node))
+    app.steps["worker"].add(DeadlineWatcher.for_worker(cloud.orchestrator, cloud.purger, node))
 
     def on_ready(**_: Any) -> None:
         # The cloud publishes chords and never waits on their results: without this, the

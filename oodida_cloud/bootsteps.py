@@ -1,6 +1,6 @@
 """The cloud worker's own service, as a Celery worker bootstep: its deadline watcher.
 
-``DeadlineWatcher.for_worker(orchestrator, node)`` is the step for one cloud worker; the
+``DeadlineWatcher.for_worker(orchestrator, purger, node)`` is the step for one cloud worker; the
 worker adds it with ``app.steps["worker"].add(...)``. Celery starts it after the worker's pool
 and before the consumer, and stops it (warm or cold shutdown) after the consumer, before the
 pool.
@@ -17,6 +17,7 @@ from celery import bootsteps
 
 if TYPE_CHECKING:
     from .orchestrator import Orchestrator
+    from .purge import Purger
 
 log = logging.getLogger("oodida.cloud")
 
@@ -26,18 +27,25 @@ POOL_STEP = "celery.worker.components:Pool"
 class DeadlineWatcher(bootsteps.StartStopStep):
     """The heartbeat of this cloud worker (``node``, its Celery node name, as Flower and
     ``oodida health --cloud`` show it) and the deadlines of running iterations: every
-    ``deadline_poll`` seconds a finish task for each iteration whose deadline passed. The
-    worker leaves the cloud registry when it stops."""
+    ``deadline_poll`` seconds a finish task for each iteration whose deadline passed, and the
+    second sweep of each purged assignment that is due (``Purger.sweep_due``). The worker
+    leaves the cloud registry when it stops."""
 
     label = "oodida deadline watcher"
     requires = (POOL_STEP,)
     orchestrator: ClassVar[Orchestrator]
+    purger: ClassVar[Purger]
     node: ClassVar[str]
 
     @classmethod
-    def for_worker(cls, orchestrator: Orchestrator, node: str) -> type[DeadlineWatcher]:
+    def for_worker(cls, orchestrator: Orchestrator, purger: Purger, node: str) -> type[DeadlineWatcher]:
         """This step for the worker ``node`` (Celery instantiates the step class it is given)."""
-        attrs = {"orchestrator": orchestrator, "node": node, "__module__": cls.__module__}
+        attrs = {
+            "orchestrator": orchestrator,
+            "purger": purger,
+            "node": node,
+            "__module__": cls.__module__,
+        }
         step: type[DeadlineWatcher] = bootsteps.StepType(cls.__name__, (cls,), attrs)
         return step
 
@@ -61,6 +69,7 @@ class DeadlineWatcher(bootsteps.StartStopStep):
                     registry.cloud_beat(self.node)
                     next_beat = now + settings.heartbeat_interval
                 self.orchestrator.fire_due_deadlines()
+                self.purger.sweep_due()
             except Exception:  # a Redis outage: log, keep trying
                 log.exception("deadline watcher: Redis call failed; retrying")
                 self.stopped.wait(1.0)

@@ -47,6 +47,7 @@ from oodida_core.state.codestore import CodeStore
 from oodida_core.state.quota import Quotas
 from oodida_core.state.registry import Registry
 from oodida_core.state.store import AssignmentStore
+from oodida_core.state.sweeps import SweepStore
 
 from .deploy import Deployer
 from .gate import Gate
@@ -120,7 +121,15 @@ def build_cloud(
         gate,
         DeploymentLimits(codestore, registry, gate, quotas, settings),
     )
-    purger = Purger(app, store, client, keys, gate)
+    purger = Purger(
+        app,
+        store,
+        client,
+        keys,
+        gate,
+        SweepStore(client, keys, keep=settings.result_expires),
+        code_time_limit=policy.time_limit,
+    )
     routes = cloud_routes(store, codestore, gate, orchestrator, deployer, purger)
     return Cloud(
         app=app,

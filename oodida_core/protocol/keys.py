@@ -7,7 +7,10 @@ live beside these; the queue names are also defined here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+
+from oodida_core.protocol.ids import format_ranges, parse_id_ranges
 
 CLOUD_QUEUE = "cloud"
 CLIENT_QUEUES = "client.*"  # every client's queue, as a pattern (ACL rules)
@@ -29,6 +32,28 @@ def parse_deadline_member(member: str) -> tuple[str, int] | None:
     """(assignment id, index) of a member of ``Keys.deadlines``; None when it is malformed."""
     assignment_id, _, index = member.rpartition(":")
     return (assignment_id, int(index)) if assignment_id and index.isdigit() else None
+
+
+def sweep_member(assignment_id: str, first: int, end: int, clients: Iterable[int]) -> str:
+    """A purged assignment's member of ``Keys.purge_sweeps``: what names Celery's keys of its
+    iterations ``first`` to ``end - 1`` on ``clients``, ``<assignment id>:<first>:<end>:<ranges>``
+    (``ids.format_ranges``: ``1-3,5``)."""
+    return f"{assignment_id}:{first}:{end}:{format_ranges(clients)}"
+
+
+def parse_sweep_member(member: str) -> tuple[str, int, int, list[int]] | None:
+    """(assignment id, first, end, clients) of a member of ``Keys.purge_sweeps``; None when it
+    is malformed."""
+    head, _, ranges = member.rpartition(":")
+    head, _, end = head.rpartition(":")
+    assignment_id, _, first = head.rpartition(":")
+    if not assignment_id or not first.isdigit() or not end.isdigit() or int(first) > int(end):
+        return None
+    try:
+        clients = parse_id_ranges(ranges)
+    except ValueError:
+        return None
+    return assignment_id, int(first), int(end), clients
 
 
 def chord_group_id(assignment_id: str, iteration: int) -> str:
@@ -131,6 +156,14 @@ class Keys:
     def deadlines(self) -> str:
         """sorted set: ``<assignment id>:<iteration>`` scored by the iteration's deadline."""
         return f"{self.prefix}:deadlines"
+
+    @property
+    def purge_sweeps(self) -> str:
+        """sorted set: ``sweep_member``s of purged assignments whose on-board tasks could still
+        answer, scored by when the cloud deletes Celery's keys of them again (purge.py); a member
+        leaves when swept, and the set expires ``OODIDA_RESULT_EXPIRES`` after its latest one
+        was due (whatever a sweep would delete by then has expired)."""
+        return f"{self.prefix}:purge:sweeps"
 
     # -- custom code -------------------------------------------------------------------------
     def code(self, version: str) -> str:

@@ -50,7 +50,7 @@ def header_and_body(name: str) -> tuple[str, str]:
 
 
 def test_there_is_a_script_file_for_each_state_change_of_the_stores() -> None:
-    assert len(SCRIPTS) == 15
+    assert len(SCRIPTS) == 16
 
 
 @pytest.mark.parametrize("name", SCRIPTS)
