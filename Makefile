@@ -4,12 +4,16 @@
 #                 apt-get it first installs Debian's bubblewrap (the jail) and chromium (the
 #                 browser test); OODIDA_NO_APT=1 make test installs nothing (those tests skip).
 #                 Tests write only inside the clone and a scratch directory removed at the end.
+#   make images - oodida:local and oodida-redis:local from Debian's packages and PyPI's wheels
+#                 only (no Docker registry): as root, with the engine of DOCKER_HOST
+#                 (docker/dockerd start DIR starts a private one). scripts/docker-smoke.sh
+#                 builds and tries them with an engine of its own.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-fast bench bench-quick install clean
+.PHONY: demo test test-fast bench bench-quick install clean images
 
 demo: $(STAMP)
 	$(BIN)/oodida demo
@@ -32,6 +36,12 @@ bench-quick: $(STAMP)
 	$(BIN)/python benchmarks/bench_fleet.py --quick --json benchmarks/out/fleet-quick.json --plot benchmarks/out/fleet-quick.png
 
 install: $(STAMP)
+
+images: $(STAMP)
+	docker/make-base-images
+	VENV=$(VENV) docker/build-wheels
+	docker build --network none -f docker/Dockerfile -t oodida:local --build-arg BASE=oodida-base:bookworm .
+	docker build --network none -t oodida-redis:local - < docker/redis.Dockerfile
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
