@@ -1,10 +1,10 @@
-"""The docker fleet (docker/Dockerfile, docker/compose.yaml), checked without a Docker engine.
-
-There is none on the development machines or in CI, so nothing here builds or runs a
-container; what can be checked is: the compose file parses, every command and health check
-resolves to an installed console script and parses with that script's own options, every
-``OODIDA_*`` variable is one the project reads (and its default is a valid value), every
-``FLOWER_*`` variable is a Flower option, and the Dockerfile copies what the package needs.
+"""The docker fleet's files (docker/Dockerfile, docker/redis.Dockerfile, docker/compose.yaml),
+checked without a Docker engine (tests/docker runs them on one): the compose file parses, every
+command and health check resolves to an installed console script and parses with that
+script's own options, every ``OODIDA_*`` variable a container gets is one the project reads
+(and its default is a valid value), the others are the compose file's own and documented,
+every ``FLOWER_*`` variable is a Flower option, each container mounts only its own secrets,
+and the Dockerfile copies what the package needs.
 """
 
 from __future__ import annotations
@@ -33,7 +33,17 @@ COMPOSE: dict[str, Any] = yaml.safe_load(COMPOSE_TEXT)
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
 DOCKERFILE = (DOCKER / "Dockerfile").read_text()
 # Services that run the project's image (all but Redis).
-OODIDA = {name: s for name, s in SERVICES.items() if "build" in s}
+OODIDA = {name: s for name, s in SERVICES.items() if s.get("image") == "oodida:local"}
+# Variables of the compose file itself (where the secrets are, image bases, ports), read by
+# compose and docker/fleet, never by an OODIDA process; docs/OPERATORS.md lists them.
+COMPOSE_VARIABLES = {
+    "OODIDA_FLEET_DIR",
+    "OODIDA_FLEET_NAME",
+    "OODIDA_BASE_IMAGE",
+    "OODIDA_REDIS_BASE_IMAGE",
+    "OODIDA_REDIS_PORT",
+    "OODIDA_FLOWER_PORT",
+}
 PACKAGES = ["oodida_core", "oodida_ops", "oodida_user", "oodida_cloud", "oodida_edge"]
 
 
@@ -51,6 +61,8 @@ def _commands() -> Iterator[tuple[str, list[str]]]:
     """Every command an OODIDA container runs: its main command and its health check."""
     for name, service in OODIDA.items():
         yield f"{name} command", service["command"]
+        if name == "setup":  # one-shot: registers the vehicles' ids, then exits
+            continue
         test = service["healthcheck"]["test"]
         assert test[0] in ("CMD", "CMD-SHELL"), f"{name}: health check {test}"
         yield f"{name} healthcheck", test[1:] if test[0] == "CMD" else shlex.split(test[1])
@@ -79,9 +91,30 @@ def test_the_compose_file_has_redis_a_cloud_worker_several_clients_and_flower() 
     assert [c[0] for c in commands.values()].count("oodida-edge") >= 3
     assert [c[0] for c in commands.values()].count("oodida-flower") == 1
     redis = SERVICES["redis"]
-    command = " ".join(redis["command"])
-    assert "--appendonly yes" in command and "--maxmemory-policy noeviction" in command
+    assert "redis-server /run/oodida/redis.conf" in redis["entrypoint"][-1]  # fleet.redis_conf
     assert any(v.endswith(":/data") for v in redis["volumes"]), "Redis keeps its data in a volume"
+    assert redis["build"]["dockerfile"] == "docker/redis.Dockerfile"
+
+
+def test_every_container_is_on_the_hosts_network_without_privileges() -> None:
+    for name, service in SERVICES.items():
+        assert service["network_mode"] == "host", name
+        assert service["cap_drop"] == ["ALL"], name
+        assert "no-new-privileges:true" in service["security_opt"], name
+        assert "ports" not in service, f"{name}: nothing is published (host network, 127.0.0.1)"
+        assert service["build"]["network"] == "none", f"{name}: the build needs no network"
+    for name, service in OODIDA.items():
+        assert service["read_only"] is True, name
+
+
+def test_each_container_mounts_only_its_own_secrets_read_only() -> None:
+    for name, service in OODIDA.items():
+        own = "redis" if name == "redis" else name
+        (mount,) = service["volumes"]
+        assert mount == f"${{OODIDA_FLEET_DIR}}/{own}:/run/oodida:ro", name
+        (env_file,) = service["env_file"]
+        assert env_file["path"] == f"${{OODIDA_FLEET_DIR}}/{own}/oodida.env", name
+    assert any(v.endswith("/redis:/run/oodida:ro") for v in SERVICES["redis"]["volumes"])
 
 
 def test_every_command_and_health_check_resolves_to_an_installed_console_script() -> None:
@@ -89,11 +122,14 @@ def test_every_command_and_health_check_resolves_to_an_installed_console_script(
     for what, argv in _commands():
         _check_parses(what, argv)
         checked += 1
-    assert checked == 2 * len(OODIDA)
+    assert checked == 2 * len(OODIDA) - 1  # setup has no health check
 
 
 def test_every_oodida_service_has_a_health_check_that_checks_its_own_role() -> None:
     for name, service in OODIDA.items():
+        if name == "setup":
+            assert service["restart"] == "no" and service["command"][:3] == ["oodida", "fleet", "register"]
+            continue
         test = service["healthcheck"]["test"]
         command = service["command"]
         if command[0] == "oodida-edge":
@@ -127,33 +163,38 @@ def test_every_variable_is_one_the_project_or_flower_reads() -> None:
     known = env_var_names()
     named = set(re.findall(r"\b(OODIDA_[A-Z0-9_]+)", COMPOSE_TEXT + DOCKERFILE))
     assert named, "the files set no OODIDA_* variable"
-    assert named <= known, f"not read by any OODIDA process: {sorted(named - known)}"
+    assert named <= known | COMPOSE_VARIABLES, f"read by nothing: {sorted(named - known - COMPOSE_VARIABLES)}"
+    assert not COMPOSE_VARIABLES & known, "a compose variable must not also be a process setting"
     for name, service in OODIDA.items():
-        env = service["environment"]
+        env = service.get("environment", {})
         assert isinstance(env, dict), f"{name}: environment as a mapping"
-        assert _interpolate(env["OODIDA_REDIS_URL"]).startswith("redis://redis:"), name
+        assert "OODIDA_REDIS_URL" not in env, f"{name}: its URL comes from its own oodida.env only"
         for key in env:
             assert key.startswith(("OODIDA_", "FLOWER_")), f"{name}: {key} is neither OODIDA_* nor FLOWER_*"
+            assert key in known or key.startswith("FLOWER_"), f"{name}: {key} is not a process setting"
             if key.startswith("FLOWER_"):
                 assert key[len("FLOWER_") :].lower() in flower_names, f"{name}: {key} is not a Flower option"
 
 
 def test_the_default_values_are_valid_settings() -> None:
     for name, service in OODIDA.items():
-        env = {k: _interpolate(str(v)) for k, v in service["environment"].items()}
-        settings = Settings.from_env(env)
-        assert settings.redis_url == "redis://redis:6379/0"
+        env = {k: _interpolate(str(v)) for k, v in service.get("environment", {}).items()}
+        Settings.from_env(env)
         CodePolicy.from_env(env)  # raises on a bad time or memory limit
         assert env.get("OODIDA_LOGLEVEL", "INFO") in ("DEBUG", "INFO", "WARNING", "ERROR"), name
 
 
-def test_flower_asks_for_a_login_and_is_published_on_the_hosts_loopback_only() -> None:
+def test_flower_listens_on_the_hosts_loopback_only_behind_its_login() -> None:
     flower = next(s for s in OODIDA.values() if s["command"][0] == "oodida-flower")
-    assert flower["environment"]["FLOWER_BASIC_AUTH"].startswith("${FLOWER_BASIC_AUTH:?")
-    assert all(p.startswith("127.0.0.1:") for p in flower["ports"])
-    for service in SERVICES.values():
-        if service is not flower:
-            assert "ports" not in service, "only Flower is published"
+    assert flower["environment"]["FLOWER_ADDRESS"] == "127.0.0.1"
+    assert "FLOWER_BASIC_AUTH" not in flower["environment"]  # from its oodida.env (fleet.init)
+    assert "/api/workers" in " ".join(flower["healthcheck"]["test"]) or flower["healthcheck"]["test"][
+        1:4
+    ] == [
+        "oodida",
+        "health",
+        "--flower",
+    ]
 
 
 def test_the_image_is_built_from_the_projects_own_package() -> None:
@@ -161,6 +202,7 @@ def test_the_image_is_built_from_the_projects_own_package() -> None:
         build = service["build"]
         assert (DOCKER / build["context"]).resolve() == ROOT
         assert (ROOT / build["dockerfile"]).resolve() == DOCKER / "Dockerfile"
+        assert build["args"]["BASE"].startswith("${OODIDA_BASE_IMAGE:-")
         assert service["image"] == next(iter(OODIDA.values()))["image"], "one image for every role"
     copied = re.findall(r"^COPY (?!--from)(.+?) \S+$", DOCKERFILE, re.M)
     sources = {s for line in copied for s in line.split()}
@@ -181,10 +223,11 @@ def test_every_oodida_variable_the_code_reads_is_listed_in_the_settings_module()
         for path in (ROOT / package).rglob("*.py")
         for name in re.findall(r"\b(OODIDA_[A-Z0-9_]+)\b", path.read_text())
     }
-    assert read and read <= env_var_names(), sorted(read - env_var_names())
+    allowed = env_var_names() | COMPOSE_VARIABLES  # dockerfleet.py passes those to compose
+    assert read and read <= allowed, sorted(read - allowed)
 
 
 def test_the_operators_page_lists_every_variable() -> None:
     page = (ROOT / "docs" / "OPERATORS.md").read_text()
-    missing = sorted(name for name in env_var_names() if f"`{name}`" not in page)
+    missing = sorted(name for name in env_var_names() | COMPOSE_VARIABLES if f"`{name}`" not in page)
     assert not missing, f"docs/OPERATORS.md does not list {missing}"
