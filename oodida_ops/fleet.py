@@ -117,7 +117,7 @@ def init(directory: str | os.PathLike[str], plan: FleetPlan | None = None) -> Pa
     root.chmod(0o700)  # other users of this machine read nothing here
     keys = Keys(plan.prefix)
     ca = Authority.create(root / "ca")
-    roles = dict(acl.roles(keys))
+    roles = dict(acl.roles(keys, selectors=True))  # Redis 7
     roles["health"] = acl.Role("health", (), (), acl.CONNECT)  # PING, for the health check
     made_vehicles: dict[str, acl.Role] = {}
     for name, ids in plan.vehicles.items():
@@ -142,7 +142,7 @@ def init(directory: str | os.PathLike[str], plan: FleetPlan | None = None) -> Pa
     health = ca.issue_client(redis_dir / "health.pem", redis_dir / "health.key", "health")
     _for_container(redis_dir, [server.key, health.key, redis_dir / "health.env"])
 
-    service_roles = {"cloud": "cloud", "flower": "cloud", "setup": "admin"}
+    service_roles = {"cloud": "cloud", "flower": "flower", "setup": "admin"}
     flower_password = secrets.token_urlsafe(18)
     for service, role_name in {
         **service_roles,

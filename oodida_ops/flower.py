@@ -12,9 +12,13 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from urllib.parse import parse_qsl, urlsplit
+
+from celery import Celery
 
 from oodida_core.messaging.celery_app import make_celery_app
 from oodida_core.protocol.errors import OodidaError
+from oodida_core.security.tls import TLS_OPTIONS
 from oodida_core.settings import Settings
 
 # Flower's options that differ from Flower's defaults, unless the command line or a FLOWER_*
@@ -24,6 +28,27 @@ DEFAULTS = {
     "address": "127.0.0.1",
     "tasks_columns": "name,state,args,worker,received,runtime",
 }
+
+
+def flower_app(settings: Settings) -> Celery:
+    """The Celery app Flower runs on: the project's, with queues that do not expire.
+
+    Flower's event receiver queue (``celeryev.<uuid>``) and its remote-control reply queue
+    (``<uuid>.reply.celery.pidbox``) are deleted when Flower stops consuming them. Declared
+    with an expiry (Celery's default), kombu would keep their bindings alive with a Lua script
+    (EVALSHA) writing a deadline set shared with every worker and sweep other exchanges' binding
+    tables: what Flower's own ACL user (``acl.roles``: ``flower``) may not do. Nor does it take
+    messages with kombu's ack emulation (no ``unacked`` hash, no restoring others' messages):
+    it takes only replies, which need no acknowledgement."""
+    app = make_celery_app(settings, "oodida-flower")
+    app.conf.broker_transport_options = {**app.conf.broker_transport_options, "ack_emulation": False}
+    app.conf.event_queue_expires = None
+    app.control.mailbox.reply_queue_expires = None
+    url = urlsplit(settings.redis_url)
+    if url.scheme == "rediss" and not app.conf.broker_use_ssl:
+        # Its broker page (queue lengths) connects with broker_use_ssl, not the URL's options.
+        app.conf.broker_use_ssl = {k: v for k, v in parse_qsl(url.query) if k in TLS_OPTIONS}
+    return app
 
 
 def flower_argv(argv: Sequence[str], env: Mapping[str, str]) -> list[str]:
@@ -61,7 +86,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         settings = Settings.from_env()
     except OodidaError as exc:
         sys.exit(f"oodida-flower: {exc}")
-    app = make_celery_app(settings, "oodida-flower")
+    app = flower_app(settings)
     sys.exit(app.start(flower_argv(args, os.environ)) or 0)
 
 

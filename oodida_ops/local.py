@@ -298,10 +298,12 @@ class LocalSystem:
             raise OodidaError(lines[-1] if lines else f"oodida-edge exited with {proc.returncode}")
 
     def start_flower(self) -> None:
-        """Flower (``oodida-flower``) on 127.0.0.1, on the same Redis. With ``flower_auth``
-        (``user:password``) its pages and HTTP API ask for that login; without it the pages
-        open to anyone who can reach the port and the HTTP API stays closed, as Flower does
-        by default (an open API would let any web page the operator visits send tasks)."""
+        """Flower (``oodida-flower``) on 127.0.0.1, on the same Redis; with ``acl``, as its own
+        user (``acl.roles``: ``flower``, task events and inspection only) and, with ``tls``, its
+        own certificate. With ``flower_auth`` (``user:password``) its pages and HTTP API ask for
+        that login; without it the pages open to anyone who can reach the port and the HTTP API
+        stays closed, as Flower does by default (an open API would let any web page the
+        operator visits send tasks)."""
         port = self.flower_port or free_port()
         self.flower_port = port
         env = {"FLOWER_BASIC_AUTH": self.flower_auth} if self.flower_auth else {}
@@ -309,6 +311,7 @@ class LocalSystem:
             "flower",
             [sys.executable, "-m", "oodida_ops.flower", "--address=127.0.0.1", f"--port={port}"],
             env,
+            role="flower" if self.acl else None,
         )
         deadline = time.monotonic() + self.startup_timeout
         while time.monotonic() < deadline:

@@ -75,14 +75,16 @@ def cmd_acl(args: argparse.Namespace) -> int:
             client.close()
         print("# applied; not persisted: add the lines of `oodida acl` to an aclfile to keep them")
     else:
-        print("# Redis ACL users for OODIDA, in aclfile format (see README, Security)")
-        for command in acl.setuser_commands(keys, passwords):
+        print("# Redis ACL users for OODIDA, in aclfile format (see README, Security); valid on Redis 6.2")
+        print("# and 7 (--apply fits them to the server: on 7, Flower may also count queued messages)")
+        for command in acl.setuser_commands(keys, passwords, db=acl.url_db(settings.redis_url)):
             print("user " + " ".join(command[2:]))
     print("# each process gets its role's URL(s) only; the passwords above are fresh and random")
     for process, (write, read) in {
         "operator (oodida users, oodida vehicles, oodida acl)": ("admin", None),
         "oodida-cloud": ("cloud", None),
         "analysts (library, oodida CLI)": ("analyst", "analyst-read"),
+        "oodida-flower": ("flower", None),
     }.items():
         line = f"OODIDA_REDIS_URL={urls[write]}" + (f" OODIDA_READ_URL={urls[read]}" if read else "")
         print(f"# {process}:\n{line}")

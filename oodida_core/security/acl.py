@@ -6,6 +6,8 @@ admin              everything (the operator: ``oodida users``, ``oodida vehicles
 cloud              every key and command but the dangerous ones (it is the trusted part)
 analyst            publish to the ``cloud`` queue and task events, nothing else (no reads)
 analyst-read       read only: assignments, results, deployments, the registry, the cloud's replies
+flower             Flower: receive task events, ask workers for their state (inspection), and on
+                   Redis 7 count the messages waiting in ``cloud`` and ``client.*`` (LLEN only)
 vehicle-<name>     one vehicle (or one simulated fleet process): its own queue(s)
                    ``client.<id>``, the results of its own tasks (task ids end in ``-c<id>``), its
                    own on-board pointers, pending installs, deployment verdicts, registry entry
@@ -22,6 +24,17 @@ may read a key may also write it. So there a role that must only read some keys 
 user, ``<user>-read``, limited to read commands. Redis 7 has key selectors (``%R~``, ``%W~``):
 there a vehicle is one user that may only push to ``cloud`` (not read the requests waiting
 there) and only read code and assignment state (``selectors=True``).
+
+Flower reads no queue, result, assignment or registry entry and writes no task. It gets task
+events by PSUBSCRIBE (kombu's fanout: its receiver's queue ``celeryev.<uuid>`` and binding are
+declared but never hold a message) and inspects workers by PUBLISH on the remote-control channel,
+taking the answers from its reply queue ``<uuid>.reply.celery.pidbox``. It must BRPOP that queue,
+so on Redis 6.2 it cannot also have LLEN on the task queues (it could BRPOP them too): its broker
+page shows no queue lengths there. On Redis 7 a selector ``(~cloud ~client.* +llen)`` allows
+LLEN and nothing else on them. Its queues do not expire (``oodida_ops/flower.py``), so kombu
+needs no Lua script and no shared deadline set for their bindings. Redis's channel rules do not
+tell subscribing from publishing: Flower may also publish task events (as analysts and vehicles
+may), and remote-control commands, which workers answer only when they are inspection.
 
 Nobody but admin and cloud can read ``Keys.users`` or write code. Every worker listens to
 Celery's remote control (Flower lists only workers that answer it), so a vehicle may subscribe,
@@ -40,9 +53,9 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import redis
 
 from oodida_core.protocol.errors import OodidaError
-from oodida_core.protocol.keys import CLOUD_QUEUE, Keys, client_queue
+from oodida_core.protocol.keys import CLIENT_QUEUES, CLOUD_QUEUE, Keys, client_queue
 
-ROLES = ("admin", "cloud", "analyst", "analyst-read")
+ROLES = ("admin", "cloud", "analyst", "analyst-read", "flower")
 VEHICLE_PREFIX = "vehicle-"  # a vehicle's ACL user is <prefix>-vehicle-<name>
 
 # Celery's and kombu's own keys and channels on the Redis transport and result backend.
@@ -53,6 +66,10 @@ EVENT_CHANNELS = "/*.celeryev/*"  # task events (kombu's fanout prefix is /<db>.
 PIDBOX_NODE = ("*@*.celery.pidbox", "_kombu.binding.celery.pidbox", "_kombu.binding_permanent.celery.pidbox")
 PIDBOX_REPLY_BINDING = "_kombu.binding.reply.celery.pidbox"
 PIDBOX_REPLIES = "????????-????-????-????-????????????.reply.celery.pidbox"  # <uuid>.reply...
+PIDBOX_REPLY_PERMANENT = "_kombu.binding_permanent.reply.celery.pidbox"  # kombu adds a binding to both
+# Flower's event receiver: its queue (fed by PUBLISH, so never holding a message) and bindings.
+EVENT_QUEUES = "celeryev.????????-????-????-????-????????????"  # celeryev.<uuid>
+EVENT_BINDINGS = ("_kombu.binding.celeryev", "_kombu.binding_permanent.celeryev")
 CONNECT = "+ping +client|setname"  # what clients send on connecting (CLIENT SETINFO: 7.2 only, optional)
 READ_COMMANDS = (
     f"+@read -@dangerous -scan -keys -randomkey +multi +exec +discard +evalsha +eval +script|load {CONNECT}"
@@ -60,6 +77,10 @@ READ_COMMANDS = (
 # A vehicle's commands: what a worker and its registry, installs and results use; no key
 # listing (SCAN, KEYS), no SORT (its BY/GET reach other keys), nothing dangerous.
 VEHICLE_COMMANDS = f"+@all -@dangerous -scan -keys -randomkey -sort -copy -move +info {CONNECT}"
+# Flower's commands, each seen in use (MONITOR): task events by PSUBSCRIBE; inspection by
+# PUBLISH, a reply queue bound (SADD, SREM), declared (LLEN in MULTI), taken (BRPOP) and deleted
+# (DEL); PUNSUBSCRIBE when its receiver stops.
+FLOWER_COMMANDS = f"+psubscribe +punsubscribe +publish +sadd +srem +llen +brpop +del +multi +exec {CONNECT}"
 
 
 def result_key(task_pattern: str) -> str:
@@ -81,6 +102,7 @@ class Role:
     commands: str
     read_keys: tuple[str, ...] = field(default=())  # Redis 7: %R~ (read only)
     write_keys: tuple[str, ...] = field(default=())  # Redis 7: %W~ (write only)
+    selectors: tuple[str, ...] = field(default=())  # Redis 7: "(~keys +commands)", each on its own
 
     def user(self, prefix: str = "oodida") -> str:
         return f"{prefix}-{self.name}"
@@ -97,11 +119,26 @@ class Role:
             *(f"%W~{k}" for k in self.write_keys),
             *(f"&{c}" for c in self.channels),
             *self.commands.split(),
+            *self.selectors,
         ]
 
 
-def roles(keys: Keys) -> dict[str, Role]:
-    """The rules of every role but the vehicles (``vehicle_roles``) for the key layout ``keys``."""
+def flower_role(selectors: bool = False, db: int = 0) -> Role:
+    """Flower's user on database ``db``; with ``selectors`` (Redis 7), also LLEN (and only LLEN)
+    on the task queues, for its broker page."""
+    return Role(
+        "flower",
+        (*EVENT_BINDINGS, EVENT_QUEUES, PIDBOX_REPLY_BINDING, PIDBOX_REPLY_PERMANENT, PIDBOX_REPLIES),
+        # PSUBSCRIBE'd literally (kombu's fanout pattern); PUBLISH'd (inspection, enable_events)
+        (f"/{db}.celeryev/*", f"/{db}.celery.pidbox"),
+        FLOWER_COMMANDS,
+        selectors=(f"(~{CLOUD_QUEUE} ~{CLIENT_QUEUES} +llen)",) if selectors else (),
+    )
+
+
+def roles(keys: Keys, selectors: bool = False, db: int = 0) -> dict[str, Role]:
+    """The rules of every role but the vehicles (``vehicle_roles``) for the key layout ``keys``
+    on database ``db``, for a server with (Redis 7) or without (6.2) ``selectors``."""
     return {
         "admin": Role("admin", ("*",), ("*",), "+@all"),
         "cloud": Role("cloud", ("*",), ("*",), f"+@all -@dangerous +info {CONNECT}"),
@@ -128,6 +165,7 @@ def roles(keys: Keys) -> dict[str, Role]:
             (),
             READ_COMMANDS,
         ),
+        "flower": flower_role(selectors, db),
     }
 
 
@@ -213,9 +251,16 @@ def role_url(base_url: str, user: str, password: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
 
 
-def setuser_commands(keys: Keys, passwords: dict[str, str], extra: Iterable[Role] = ()) -> list[list[str]]:
-    """``ACL SETUSER`` commands (as argument lists) for every role that has a password."""
-    every = {**roles(keys), **{role.name: role for role in extra}}
+def setuser_commands(
+    keys: Keys,
+    passwords: dict[str, str],
+    extra: Iterable[Role] = (),
+    selectors: bool = False,
+    db: int = 0,
+) -> list[list[str]]:
+    """``ACL SETUSER`` commands (as argument lists) for every role that has a password, for a
+    server with (Redis 7) or without (6.2, and valid on 7) ``selectors``, on database ``db``."""
+    every = {**roles(keys, selectors, db), **{role.name: role for role in extra}}
     return [
         ["ACL", "SETUSER", role.user(keys.prefix), *role.rules(passwords[name])]
         for name, role in every.items()
@@ -232,9 +277,11 @@ def apply(
 ) -> None:
     """Create or reset the role users on the server behind ``client`` (which must be allowed to
     run ACL); with ``lock_default``, switch the passwordless ``default`` user off (after this,
-    every connection needs a role's URL)."""
+    every connection needs a role's URL). The rules fit the server (``has_selectors``) and the
+    client's database."""
     try:
-        for command in setuser_commands(keys, passwords, extra):
+        db = int(client.connection_pool.connection_kwargs.get("db") or 0)
+        for command in setuser_commands(keys, passwords, extra, has_selectors(client), db):
             client.execute_command(*command)
         if lock_default:
             client.execute_command("ACL", "SETUSER", "default", "off")
@@ -252,6 +299,12 @@ def persist(client: redis.Redis) -> bool:
             return False
         raise
     return True
+
+
+def url_db(url: str) -> int:
+    """The database number of a Redis URL (``redis://host:port/2`` -> 2; none -> 0)."""
+    path = urlsplit(url).path.strip("/")
+    return int(path) if path.isdigit() else 0
 
 
 def role_urls(base_url: str, keys: Keys, passwords: dict[str, str]) -> dict[str, str]:

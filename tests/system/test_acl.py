@@ -42,7 +42,7 @@ def role_urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, st
                 if part.startswith(("OODIDA_REDIS_URL=", "OODIDA_READ_URL=")):
                     url = part.split("=", 1)[1]
                     urls[url.split("//", 1)[1].split(":", 1)[0].removeprefix("oodida-")] = url
-        assert set(urls) == {"admin", "cloud", "analyst", "analyst-read"}
+        assert set(urls) == {"admin", "cloud", "analyst", "analyst-read", "flower"}
         vehicle = subprocess.run(  # a vehicle's own users: "edge" below
             [sys.executable, "-m", "oodida_user._cli", "vehicles", "add", "1"],
             env={**os.environ, "OODIDA_REDIS_URL": urls["admin"]},

@@ -25,6 +25,7 @@ USERS = {
     "cloud": ("cloud",),
     "analyst": ("analyst", "analyst-read"),
     "vehicle": ("vehicle", "vehicle-read"),
+    "flower": ("flower",),
 }
 
 

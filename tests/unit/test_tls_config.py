@@ -133,8 +133,18 @@ def test_the_fleet_directory_gives_each_container_only_its_own_secrets(tmp_path:
         if os.geteuid() == 0:
             assert (d / "client.key").stat().st_uid == fleet.CONTAINER_UID
             assert (d / "client.key").stat().st_mode & 0o777 == 0o400
-    assert users == {"oodida-cloud", "oodida-admin", "oodida-vehicle-1", "oodida-vehicle-fleet"}
+    assert users == {
+        "oodida-cloud",
+        "oodida-flower",
+        "oodida-admin",
+        "oodida-vehicle-1",
+        "oodida-vehicle-fleet",
+    }
     acl_text = (root / "redis" / "users.acl").read_text()
+    (flower,) = [line for line in acl_text.splitlines() if line.startswith("user oodida-flower ")]
+    assert flower.endswith(" (~cloud ~client.* +llen)")  # Redis 7: queue lengths, nothing else on them
+    root_rules = flower.split(" (", 1)[0]
+    assert "~cloud" not in root_rules and "~client" not in root_rules and "+@" not in root_rules
     assert (
         "user oodida-vehicle-1 " in acl_text and "~client.1 " in acl_text and "%R~oodida:code:*" in acl_text
     )
