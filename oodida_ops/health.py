@@ -103,8 +103,9 @@ def check_health(
     try:
         client.ping()
         registry = Registry(client, settings)
-        live = {c.client_id for c in registry.live(clients or None)}  # only what is asked
-        cloud = registry.live_cloud_workers()
+        live = {c.client_id for c in registry.live(clients)} if clients else set()  # only what is asked
+        # a vehicle's user may not read the cloud's heartbeats: read them only when asked
+        cloud = registry.live_cloud_workers() if cloud_here or any_cloud else []
     except redis.exceptions.RedisError as exc:
         health.problems.append(f"Redis: {exc}")
         return health
