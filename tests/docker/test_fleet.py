@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -159,6 +160,26 @@ def test_a_module_is_deployed_to_two_vehicle_containers_and_swapped_mid_assignme
     assert versions[0] == [first.version] and versions[-1] == [second.version], versions
     swapped = [i for i, v in enumerate(values) if v == [2.0]]
     assert swapped == list(range(swapped[0], len(values))), values  # once swapped, stays swapped
+
+
+def test_a_crashed_vehicle_container_is_restarted_by_its_policy(
+    docker_fleet: DockerFleet, token: str
+) -> None:
+    """The worker's process dies (not a `docker kill`, which Docker counts as a stop): the
+    restart policy brings the container back and the vehicle answers again."""
+    cid = docker_fleet.container("vehicle-2")
+    pid = int(docker_fleet.docker("inspect", "-f", "{{.State.Pid}}", cid).stdout)
+    os.kill(pid, signal.SIGKILL)  # tini, PID 1 of the container: the whole container dies
+
+    def restarted() -> bool:
+        return docker_fleet.docker("inspect", "-f", "{{.RestartCount}}", cid).stdout.strip() != "0"
+
+    _wait("vehicle-2 restarted", restarted, 60)
+    docker_fleet.wait_health("vehicle-2", timeout=120)
+    with _analyst(docker_fleet, token) as o:
+        _wait("vehicle 2 live again", lambda: 2 in _live(o), 30)
+        back = o.submit({**LISTING_1_1, "clients": [2], "samples": 5}).wait(timeout=60, progress=False)
+    assert sorted(back.iterations[-1].onboard) == [2]
 
 
 def test_a_killed_vehicle_container_is_missing_then_serves_again(
