@@ -65,8 +65,11 @@ def hashed_rules(rules: list[str], password: str) -> list[str]:
 
 
 def acl_lines(roles: Iterable[acl.Role], passwords: dict[str, str], prefix: str) -> list[str]:
-    """An aclfile: the default user off, then one line per role."""
-    lines = ["user default off resetchannels -@all"]
+    """An aclfile: the default user locked (``acl.default_user_rules``: a random password's
+    hash, the password thrown away; not switched off, which would make Redis 7 drop every
+    transaction of the append-only file at a restart), then one line per role."""
+    password = secrets.token_urlsafe(32)
+    lines = [" ".join(["user default", *hashed_rules(acl.default_user_rules(password), password)])]
     for role in roles:
         lines.append(
             " ".join(

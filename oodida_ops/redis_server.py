@@ -86,12 +86,14 @@ class EmbeddedRedis:
         startup_timeout: float = 20.0,
         extra_config: dict[str, str] | None = None,
         tls: ServerTls | None = None,
+        binary: str | None = None,
     ) -> None:
         self.data_dir = Path(data_dir).resolve()
         self.port = port or free_port()
         self.startup_timeout = startup_timeout
         self.extra_config = dict(extra_config or {})
         self.tls = tls
+        self.binary = binary  # default: find_redis_server()
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -142,7 +144,7 @@ class EmbeddedRedis:
         conf = self.data_dir / f"redis-{self.port}.conf"
         conf.write_text(self.config_text())
         self.process = subprocess.Popen(
-            [find_redis_server(tls=self.tls is not None), str(conf)],
+            [self.binary or find_redis_server(tls=self.tls is not None), str(conf)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -170,6 +172,8 @@ class EmbeddedRedis:
                         return
                 except redis.exceptions.BusyLoadingError:
                     pass
+                except redis.exceptions.AuthenticationError:
+                    return  # it answers; its default user is locked (an aclfile)
                 except redis.exceptions.ConnectionError:
                     pass
                 time.sleep(0.05)

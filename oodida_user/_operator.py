@@ -77,6 +77,9 @@ def cmd_acl(args: argparse.Namespace) -> int:
     else:
         print("# Redis ACL users for OODIDA, in aclfile format (see README, Security); valid on Redis 6.2")
         print("# and 7 (--apply fits them to the server: on 7, Flower may also count queued messages)")
+        from oodida_ops.fleet import acl_lines
+
+        print(acl_lines([], {}, keys.prefix)[0])  # the default user, locked (acl.default_user_rules)
         for command in acl.setuser_commands(keys, passwords, db=acl.url_db(settings.redis_url)):
             print("user " + " ".join(command[2:]))
     print("# each process gets its role's URL(s) only; the passwords above are fresh and random")

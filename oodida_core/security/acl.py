@@ -268,6 +268,17 @@ def setuser_commands(
     ]
 
 
+# Redis 7 replays a MULTI/EXEC block of its append-only file as the ``default`` user and checks
+# that user's ACL again at EXEC: with ``default`` switched off (or stripped of commands), every
+# transaction is dropped when the server restarts, silently (redis/redis#14541, fixed after 8.2;
+# valkey-io/valkey#3983). So the default user is locked with a random password that is thrown
+# away at once, keeping its permissions: nobody can log in as it, and the file replays whole.
+def default_user_rules(password: str | None = None) -> list[str]:
+    """``ACL SETUSER default`` arguments that lock it without breaking the append-only file."""
+    secret = password or secrets.token_urlsafe(32)
+    return ["on", "resetpass", f">{secret}", "allkeys", "allchannels", "allcommands"]
+
+
 def apply(
     client: redis.Redis,
     keys: Keys,
@@ -276,15 +287,15 @@ def apply(
     extra: Iterable[Role] = (),
 ) -> None:
     """Create or reset the role users on the server behind ``client`` (which must be allowed to
-    run ACL); with ``lock_default``, switch the passwordless ``default`` user off (after this,
-    every connection needs a role's URL). The rules fit the server (``has_selectors``) and the
-    client's database."""
+    run ACL); with ``lock_default``, lock the passwordless ``default`` user with a random
+    password nobody keeps (``default_user_rules``; after this, every connection needs a role's
+    URL). The rules fit the server (``has_selectors``) and the client's database."""
     try:
         db = int(client.connection_pool.connection_kwargs.get("db") or 0)
         for command in setuser_commands(keys, passwords, extra, has_selectors(client), db):
             client.execute_command(*command)
         if lock_default:
-            client.execute_command("ACL", "SETUSER", "default", "off")
+            client.execute_command("ACL", "SETUSER", "default", *default_user_rules())
     except redis.exceptions.ResponseError as exc:
         raise OodidaError(f"the Redis server refused the ACL rules: {exc}") from None
 

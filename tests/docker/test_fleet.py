@@ -17,6 +17,7 @@ start afresh).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import signal
 import time
@@ -27,6 +28,7 @@ from typing import Any
 import pytest
 import redis
 
+from oodida_core.protocol.errors import SpecError
 from oodida_core.protocol.keys import Keys
 from oodida_core.security.auth import UserStore
 from oodida_core.security.tls import plain_url
@@ -147,13 +149,23 @@ def test_a_module_is_deployed_to_two_vehicle_containers_and_swapped_mid_assignme
                 "offboard": "collect",
                 "frequency": 1,
                 "samples": 5,
-                "iterations": 8,
+                "iterations": 0,  # a stream, until the new version has answered a while
+                "keep": 1000,
             }
         )
         _wait("a first iteration", lambda: assignment.record().iterations_done >= 1, 60)
         second = o.deploy_onboard(str(v2), clients=[1, 2]).wait(timeout=60)
-        result = assignment.wait(timeout=120, progress=False)
-    assert result.status == "done"
+
+        def answered_with_v2_a_while() -> bool:
+            values = [sorted(set(it.onboard.values())) for it in assignment.result().iterations]
+            return values[-3:] == [[2.0]] * 3
+
+        _wait("iterations with version 2", answered_with_v2_a_while, 60)
+        result = assignment.cancel()
+    assert result.status == "cancelled"
+    result = dataclasses.replace(
+        result, iterations=[it for it in result.iterations if it.ended_by == "complete"]
+    )
     values = [sorted(set(it.onboard.values())) for it in result.iterations]
     versions = [sorted(set(it.versions.values())) for it in result.iterations]
     assert values[0] == [1.0] and values[-1] == [2.0], values
@@ -185,33 +197,49 @@ def test_a_crashed_vehicle_container_is_restarted_by_its_policy(
 def test_a_killed_vehicle_container_is_missing_then_serves_again(
     docker_fleet: DockerFleet, token: str
 ) -> None:
-    docker_fleet.docker("kill", docker_fleet.container("vehicle-3"))
+    """Within one running assignment: vehicle 3's container is killed (`docker kill`, which
+    Docker counts as a stop, so compose starts it again), its answers are reported missing,
+    the registry no longer lists it, a new assignment naming it is refused; once started
+    again it answers the same running assignment."""
     with _analyst(docker_fleet, token) as o:
-        _wait("vehicle 3 reported missing", lambda: 3 not in _live(o), 30)
-        spec = {**LISTING_1_1, "clients": [1, 3], "samples": 5, "timeout": 3}
-        missing = o.submit(spec).wait(timeout=60, progress=False)
-        assert sorted(missing.iterations[-1].onboard) == [1]
-        assert missing.iterations[-1].missing == (3,)
-        if docker_fleet.health()["vehicle-3"] != "healthy":  # a kill is a stop: compose starts it
-            docker_fleet.compose("start", "vehicle-3")
+        stream = o.submit(
+            {**LISTING_1_1, "clients": [1, 3], "samples": 5, "iterations": 0, "keep": 1000, "timeout": 3}
+        )
+
+        def last() -> Any:
+            done = stream.result().iterations
+            return done[-1] if done else None
+
+        _wait("a first iteration", lambda: last() is not None, 60)
+        docker_fleet.docker("kill", docker_fleet.container("vehicle-3"))
+        _wait("vehicle 3 reported missing", lambda: last().missing == (3,), 30)
+        _wait("vehicle 3 no longer live", lambda: 3 not in _live(o), 30)
+        with pytest.raises(SpecError, match="clients 3 are not live"):
+            o.submit({**LISTING_1_1, "clients": [3]}).wait(timeout=30, progress=False)
+        docker_fleet.compose("start", "vehicle-3")
         docker_fleet.wait_health("vehicle-3", timeout=120)
-        _wait("vehicle 3 live again", lambda: 3 in _live(o), 30)
-        back = o.submit({**spec, "timeout": 30}).wait(timeout=60, progress=False)
-    assert sorted(back.iterations[-1].onboard) == [1, 3]
+        _wait("vehicle 3 answering again", lambda: sorted(last().onboard) == [1, 3], 60)
+        result = stream.cancel()
+    kept = [sorted(it.onboard) for it in result.iterations]
+    assert [1] in kept and kept[0] == [1, 3], kept
+
+
+def _stored(o: Oodida, assignment_id: str) -> tuple[str, list[Any]]:
+    result = o.assignment(assignment_id).result()
+    return result.status, [(it.index, it.value, it.versions) for it in result.iterations]
 
 
 def test_a_redis_restart_loses_nothing_stored(docker_fleet: DockerFleet, token: str) -> None:
     with _analyst(docker_fleet, token) as o:
         done = o.submit({**LISTING_1_1, "samples": 5}).wait(timeout=60, progress=False)
-        before = {
-            a: o.assignment(a).wait(timeout=5, progress=False).iterations[-1].value for a in o.assignments()
-        }
+        before = {a: _stored(o, a) for a in o.assignments()}
         version = o.code_versions()
     assert done.id in before
     docker_fleet.compose("restart", "redis", timeout=120)
     docker_fleet.wait_health("redis", timeout=120)
     with _analyst(docker_fleet, token) as o:  # the same token: users and ACLs survived
-        after = {a: o.assignment(a).wait(timeout=5, progress=False).iterations[-1].value for a in before}
+        print({a: (v[0], len(v[1])) for a, v in before.items()})
+        after = {a: _stored(o, a) for a in before}
         assert after == before
         assert o.code_versions() == version
         _wait("every vehicle live again", lambda: set(ALL_CLIENTS) <= _live(o), 90)

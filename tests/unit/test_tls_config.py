@@ -100,7 +100,10 @@ def test_the_ca_issues_server_and_client_certificates_it_signed(tmp_path: Path) 
 def test_the_aclfile_holds_password_hashes_only() -> None:
     role = acl.Role("analyst", ("cloud",), (), "+lpush")
     (default, line) = fleet.acl_lines([role], {"analyst": "s3cret"}, "oodida")
-    assert default == "user default off resetchannels -@all"
+    rules = default.split()
+    assert rules[:3] == ["user", "default", "on"] and rules[-3:] == ["allkeys", "allchannels", "allcommands"]
+    assert rules[4].startswith("#") and len(rules[4]) == 65  # a hash of a password nobody keeps
+    assert not any(r.startswith(">") for r in rules)
     assert "s3cret" not in line
     assert f"#{hashlib.sha256(b's3cret').hexdigest()}" in line.split()
     assert line.startswith("user oodida-analyst reset resetchannels on #")
