@@ -238,7 +238,6 @@ def test_a_redis_restart_loses_nothing_stored(docker_fleet: DockerFleet, token: 
     docker_fleet.compose("restart", "redis", timeout=120)
     docker_fleet.wait_health("redis", timeout=120)
     with _analyst(docker_fleet, token) as o:  # the same token: users and ACLs survived
-        print({a: (v[0], len(v[1])) for a, v in before.items()})
         after = {a: _stored(o, a) for a in before}
         assert after == before
         assert o.code_versions() == version
