@@ -97,7 +97,7 @@ def env_file(path: Path) -> dict[str, str]:
         for line in path.read_text().splitlines()
         if "=" in line and not line.startswith("#")
     )
-    return {k.strip(): v.strip() for k, v in pairs}
+    return {k.strip(): v.strip().strip("'") for k, v in pairs}
 
 
 @dataclass

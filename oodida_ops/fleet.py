@@ -55,6 +55,7 @@ class FleetPlan:
     bind: str = "127.0.0.1"
     hosts: tuple[str, ...] = ("127.0.0.1", "localhost")  # names in the server's certificate
     flower_user: str = "ops"
+    name: str = "oodida"  # the compose project's name (OODIDA_FLEET_NAME)
     prefix: str = "oodida"
 
 
@@ -141,7 +142,7 @@ def init(directory: str | os.PathLike[str], plan: FleetPlan | None = None) -> Pa
     (redis_dir / "users.acl").write_text(
         "\n".join(acl_lines([*roles.values(), *made_vehicles.values()], passwords, plan.prefix)) + "\n"
     )
-    (redis_dir / "health.env").write_text(f"REDISCLI_AUTH={passwords['health']}\n")
+    write_env(redis_dir / "health.env", {"REDISCLI_AUTH": passwords["health"]})
     health = ca.issue_client(redis_dir / "health.pem", redis_dir / "health.key", "health")
     _for_container(redis_dir, [server.key, health.key, redis_dir / "health.env"])
 
@@ -157,7 +158,7 @@ def init(directory: str | os.PathLike[str], plan: FleetPlan | None = None) -> Pa
         env = {"OODIDA_REDIS_URL": url(role_name, d, inside=True)}
         if service == "flower":
             env["FLOWER_BASIC_AUTH"] = f"{plan.flower_user}:{flower_password}"
-        (d / "oodida.env").write_text("".join(f"{k}={v}\n" for k, v in env.items()))
+        write_env(d / "oodida.env", env)
         _for_container(d, [made.key, d / "oodida.env"])
 
     host = _private_dir(root / "host")
@@ -171,17 +172,24 @@ def init(directory: str | os.PathLike[str], plan: FleetPlan | None = None) -> Pa
             user_url, TlsFiles(str(host / "ca.pem"), str(host / f"{role}.pem"), str(host / f"{role}.key"))
         )
 
-    (host / "admin.env").write_text(f"OODIDA_REDIS_URL={host_url('admin')}\n")
-    (host / "analyst.env").write_text(
-        f"OODIDA_REDIS_URL={host_url('analyst')}\nOODIDA_READ_URL={host_url('analyst-read')}\n"
+    write_env(host / "admin.env", {"OODIDA_REDIS_URL": host_url("admin")})
+    write_env(
+        host / "analyst.env",
+        {"OODIDA_REDIS_URL": host_url("analyst"), "OODIDA_READ_URL": host_url("analyst-read")},
     )
     described = json.dumps({"vehicles": plan.vehicles, "port": plan.port}, indent=2) + "\n"
     for where in (root / "fleet.json", root / "setup" / "fleet.json"):
         where.write_text(described)
         where.chmod(0o644)
-    (root / "compose.env").write_text(
-        f"OODIDA_FLEET_DIR={root}\nOODIDA_REDIS_PORT={plan.port}\n"
-        f"FLOWER_USER={plan.flower_user}\nFLOWER_PASSWORD={flower_password}\n"
+    write_env(
+        root / "compose.env",
+        {
+            "OODIDA_FLEET_NAME": plan.name,
+            "OODIDA_FLEET_DIR": str(root),
+            "OODIDA_REDIS_PORT": str(plan.port),
+            "FLOWER_USER": plan.flower_user,
+            "FLOWER_PASSWORD": flower_password,
+        },
     )
     return root
 
@@ -206,9 +214,7 @@ def vehicle_bundle(
     ca.issue_client(target / "client.pem", target / "client.key", f"vehicle-{name}")
     _copy(ca.cert, target / "ca.pem")
     files = TlsFiles(f"{install}/ca.pem", f"{install}/client.pem", f"{install}/client.key")
-    env = target / "oodida.env"
-    env.write_text(f"OODIDA_REDIS_URL={tls_url(url, files)}\n")
-    env.chmod(0o600)
+    write_env(target / "oodida.env", {"OODIDA_REDIS_URL": tls_url(url, files)})
     return target
 
 
@@ -242,6 +248,21 @@ def read_plan(path: str | os.PathLike[str]) -> dict[str, list[int]]:
     except (OSError, ValueError, KeyError, TypeError, OodidaError) as exc:
         raise OodidaError(f"bad fleet file {path}: {exc}") from None
     return {str(k): list(v) for k, v in vehicles.items()}
+
+
+def write_env(path: Path, values: dict[str, str], mode: int = 0o600) -> None:
+    """An environment file that docker compose (``env_file``), systemd (``EnvironmentFile``)
+    and a shell (``set -a; . FILE``) all read alike: one ``KEY='value'`` per line (a URL's
+    ``&`` would end a shell command unquoted). Created with ``mode``, never readable on the way."""
+    lines = []
+    for key, value in values.items():
+        if "'" in value or "\n" in value:
+            raise OodidaError(f"{key}: a value with a quote or a new line cannot go into an env file")
+        lines.append(f"{key}='{value}'\n")
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(fd, "w") as f:
+        f.write("".join(lines))
 
 
 def _private_dir(path: Path) -> Path:

@@ -166,6 +166,7 @@ def cmd_fleet(args: argparse.Namespace) -> int:
             port=args.port,
             bind=args.bind,
             hosts=tuple(dict.fromkeys(["127.0.0.1", "localhost", *(args.host or [])])),
+            name=args.name,
         )
         root = fleet.init(args.dir, plan)
         print(f"# the fleet's secrets are in {root} (keep it private; ca/ca.key signs new vehicles)")
@@ -245,6 +246,11 @@ def add_operator_commands(sub: Any) -> None:
     )
     p.add_argument("--port", type=int, default=6380, help="init: Redis's TLS port")
     p.add_argument("--bind", default="127.0.0.1", help="init: the addresses Redis listens on")
+    p.add_argument(
+        "--name",
+        default=os.environ.get("OODIDA_FLEET_NAME") or "oodida",
+        help="init: the compose project's name (default: $OODIDA_FLEET_NAME or oodida)",
+    )
     p.add_argument("--host", action="append", help="init: another name or IP in Redis's certificate")
     p.add_argument(
         "--redis-url",

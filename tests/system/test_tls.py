@@ -239,7 +239,7 @@ def test_a_vehicle_on_another_network_joins_with_its_bundle_and_is_revoked(
     assert sorted(p.name for p in bundle.iterdir()) == ["ca.pem", "client.key", "client.pem", "oodida.env"]
     assert (bundle / "client.key").stat().st_mode & 0o077 == 0
     (line,) = (bundle / "oodida.env").read_text().splitlines()
-    url = line.removeprefix("OODIDA_REDIS_URL=")
+    url = line.removeprefix("OODIDA_REDIS_URL=").strip("'")
     assert url.startswith("rediss://oodida-vehicle-9:") and f"ssl_certfile={bundle}/client.pem" in url
     system._spawn(
         "vehicle-9", [sys.executable, "-m", "oodida_edge", "--clients", "9"], {"OODIDA_REDIS_URL": url}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
 from pathlib import Path
 from urllib.parse import parse_qsl, urlsplit
 
@@ -130,7 +131,7 @@ def test_the_fleet_directory_gives_each_container_only_its_own_secrets(tmp_path:
         (line,) = [
             x for x in (d / "oodida.env").read_text().splitlines() if x.startswith("OODIDA_REDIS_URL=")
         ]
-        url = line.split("=", 1)[1]
+        url = line.split("=", 1)[1].strip("'")  # quoted: a shell, compose and systemd read it alike
         assert url.startswith("rediss://") and "ssl_certfile=/run/oodida/client.pem" in url
         users.add(urlsplit(url).username)
         if os.geteuid() == 0:
@@ -152,7 +153,9 @@ def test_the_fleet_directory_gives_each_container_only_its_own_secrets(tmp_path:
         "user oodida-vehicle-1 " in acl_text and "~client.1 " in acl_text and "%R~oodida:code:*" in acl_text
     )
     assert fleet.read_plan(root / "setup" / "fleet.json") == {"1": [1], "fleet": [101, 102]}
-    assert "OODIDA_REDIS_PORT=7001" in (root / "compose.env").read_text()
+    assert "OODIDA_REDIS_PORT='7001'" in (root / "compose.env").read_text()
+    for env in (root / "compose.env", root / "host" / "admin.env", root / "host" / "analyst.env"):
+        assert env.stat().st_mode & 0o777 == 0o600, env
     with pytest.raises(OodidaError, match="already holds a fleet"):
         fleet.init(root, plan)
 
@@ -171,3 +174,18 @@ def test_keys_prefix_reaches_the_fleet_users(tmp_path: Path) -> None:
     root = fleet.init(tmp_path / "g", fleet.FleetPlan(vehicles={"2": [2]}, prefix="acme"))
     assert "user acme-vehicle-2 " in (root / "redis" / "users.acl").read_text()
     assert Keys("acme").prefix == "acme"
+
+
+def test_an_env_file_reads_the_same_in_a_shell_and_refuses_quotes(tmp_path: Path) -> None:
+    url = "rediss://u:p@h:1/0?ssl_cert_reqs=required&ssl_ca_certs=/x/ca.pem"
+    fleet.write_env(tmp_path / "a.env", {"OODIDA_REDIS_URL": url})
+    assert (tmp_path / "a.env").stat().st_mode & 0o777 == 0o600
+    shell = subprocess.run(
+        ["bash", "-c", f'set -a; . {tmp_path / "a.env"}; printf %s "$OODIDA_REDIS_URL"'],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shell.stdout == url
+    with pytest.raises(OodidaError, match="quote"):
+        fleet.write_env(tmp_path / "b.env", {"X": "it's"})
