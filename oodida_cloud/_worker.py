@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import secrets
 import socket
 from typing import Any
 
@@ -38,7 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="oodida-cloud", description=__doc__)
     parser.add_argument("--redis-url", help="broker URL (default: $OODIDA_REDIS_URL)")
     parser.add_argument("--concurrency", type=int, help="threads (default: $OODIDA_CLOUD_CONCURRENCY or 4)")
-    parser.add_argument("--name", help="worker name (default: cloud-<pid>)")
+    parser.add_argument(
+        "--name",
+        help="worker name (default: cloud-<pid>-<6 random hex digits>: unique also among containers on "
+        "one host, whose processes may have the same pid)",
+    )
     parser.add_argument("--loglevel", default=os.environ.get("OODIDA_LOGLEVEL", "INFO"))
     return parser
 
@@ -54,7 +59,7 @@ def main(argv: list[str] | None = None) -> None:
     sandbox = cloud.sandbox
     announce_jail(sandbox, log)
     register_cloud_tasks(app, cloud.dispatcher, cloud.routes)
-    name = args.name or f"cloud-{os.getpid()}"
+    name = args.name or f"cloud-{os.getpid()}-{secrets.token_hex(3)}"
     # Registered under its Celery node name, as Flower shows it (`oodida health --cloud` looks
     # for this host's).
     node = f"{name}@{socket.gethostname()}"
