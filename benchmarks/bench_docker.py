@@ -121,7 +121,7 @@ def classic_context(tmp: Path, value: float) -> Path:
         target.parent.mkdir(parents=True, exist_ok=True)
         if (REPO / name).is_file():
             shutil.copy2(REPO / name, target)
-    shutil.copytree(REPO / "docker" / "wheels", context / "docker" / "wheels")
+    shutil.copytree(REPO / "docker" / "wheels", context / "docker" / "wheels", dirs_exist_ok=True)
     (context / "oodida_edge" / "classic_onboard.py").write_text(
         f'"""The on-board change, baked into the image."""\n\n\ndef custom_code(x):\n    return {value!r}\n'
     )
@@ -246,7 +246,7 @@ def main() -> int:
         finally:
             stop_engine(ENGINE_DIR)
             shutil.rmtree(tmp, ignore_errors=True)
-    print(json.dumps(out, indent=2, default=str))
+            print(json.dumps(out, indent=2, default=str))  # what was measured, also after a failure
     if args.json:
         args.json.write_text(json.dumps(out, indent=2, default=str))
     return 0
