@@ -143,7 +143,7 @@ def test_a_bad_broker_url_is_refused_saying_why(url: str, why: str) -> None:
     "url",
     [
         "redis://127.0.0.1:6379/0",
-        "rediss://u:p%40ss@host:6380/2",
+        "rediss://u:p%40ss@host:6380/2?ssl_cert_reqs=required",
         "redis://h",
         "redis://h/0?health_check_interval=3",
     ],
