@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from celery import bootsteps
 
+from oodida_core.state import lua
+
 if TYPE_CHECKING:
     from .orchestrator import Orchestrator
     from .purge import Purger
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("oodida.cloud")
 
 POOL_STEP = "celery.worker.components:Pool"
+SCRIPT_RELOAD = 5.0  # seconds: the script cache is empty after a Redis restart
 
 
 class DeadlineWatcher(bootsteps.StartStopStep):
@@ -61,13 +64,16 @@ class DeadlineWatcher(bootsteps.StartStopStep):
     def run(self) -> None:
         settings = self.orchestrator.settings
         registry = self.orchestrator.registry
-        next_beat = 0.0
+        next_beat = next_load = 0.0
         while not self.stopped.is_set():
             try:
                 now = time.monotonic()
                 if now >= next_beat:
                     registry.cloud_beat(self.node)
                     next_beat = now + settings.heartbeat_interval
+                if now >= next_load:  # vehicles and readers may only EVALSHA (security/acl.py)
+                    lua.preload(registry.redis)
+                    next_load = now + SCRIPT_RELOAD
                 self.orchestrator.fire_due_deadlines()
                 self.purger.sweep_due()
             except Exception:  # a Redis outage: log, keep trying

@@ -31,6 +31,7 @@ from oodida_core.protocol.errors import OodidaError
 from oodida_core.protocol.keys import Keys
 from oodida_core.security import acl
 from oodida_core.security.tls import TlsFiles, tls_url
+from oodida_core.state import lua
 from oodida_ops.certs import Authority
 
 MOUNT = "/run/oodida"  # where a container sees its directory
@@ -230,6 +231,7 @@ def register(client: redis.Redis, keys: Keys, vehicles: dict[str, list[int]]) ->
     for name, served in vehicles.items():
         pipe.hset(keys.vehicles, name, json.dumps(sorted(served)))
     pipe.execute()
+    lua.preload(client)  # vehicles and readers may only EVALSHA (the cloud reloads them too)
     return len(ids)
 
 

@@ -41,6 +41,7 @@ from oodida_core.security import acl as acl_rules
 from oodida_core.security.auth import UserStore
 from oodida_core.security.tls import TlsFiles, tls_url
 from oodida_core.settings import Settings
+from oodida_core.state import lua
 from oodida_core.state.registry import Registry
 from oodida_ops.redis_server import EmbeddedRedis, ServerTls, free_port
 
@@ -140,6 +141,7 @@ class LocalSystem:
         client = redis.Redis.from_url(self.url, socket_connect_timeout=5)
         try:
             acl_rules.apply(client, keys, passwords, lock_default=True)
+            lua.preload(client)  # vehicles and readers may only EVALSHA
         finally:
             client.close()
         self.role_urls = {

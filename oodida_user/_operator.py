@@ -20,6 +20,7 @@ from oodida_core.protocol.keys import Keys
 from oodida_core.security import acl
 from oodida_core.security.auth import UserStore
 from oodida_core.settings import Settings
+from oodida_core.state import lua
 
 
 def cmd_users(args: argparse.Namespace) -> int:
@@ -117,6 +118,7 @@ def cmd_vehicles(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise OodidaError(f"vehicles add: {exc}") from None
         made = acl.add_vehicle(client, settings.redis_url, keys, args.id, ids)
+        lua.preload(client)  # a vehicle may only EVALSHA the project's scripts
         if args.bundle:
             from oodida_ops.fleet import vehicle_bundle
 

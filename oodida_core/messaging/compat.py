@@ -62,6 +62,14 @@ PINS: tuple[Pin, ...] = (
                 ("oodida_cloud/_worker.py",),
             ),
             Internal("celery.backends.redis:RedisBackend.set_chord_size", "a chord without canvas", _CHORDS),
+            *(
+                Internal(
+                    f"celery.backends.redis:{name}",
+                    "the chord's Lua, loaded by the cloud: vehicles may only EVALSHA",
+                    ("oodida_core/state/lua/__init__.py",),
+                )
+                for name in ("CHORD_PART_RETURN_LUA", "CHORD_CLEANUP_LUA", "CHORD_CLAIM_EXTEND_LUA")
+            ),
             Internal("celery.backends.redis:RedisBackend._chord_zset", "the join key's type", _CHORDS),
             Internal(
                 "celery.backends.redis:RedisBackend.on_chord_part_return",
@@ -126,6 +134,7 @@ PINS: tuple[Pin, ...] = (
                     "_q_for_pri",
                     "_maybe_update_queues_expire",
                     "_flush_brpop_reauth",
+                    "conn_or_acquire",
                 )
             ),
             Internal("kombu.transport.redis:QoS.restore_by_tag", "an unreadable restore is dropped", _GUARD),

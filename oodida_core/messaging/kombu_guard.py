@@ -32,7 +32,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
+
+from redis import exceptions as redis_errors
 
 from oodida_core.messaging import fanout
 from oodida_core.messaging.envelope import Refused, admit
@@ -97,6 +100,33 @@ def _patch_connparams(channel: Any, redis: Any) -> None:
     channel._connparams = _connparams
 
 
+_last_warning = 0.0
+
+
+def _survive(channel: Any, exc: Exception) -> None:
+    """An error reply to a worker's BRPOP: log it (at most every 10 s), delete a queue key that
+    is not a list (never one of ours: a queue is a list or absent), and pause a moment so that
+    the next BRPOP does not spin."""
+    global _last_warning
+    now = time.monotonic()
+    if now - _last_warning >= 10.0:
+        _last_warning = now
+        log.warning("the broker answered a worker's BRPOP with an error, going on: %s", clean(str(exc), 200))
+    if "WRONGTYPE" in str(exc):
+        try:
+            with channel.conn_or_acquire() as client:
+                for queue in list(getattr(channel, "_active_queues", ())):  # an instance attribute
+                    for pri in channel.priority_steps:
+                        key = channel._q_for_pri(queue, pri)
+                        kind = client.type(key)
+                        if kind not in (b"list", b"none", "list", "none"):
+                            client.delete(key)
+                            log.warning("queue %s was a %s, not a list: deleted (not a message)", key, kind)
+        except Exception as repair:  # the repair is best effort; the pause below still holds
+            log.warning("could not repair the queue keys: %s", clean(str(repair), 200))
+    time.sleep(0.2)
+
+
 def _patch_reads(channel: Any, kombu_redis: Any) -> None:
     """``_brpop_read`` and ``_get`` of kombu 5.7, with ``screened`` where they called ``loads``."""
     empty = kombu_redis.Empty
@@ -110,6 +140,11 @@ def _patch_reads(channel: Any, kombu_redis: Any) -> None:
                 # A broken connection: disconnect so that the next poll reconnects.
                 self.client.connection.disconnect()
                 raise
+            except redis_errors.ResponseError as exc:
+                # WRONGTYPE (a queue overwritten with a string), BUSY (a script holding Redis),
+                # NOPERM: not a message and not a broken connection; the worker goes on.
+                _survive(self, exc)
+                raise empty() from None
             if not dest__item:
                 raise empty()
             dest, item = dest__item

@@ -71,12 +71,18 @@ PIDBOX_REPLY_PERMANENT = "_kombu.binding_permanent.reply.celery.pidbox"  # kombu
 EVENT_QUEUES = "celeryev.????????-????-????-????-????????????"  # celeryev.<uuid>
 EVENT_BINDINGS = ("_kombu.binding.celeryev", "_kombu.binding_permanent.celeryev")
 CONNECT = "+ping +client|setname"  # what clients send on connecting (CLIENT SETINFO: 7.2 only, optional)
-READ_COMMANDS = (
-    f"+@read -@dangerous -scan -keys -randomkey +multi +exec +discard +evalsha +eval +script|load {CONNECT}"
-)
+# Lua: EVALSHA only, of the project's scripts, which the cloud and the operator load
+# (``lua.preload``). EVAL and SCRIPT LOAD would let a user run any script, and a script that
+# writes and then loops holds Redis for everyone until SHUTDOWN NOSAVE (found by a red team).
+READ_COMMANDS = f"+@read -@dangerous -scan -keys -randomkey +multi +exec +discard +evalsha {CONNECT}"
 # A vehicle's commands: what a worker and its registry, installs and results use; no key
-# listing (SCAN, KEYS), no SORT (its BY/GET reach other keys), nothing dangerous.
-VEHICLE_COMMANDS = f"+@all -@dangerous -scan -keys -randomkey -sort -copy -move +info {CONNECT}"
+# listing (SCAN, KEYS), no SORT (its BY/GET reach other keys), nothing dangerous, no Lua of
+# its own (-@scripting +evalsha: see READ_COMMANDS).
+VEHICLE_COMMANDS = (
+    f"+@all -@dangerous -@scripting +evalsha -scan -keys -randomkey -sort -copy -move +info {CONNECT}"
+)
+# Redis 7 only: no key names learnt from invalidation messages (CLIENT TRACKING ... BCAST).
+VEHICLE_COMMANDS_7 = f"{VEHICLE_COMMANDS} -client|tracking"
 # Flower's commands, each seen in use (MONITOR): task events by PSUBSCRIBE; inspection by
 # PUBLISH, a reply queue bound (SADD, SREM), declared (LLEN in MULTI), taken (BRPOP) and deleted
 # (DEL); PUNSUBSCRIBE when its receiver stops.
@@ -217,9 +223,11 @@ def vehicle_roles(
                 name,
                 (*own, *shared),
                 tuple(channels),
-                VEHICLE_COMMANDS,
+                VEHICLE_COMMANDS_7,
                 read_keys=(*reads, PIDBOX_REPLY_BINDING),
-                write_keys=(CLOUD_QUEUE, PIDBOX_REPLIES),  # never reading requests nor replies
+                # pushing only: never reading, deleting or overwriting requests or replies (a
+                # SET on `cloud` stopped every cloud worker, found by a red team)
+                selectors=(f"(~{CLOUD_QUEUE} +lpush)", f"(~{PIDBOX_REPLIES} +lpush)"),
             )
         ]
     writes = (CLOUD_QUEUE, "_kombu.binding.cloud", PIDBOX_REPLY_BINDING, PIDBOX_REPLIES)

@@ -83,6 +83,21 @@ ROWS: tuple[Row, ...] = (
         ("yes", "yes", "yes", "yes", "no"),
     ),
     Row(
+        "overwrite, trim or delete `cloud` (a string there stopped every cloud worker)",
+        lambda r: r.ltrim("cloud", 0, -1),
+        ("yes", "yes", "no", "6.2", "no"),
+    ),
+    Row(
+        "run Lua of its own (`EVAL`, `SCRIPT LOAD`: a script that writes and loops holds Redis)",
+        lambda r: r.eval("return 1", 0),
+        ("yes", "yes", "no", "no", "no"),
+    ),
+    Row(
+        "learn key names from invalidation messages (`CLIENT TRACKING on BCAST`)",
+        lambda r: r.execute_command("CLIENT", "TRACKING", "on", "BCAST", "REDIRECT", r.client_id()),
+        ("yes", "7", "no", "no", "no"),
+    ),
+    Row(
         "read or take requests waiting on `cloud` (they carry tokens)",
         lambda r: r.lrange("cloud", 0, -1),
         ("yes", "yes", "no", "6.2", "no"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 HERE = Path(__file__).parent
 
@@ -18,3 +19,24 @@ HERE = Path(__file__).parent
 def load(name: str) -> str:
     """The text of script ``<name>.lua`` (read once per process)."""
     return (HERE / f"{name}.lua").read_text()
+
+
+def preload(client: Any) -> int:
+    """Load every script into the server behind ``client`` (SCRIPT LOAD, in one pipeline), so
+    that roles without SCRIPT LOAD (vehicles, readers: ``security/acl.py``) can EVALSHA them;
+    Celery's chord scripts too (a vehicle's answer joins its chord with one).
+    The cloud does it at start and after a Redis restart empties the script cache; the operator
+    when making users. The number of scripts."""
+    from celery.backends import redis as celery_redis  # Celery's chord scripts, run by vehicles
+
+    scripts = [load(path.stem) for path in sorted(HERE.glob("*.lua"))]
+    scripts += [
+        celery_redis.CHORD_PART_RETURN_LUA,
+        celery_redis.CHORD_CLEANUP_LUA,
+        celery_redis.CHORD_CLAIM_EXTEND_LUA,
+    ]
+    pipe = client.pipeline(transaction=False)
+    for script in scripts:
+        pipe.script_load(script)
+    pipe.execute()
+    return len(scripts)
