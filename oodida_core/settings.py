@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from redis.connection import parse_url
+from redis.connection import parse_url, to_bool
 
 from oodida_core.protocol.errors import BadArgument
 
@@ -32,7 +33,15 @@ PROCESS_ENV_VARS = (
 )
 
 
-REDIS_SCHEMES = ("redis", "rediss")  # what both redis-py and kombu (the broker) understand
+REDIS_SCHEMES = ("redis", "rediss")
+# TLS options that would add trust anchors or loosen verification beyond ssl_ca_certs.
+UNCHECKED_TLS_OPTIONS = (
+    "ssl_ca_path",
+    "ssl_ca_data",
+    "ssl_include_verify_flags",
+    "ssl_exclude_verify_flags",
+    "ssl_password",
+)  # what both redis-py and kombu (the broker) understand
 
 
 def check_redis_url(url: str) -> str:
@@ -52,23 +61,71 @@ def check_redis_url(url: str) -> str:
     return url
 
 
+def pin_redis_trust() -> None:
+    """A TLS connection whose URL names its CA (``ssl_ca_certs``) trusts that CA only.
+
+    redis-py 8.2 (and so kombu's broker and Celery's result backend, which use its
+    ``SSLConnection``) starts from ``ssl.create_default_context()``, which trusts the system's
+    public CAs, and adds ``ssl_ca_certs`` to them: anyone with a public certificate for the
+    server's name could stand in for Redis and collect passwords (found by a red team). Here
+    such a context starts empty instead. Without ``ssl_ca_certs``, redis-py's own context
+    (the system's CAs) is kept. Installed once per process, by ``check_tls``."""
+    import ssl
+
+    from redis.connection import SSLConnection
+
+    if getattr(SSLConnection, "_oodida_pinned", False):
+        return
+    system_trust = SSLConnection._build_ssl_context
+
+    def build(self: Any) -> ssl.SSLContext:
+        if self.ca_certs is None or self.ca_path is not None or self.ca_data is not None:
+            return system_trust(self)
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no CA at all until the one below
+        context.check_hostname = self.check_hostname
+        context.verify_mode = self.cert_reqs
+        for flag in self.ssl_include_verify_flags or ():
+            context.verify_flags |= flag
+        for flag in self.ssl_exclude_verify_flags or ():
+            context.verify_flags &= ~flag
+        if self.certfile or self.keyfile:
+            context.load_cert_chain(self.certfile, self.keyfile, self.certificate_password)
+        context.load_verify_locations(cafile=self.ca_certs)
+        if self.ssl_min_version is not None:
+            context.minimum_version = self.ssl_min_version
+        if self.ssl_ciphers:
+            context.set_ciphers(self.ssl_ciphers)
+        return context
+
+    SSLConnection._build_ssl_context = build  # type: ignore[method-assign]
+    SSLConnection._oodida_pinned = True  # type: ignore[attr-defined]
+
+
 def check_tls(url: str) -> None:
     """ValueError when ``url`` asks for TLS without verifying the server, or names TLS files
     for a plaintext connection or files that do not exist."""
     parts = urlsplit(url)
-    options = dict(parse_qsl(parts.query, keep_blank_values=True))
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    options = dict(pairs)
     named = [k for k in options if k.startswith("ssl_")]
     if parts.scheme != "rediss":
         if named:
             raise ValueError(f"TLS options ({', '.join(named)}) need a rediss:// URL")
         return
+    repeated = sorted({k for k, _ in pairs if [key for key, _ in pairs].count(k) > 1})
+    if repeated:  # redis-py reads the first, kombu another: one meaning only
+        raise ValueError(f"an option given twice: {', '.join(repeated)}")
+    extra_trust = [k for k in named if k in UNCHECKED_TLS_OPTIONS]
+    if extra_trust:
+        raise ValueError(f"{', '.join(extra_trust)}: not accepted (name the one CA with ssl_ca_certs)")
+    pin_redis_trust()
     reqs = options.get("ssl_cert_reqs", "").strip().lower()
     if reqs != "required":
         raise ValueError(
             "a rediss:// URL must verify the server's certificate: add ssl_cert_reqs=required "
             f"(got {reqs or 'nothing'}) and ssl_ca_certs=<the CA's file>"
         )
-    if options.get("ssl_check_hostname", "").strip().lower() in {"false", "0", "no", "n", "off"}:
+    if "ssl_check_hostname" in options and to_bool(options["ssl_check_hostname"]) is False:
         raise ValueError("a rediss:// URL must check the server's host name (drop ssl_check_hostname)")
     for option in ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile"):
         path = options.get(option)

@@ -2,7 +2,7 @@
 
 The project's configuration comes first; then the operator's Celery configuration module, if
 ``CELERY_CONFIG_MODULE`` names one (Celery's own name for it): its lowercase Celery settings
-(``broker_use_ssl``, ``redis_backend_use_ssl``, ``broker_pool_limit``, ...) override the
+(``broker_pool_limit``, ``worker_prefetch_multiplier``, ...) override the
 project's, except those the security model or the wiring depends on (``PROTECTED``), which
 refuse to start with an error naming the setting.
 """
@@ -51,6 +51,10 @@ PROTECTED: Mapping[str, str] = {
     "task_queues": _ROUTES,
     "task_default_queue": _ROUTES,
     "task_create_missing_queues": _ROUTES + "; client queues are created as they are first used",
+    "broker_use_ssl": "TLS comes from the rediss:// URL (ssl_cert_reqs=required, ssl_ca_certs): "
+    "settings.check_tls refuses options that would not verify the server",
+    "redis_backend_use_ssl": "TLS comes from the rediss:// URL (ssl_cert_reqs=required, ssl_ca_certs): "
+    "settings.check_tls refuses options that would not verify the server",
     "task_protocol": "protocol 2 only: the labeller that keeps a request's token out of task "
     "events and Flower builds protocol 2 messages (oodida_core/messaging/labels.py)",
 }
@@ -132,6 +136,9 @@ def make_celery_app(
         # One URL for each role's ACL user: settings.redis_url.
         broker_read_url=None,
         broker_write_url=None,
+        # TLS from the rediss:// URL alone (ssl_cert_reqs, ssl_ca_certs, ...: settings.check_tls).
+        broker_use_ssl=None,
+        redis_backend_use_ssl=None,
         # Flower sees everything: events from workers and from every publisher.
         worker_send_task_events=settings.events,
         task_send_sent_event=settings.events,

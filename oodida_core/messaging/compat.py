@@ -175,6 +175,16 @@ PINS: tuple[Pin, ...] = (
                 _GUARD,
             ),
             Internal("redis.client:PubSub.parse_response", "kombu 5.7's pub/sub read, copied", _GUARD),
+            Internal(
+                "redis.connection:SSLConnection._build_ssl_context",
+                "rebuilt so that a URL's CA is the only one trusted",
+                ("oodida_core/settings.py",),
+            ),
+            Internal(
+                "redis.connection:to_bool",
+                "how redis-py reads ssl_check_hostname",
+                ("oodida_core/settings.py",),
+            ),
         ),
     ),
 )

@@ -136,6 +136,29 @@ def test_a_server_with_another_cas_certificate_is_refused_by_the_client(tmp_path
             redis.Redis.from_url(fooled, socket_connect_timeout=3, socket_timeout=3).ping()
 
 
+def test_a_server_certified_by_a_ca_the_system_trusts_is_refused_when_the_url_names_its_ca(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """redis-py trusted the system's CAs besides the URL's: an impostor with a publicly trusted
+    certificate for the server's name got the password (found by a red team). SSL_CERT_FILE
+    stands in for the system's store here."""
+    ours, public = Authority.create(tmp_path / "ours"), Authority.create(tmp_path / "public")
+    server = public.issue_server(tmp_path / "s.pem", tmp_path / "s.key", ["127.0.0.1", "localhost"])
+    client = public.issue_client(tmp_path / "c.pem", tmp_path / "c.key", "admin")
+    mine = ours.issue_client(tmp_path / "m.pem", tmp_path / "m.key", "admin")
+    tls = ServerTls(
+        public.cert, server.cert, server.key, TlsFiles(str(public.cert), str(client.cert), str(client.key))
+    )
+    monkeypatch.setenv("SSL_CERT_FILE", str(public.cert))  # the "system" trusts the impostor's CA
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path / "none"))
+    # an impostor asks for no client certificate: it only wants the password
+    with EmbeddedRedis(tmp_path / "impostor", tls=tls, extra_config={"tls-auth-clients": "no"}) as impostor:
+        url = tls_url(plain_url(impostor.url), TlsFiles(str(ours.cert), str(mine.cert), str(mine.key)))
+        Settings(redis_url=url)  # every process reads its URL through the settings
+        with pytest.raises(redis.exceptions.ConnectionError, match="certificate verify failed"):
+            redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3).ping()
+
+
 def test_a_url_that_does_not_verify_the_server_is_refused_before_connecting(system: LocalSystem) -> None:
     options = _options(system.url)
     weak = system.url.replace("ssl_cert_reqs=required", "ssl_cert_reqs=none")

@@ -40,15 +40,12 @@ def test_the_operators_module_overrides_the_projects_configuration(
 ) -> None:
     path, name = operator_module
     path.write_text(
-        "import ssl\n"
-        "CA = '/etc/ssl/ca.pem'  # a constant of the module, not a setting\n"
-        "broker_use_ssl = {'ssl_cert_reqs': ssl.CERT_REQUIRED, 'ssl_ca_certs': CA}\n"
-        "redis_backend_use_ssl = broker_use_ssl\n"
+        "LIMIT = 3  # a constant of the module, not a setting\n"
+        "broker_pool_limit = LIMIT\n"
         "worker_prefetch_multiplier = 4\n"
     )
     app = make_celery_app(SETTINGS, config_module=name)
-    assert app.conf.broker_use_ssl == {"ssl_cert_reqs": 2, "ssl_ca_certs": "/etc/ssl/ca.pem"}
-    assert app.conf.redis_backend_use_ssl == app.conf.broker_use_ssl
+    assert app.conf.broker_pool_limit == 3
     assert app.conf.worker_prefetch_multiplier == 4  # the project's is 1
     assert app.conf.accept_content == ["json"]  # the rest as the project sets it
 
@@ -171,3 +168,12 @@ def test_a_message_sent_without_queue_or_labels_lands_on_its_queue_labelled(serv
     headers = published(client, CLOUD_QUEUE)["headers"]
     assert isinstance(headers, dict)
     assert headers["argsrepr"] == "given"  # a publisher's own label wins
+
+
+@pytest.mark.parametrize("setting", ["broker_use_ssl", "redis_backend_use_ssl"])
+def test_tls_options_come_from_the_url_only(operator_module: tuple[Path, str], setting: str) -> None:
+    """A module could turn verification off (found by a red team): TLS is the URL's, checked."""
+    path, name = operator_module
+    path.write_text(f"import ssl\n{setting} = {{'ssl_cert_reqs': ssl.CERT_NONE}}\n")
+    with pytest.raises(BadArgument, match=setting):
+        make_celery_app(SETTINGS, config_module=name)

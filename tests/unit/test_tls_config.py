@@ -57,6 +57,13 @@ def test_a_certificate_needs_its_key() -> None:
         ("ssl_cert_reqs=optional", "got optional"),
         ("ssl_cert_reqs=required&ssl_check_hostname=false", "host name"),
         ("ssl_cert_reqs=required&ssl_ca_certs=/no/such/ca.pem", "no such file"),
+        # found by a red team: what redis-py or kombu read differently from a plain reading
+        ("ssl_cert_reqs=none&ssl_cert_reqs=required", "given twice"),
+        ("ssl_cert_reqs=required&ssl_check_hostname=f", "host name"),
+        ("ssl_cert_reqs=required&ssl_check_hostname=F", "host name"),
+        ("ssl_cert_reqs=required&ssl_check_hostname=false&ssl_check_hostname=true", "given twice"),
+        ("ssl_cert_reqs=required&ssl_ca_path=/etc/ssl/certs", "ssl_ca_path: not accepted"),
+        ("ssl_cert_reqs=required&ssl_ca_data=x", "ssl_ca_data: not accepted"),
     ],
 )
 def test_a_rediss_url_that_would_not_verify_the_server_is_refused(query: str, why: str) -> None:
