@@ -157,6 +157,21 @@ class Authority:
         return Issued(cert_path, key_path)
 
 
+def private_dir(path: str | os.PathLike[str]) -> Path:
+    """``path`` as a directory only this user may enter (made 0700 if missing); OodidaError when
+    it exists but belongs to another user or others may write to it: a CA planted there by
+    someone else would be trusted (found by a red team)."""
+    root = Path(path)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = root.stat()
+    if info.st_uid != os.geteuid():
+        raise OodidaError(f"{root} belongs to uid {info.st_uid}, not to this user: refusing its keys")
+    if info.st_mode & 0o022:
+        raise OodidaError(f"{root} is writable by others (mode {info.st_mode & 0o777:o}): refusing its keys")
+    root.chmod(0o700)
+    return root
+
+
 def _alt_names(x509: Any, hosts: list[str]) -> list[Any]:
     out: list[Any] = []
     for host in hosts:

@@ -32,7 +32,7 @@ from oodida_core.protocol.keys import Keys
 from oodida_core.security import acl
 from oodida_core.security.tls import TlsFiles, tls_url
 from oodida_core.state import lua
-from oodida_ops.certs import Authority
+from oodida_ops.certs import Authority, private_dir
 
 MOUNT = "/run/oodida"  # where a container sees its directory
 CONTAINER_UID = 10001  # the images' user (docker/Dockerfile, docker/redis.Dockerfile)
@@ -118,8 +118,7 @@ def init(directory: str | os.PathLike[str], plan: FleetPlan | None = None) -> Pa
     root = Path(directory).resolve()
     if (root / "ca" / "ca.pem").exists():
         raise OodidaError(f"{root} already holds a fleet: use it, or remove it to start afresh")
-    root.mkdir(parents=True, exist_ok=True)
-    root.chmod(0o700)  # other users of this machine read nothing here
+    private_dir(root)  # other users of this machine read nothing here, and planted nothing
     keys = Keys(plan.prefix)
     ca = Authority.create(root / "ca")
     roles = dict(acl.roles(keys, selectors=True))  # Redis 7

@@ -156,9 +156,9 @@ class LocalSystem:
 
     def _server_tls(self) -> ServerTls:
         """The CA (made on first use), the server's certificate and the operator's client one."""
-        from oodida_ops.certs import Authority
+        from oodida_ops.certs import Authority, private_dir
 
-        ca = Authority.open(self.tls_dir)
+        ca = Authority.open(private_dir(self.tls_dir))
         server = ca.issue_server(
             self.tls_dir / "server.pem", self.tls_dir / "server.key", ["127.0.0.1", "localhost"]
         )

