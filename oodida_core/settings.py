@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from redis.connection import parse_url, to_bool
@@ -44,6 +44,20 @@ UNCHECKED_TLS_OPTIONS = (
 )  # what both redis-py and kombu (the broker) understand
 
 
+def masked_url(url: str) -> str:
+    """``url`` with its password replaced by ``**``, for messages and logs (a red team found
+    role passwords in error messages)."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.netloc.rsplit("@", 1)[1]
+        user = parts.username or ""
+        return urlunsplit((parts.scheme, f"{user}:**@{host}", parts.path, parts.query, parts.fragment))
+    except ValueError:
+        return "<a Redis URL that does not parse>"
+
+
 def check_redis_url(url: str) -> str:
     """``url`` when redis-py and Celery's broker can both use it; ValueError saying why not
     (a bad scheme, port or database would otherwise fail later, deep in kombu or redis-py)."""
@@ -57,7 +71,7 @@ def check_redis_url(url: str) -> str:
         parse_url(url)  # port, database and query options, as redis-py reads them
         check_tls(url)
     except (ValueError, TypeError) as exc:
-        raise ValueError(f"{url!r:.80} is not a Redis URL: {exc}") from None
+        raise ValueError(f"{masked_url(url)!r:.80} is not a Redis URL: {exc}") from None
     return url
 
 
@@ -138,7 +152,7 @@ def check_tls(url: str) -> None:
 class Settings(BaseModel):
     """Everything an OODIDA process needs to know about its surroundings."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", hide_input_in_errors=True)  # URLs hold passwords
 
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="broker and result store")
     read_url: str = Field(

@@ -40,7 +40,7 @@ from oodida_core.protocol.keys import Keys
 from oodida_core.security import acl as acl_rules
 from oodida_core.security.auth import UserStore
 from oodida_core.security.tls import TlsFiles, tls_url
-from oodida_core.settings import Settings
+from oodida_core.settings import Settings, masked_url
 from oodida_core.state import lua
 from oodida_core.state.registry import Registry
 from oodida_ops.redis_server import EmbeddedRedis, ServerTls, free_port
@@ -193,7 +193,7 @@ class LocalSystem:
         try:
             client.ping()
         except redis.exceptions.RedisError as exc:
-            raise OodidaError(f"cannot reach Redis at {self.url}: {exc}") from None
+            raise OodidaError(f"cannot reach Redis at {masked_url(self.url)}: {exc}") from None
         finally:
             client.close()
 

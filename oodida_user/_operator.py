@@ -19,7 +19,7 @@ from oodida_core.protocol.ids import parse_id_ranges
 from oodida_core.protocol.keys import Keys
 from oodida_core.security import acl
 from oodida_core.security.auth import UserStore
-from oodida_core.settings import Settings
+from oodida_core.settings import Settings, masked_url
 from oodida_core.state import lua
 
 
@@ -55,7 +55,7 @@ def cmd_users(args: argparse.Namespace) -> int:
         )
         return 0
     except redis.exceptions.RedisError as exc:
-        raise OodidaError(f"cannot reach Redis at {settings.redis_url}: {exc}") from None
+        raise OodidaError(f"cannot reach Redis at {masked_url(settings.redis_url)}: {exc}") from None
     finally:
         client.close()
 
@@ -71,7 +71,9 @@ def cmd_acl(args: argparse.Namespace) -> int:
         try:
             acl.apply(client, keys, passwords, lock_default=args.lock_default)
         except redis.exceptions.RedisError as exc:
-            raise OodidaError(f"cannot apply the ACL rules at {settings.redis_url}: {exc}") from None
+            raise OodidaError(
+                f"cannot apply the ACL rules at {masked_url(settings.redis_url)}: {exc}"
+            ) from None
         finally:
             client.close()
         print("# applied; not persisted: add the lines of `oodida acl` to an aclfile to keep them")
@@ -145,7 +147,7 @@ def cmd_vehicles(args: argparse.Namespace) -> int:
         )
         return 0
     except redis.exceptions.RedisError as exc:
-        raise OodidaError(f"cannot reach Redis at {settings.redis_url}: {exc}") from None
+        raise OodidaError(f"cannot reach Redis at {masked_url(settings.redis_url)}: {exc}") from None
     finally:
         client.close()
 

@@ -22,7 +22,7 @@ from oodida_core.messaging.celery_app import make_celery_app
 from oodida_core.protocol.errors import BadArgument, OodidaError
 from oodida_core.protocol.keys import CLOUD_QUEUE, Keys
 from oodida_core.security.auth import check_user_name
-from oodida_core.settings import Settings
+from oodida_core.settings import Settings, masked_url
 from oodida_core.state.codestore import CodeStore
 from oodida_core.state.registry import Registry
 from oodida_core.state.store import AssignmentStore
@@ -66,7 +66,9 @@ def read_client(settings: Settings) -> redis.Redis:
         client.ping()
     except redis.exceptions.RedisError as exc:
         client.close()
-        raise OodidaError(f"cannot reach the OODIDA broker at {settings.redis_url}: {exc}") from None
+        raise OodidaError(
+            f"cannot reach the OODIDA broker at {masked_url(settings.redis_url)}: {exc}"
+        ) from None
     return client
 
 

@@ -15,6 +15,7 @@ from kombu.exceptions import OperationalError
 
 from oodida_core.protocol.errors import OodidaError, QuotaError
 from oodida_core.protocol.wire import Reply, Request
+from oodida_core.settings import masked_url
 from oodida_core.state.quota import out_of_memory, out_of_memory_cause
 
 from .connection import Connection
@@ -57,7 +58,7 @@ class CloudRequests:
                 )
         except OperationalError as exc:
             url = self.connection.settings.redis_url
-            raise OodidaError(f"cannot reach the OODIDA broker at {url}: {exc}") from None
+            raise OodidaError(f"cannot reach the OODIDA broker at {masked_url(url)}: {exc}") from None
         except Exception as exc:
             oom = out_of_memory_cause(exc)
             if oom is None:

@@ -196,3 +196,18 @@ def test_an_env_file_reads_the_same_in_a_shell_and_refuses_quotes(tmp_path: Path
     assert shell.stdout == url
     with pytest.raises(OodidaError, match="quote"):
         fleet.write_env(tmp_path / "b.env", {"X": "it's"})
+
+
+def test_messages_show_urls_without_their_passwords() -> None:
+    from oodida_core.settings import masked_url
+
+    url = "rediss://oodida-analyst:s3cret@h:1/0?ssl_cert_reqs=required"
+    assert masked_url(url) == "rediss://oodida-analyst:**@h:1/0?ssl_cert_reqs=required"
+    assert masked_url("redis://h:1/0") == "redis://h:1/0"
+    with pytest.raises(ValueError) as refused:
+        check_tls_via_settings("rediss://u:s3cret@h:1/0?ssl_cert_reqs=none")
+    assert "s3cret" not in str(refused.value)
+
+
+def check_tls_via_settings(url: str) -> None:
+    Settings(redis_url=url)
