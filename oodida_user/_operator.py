@@ -11,6 +11,7 @@ import os
 import sys
 import time
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import redis
 
@@ -126,14 +127,21 @@ def cmd_vehicles(args: argparse.Namespace) -> int:
 
             if not args.ca:
                 raise OodidaError("vehicles add --bundle needs --ca DIR (the CA's ca.pem and ca.key)")
-            where = vehicle_bundle(args.ca, args.bundle, made.url, made.name, args.install_path)
+            url = with_host(made.url, args.connect) if args.connect else made.url
+            where = vehicle_bundle(args.ca, args.bundle, url, made.name, args.install_path)
             print(
                 f"# vehicle {made.name}: copy {where} to {args.install_path} on the vehicle "
                 f"(mode 0700, its user's); it holds oodida.env, ca.pem, client.pem and client.key",
                 file=sys.stderr,
             )
             return 0
-        print(f"OODIDA_REDIS_URL={made.url}")
+        if made.url.startswith("rediss://"):  # the admin's certificate is not the vehicle's
+            print(
+                "# over TLS a vehicle needs its own certificate: use --bundle DIR --ca CA_DIR; "
+                "the URL below has none",
+                file=sys.stderr,
+            )
+        print(f"OODIDA_REDIS_URL={without_client_certificate(made.url)}")
         if made.read_url:
             print(f"OODIDA_READ_URL={made.read_url}")
         print(
@@ -189,6 +197,24 @@ def cmd_fleet(args: argparse.Namespace) -> int:
     return 0
 
 
+def with_host(url: str, connect: str) -> str:
+    """``url`` pointing at ``connect`` (``host`` or ``host:port``; the port kept if not given)."""
+    parts = urlsplit(url)
+    host, _, port = connect.partition(":")
+    if not host or (port and not port.isdigit()):
+        raise OodidaError(f"--connect {connect!r}: HOST or HOST:PORT")
+    credentials = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+    netloc = f"{credentials}{host}:{port or parts.port or 6379}"
+    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+
+
+def without_client_certificate(url: str) -> str:
+    """``url`` without ``ssl_certfile``/``ssl_keyfile`` (the operator's own, on this machine)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("ssl_certfile", "ssl_keyfile")]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, safe="/"), parts.fragment))
+
+
 def add_operator_commands(sub: Any) -> None:
     """Add ``users`` and ``acl`` to the subcommands of ``oodida``."""
     p = sub.add_parser("users", help="operator: add, list, remove users or rotate their tokens")
@@ -226,6 +252,12 @@ def add_operator_commands(sub: Any) -> None:
         "CA's certificate) into DIR instead of printing the URL (needs --ca)",
     )
     p.add_argument("--ca", metavar="DIR", help="with --bundle: the CA that signs the vehicle's certificate")
+    p.add_argument(
+        "--connect",
+        metavar="HOST[:PORT]",
+        help="with --bundle: where the vehicle reaches Redis (default: the admin URL's host and port); "
+        "the name must be in Redis's certificate (oodida fleet init --host)",
+    )
     p.add_argument(
         "--install-path",
         default="/etc/oodida",

@@ -252,6 +252,8 @@ def test_a_vehicle_on_another_network_joins_with_its_bundle_and_is_revoked(
             str(system.tls_dir),
             "--install-path",
             str(bundle),
+            "--connect",
+            "localhost",  # a name in the server's certificate; the port stays the admin URL's
         ],
         env=env,
         capture_output=True,
@@ -264,6 +266,7 @@ def test_a_vehicle_on_another_network_joins_with_its_bundle_and_is_revoked(
     (line,) = (bundle / "oodida.env").read_text().splitlines()
     url = line.removeprefix("OODIDA_REDIS_URL=").strip("'")
     assert url.startswith("rediss://oodida-vehicle-9:") and f"ssl_certfile={bundle}/client.pem" in url
+    assert urlsplit(url).hostname == "localhost" and urlsplit(url).port == urlsplit(system.url).port
     system._spawn(
         "vehicle-9", [sys.executable, "-m", "oodida_edge", "--clients", "9"], {"OODIDA_REDIS_URL": url}
     )
@@ -312,3 +315,18 @@ def test_a_server_without_tls_earlier_on_path_is_passed_over(monkeypatch: pytest
     monkeypatch.setenv("PATH", f"{venv_bin}{os.pathsep}{os.environ['PATH']}")
     found = find_redis_server(tls=True)
     assert has_tls(found) and Path(found).parent != Path(venv_bin)
+
+
+def test_a_vehicle_added_without_a_bundle_gets_no_operator_certificate(system: LocalSystem) -> None:
+    """Over TLS, `vehicles add` printed a URL naming the operator's own certificate (red team)."""
+    added = subprocess.run(
+        [sys.executable, "-m", "oodida_user._cli", "vehicles", "add", "10"],
+        env={**os.environ, "OODIDA_REDIS_URL": system.url},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert added.returncode == 0, added.stderr
+    assert "--bundle" in added.stderr
+    (line,) = [x for x in added.stdout.splitlines() if x.startswith("OODIDA_REDIS_URL=")]
+    assert "ssl_certfile" not in line and "ssl_keyfile" not in line and "admin" not in line
