@@ -112,4 +112,6 @@ def test_every_role_can_do_exactly_what_the_readme_table_says(server_url: str) -
 
 def test_the_readme_shows_the_table() -> None:
     readme = (Path(__file__).parents[2] / "README.md").read_text()
-    assert markdown() in readme, "README's Security section must hold `python -m oodida_core.security.acl_table`"
+    assert markdown() in readme, (
+        "README's Security section must hold `python -m oodida_core.security.acl_table`"
+    )
