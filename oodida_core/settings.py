@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from redis.connection import parse_url, to_bool
@@ -47,15 +47,14 @@ UNCHECKED_TLS_OPTIONS = (
 def masked_url(url: str) -> str:
     """``url`` with its password replaced by ``**``, for messages and logs (a red team found
     role passwords in error messages)."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        host = parts.netloc.rsplit("@", 1)[1]
-        user = parts.username or ""
-        return urlunsplit((parts.scheme, f"{user}:**@{host}", parts.path, parts.query, parts.fragment))
-    except ValueError:
-        return "<a Redis URL that does not parse>"
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    # everything up to the last "@" is credentials, whatever it holds ("#", "/", "?" included:
+    # urlsplit would not find a password there and show it, found by a red team)
+    credentials, _, host = rest.rpartition("@")
+    user = credentials.split(":", 1)[0] if ":" in credentials else ""
+    return f"{scheme}://{user}:**@{host}"
 
 
 def check_redis_url(url: str) -> str:
@@ -253,3 +252,8 @@ def env_var_names() -> frozenset[str]:
     return frozenset(ENV_PREFIX + name.upper() for name in Settings.model_fields) | frozenset(
         PROCESS_ENV_VARS
     )
+
+
+# Every process imports the settings: from here on a TLS connection that names its CA trusts
+# only it, whichever path made the connection (LocalSystem, the library, the workers).
+pin_redis_trust()

@@ -40,7 +40,7 @@ from oodida_core.protocol.keys import Keys
 from oodida_core.security import acl as acl_rules
 from oodida_core.security.auth import UserStore
 from oodida_core.security.tls import TlsFiles, tls_url
-from oodida_core.settings import Settings, masked_url
+from oodida_core.settings import Settings, check_redis_url, masked_url
 from oodida_core.state import lua
 from oodida_core.state.registry import Registry
 from oodida_ops.redis_server import EmbeddedRedis, ServerTls, free_port
@@ -78,6 +78,11 @@ class LocalSystem:
             raise OodidaError(
                 "tls makes an embedded server: an external Redis URL carries its own TLS options"
             )
+        if redis_url:
+            try:
+                check_redis_url(redis_url)  # refused before any connection is made
+            except ValueError as exc:
+                raise OodidaError(str(exc)) from None
         self.n_clients = clients
         self.external_url = redis_url
         self.port = port

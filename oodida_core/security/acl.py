@@ -78,11 +78,28 @@ READ_COMMANDS = f"+@read -@dangerous -scan -keys -randomkey +multi +exec +discar
 # A vehicle's commands: what a worker and its registry, installs and results use; no key
 # listing (SCAN, KEYS), no SORT (its BY/GET reach other keys), nothing dangerous, no Lua of
 # its own (-@scripting +evalsha: see READ_COMMANDS).
-VEHICLE_COMMANDS = (
-    f"+@all -@dangerous -@scripting +evalsha -scan -keys -randomkey -sort -copy -move +info {CONNECT}"
+# No set or sorted-set algebra either: one SUNIONSTORE naming a large key of its own 30 times
+# held Redis for 9 s (found by a red team); nothing of the edge uses them.
+ALGEBRA = (
+    "-sunion -sunionstore -sinter -sinterstore -sdiff -sdiffstore -zunion -zunionstore -zinter "
+    "-zinterstore -zdiff -zdiffstore -bitop -pfmerge"
 )
-# Redis 7 only: no key names learnt from invalidation messages (CLIENT TRACKING ... BCAST).
-VEHICLE_COMMANDS_7 = f"{VEHICLE_COMMANDS} -client|tracking"
+VEHICLE_COMMANDS = (
+    f"+@all -@dangerous -@scripting +evalsha -scan -keys -randomkey -sort -copy -move {ALGEBRA} "
+    f"+info {CONNECT}"
+)
+# Redis 7 only: no key names learnt from invalidation messages (CLIENT TRACKING ... BCAST), no
+# set-algebra cardinality.
+VEHICLE_COMMANDS_7 = f"{VEHICLE_COMMANDS} -client|tracking -sintercard -zintercard"
+
+
+def one_database(db: int) -> str:
+    """``-select`` for a role on database 0 (the project's URLs): ACL key patterns hold in
+    every database, so SELECT would let a vehicle push onto `cloud` of another system sharing
+    the server (red team). A role on another database needs SELECT to reach it."""
+    return " -select" if db == 0 else ""
+
+
 # Flower's commands, each seen in use (MONITOR): task events by PSUBSCRIBE; inspection by
 # PUBLISH, a reply queue bound (SADD, SREM), declared (LLEN in MULTI), taken (BRPOP) and deleted
 # (DEL); PUNSUBSCRIBE when its receiver stops.
@@ -169,7 +186,7 @@ def roles(keys: Keys, selectors: bool = False, db: int = 0) -> dict[str, Role]:
                 "celery-taskset-meta-*",  # how many clients answered (progress bars)
             ),
             (),
-            READ_COMMANDS,
+            READ_COMMANDS + one_database(db),
         ),
         "flower": flower_role(selectors, db),
     }
@@ -223,7 +240,7 @@ def vehicle_roles(
                 name,
                 (*own, *shared),
                 tuple(channels),
-                VEHICLE_COMMANDS_7,
+                VEHICLE_COMMANDS_7 + one_database(db),
                 read_keys=(*reads, PIDBOX_REPLY_BINDING),
                 # pushing only: never reading, deleting or overwriting requests or replies (a
                 # SET on `cloud` stopped every cloud worker, found by a red team)
@@ -232,8 +249,8 @@ def vehicle_roles(
         ]
     writes = (CLOUD_QUEUE, "_kombu.binding.cloud", PIDBOX_REPLY_BINDING, PIDBOX_REPLIES)
     return [
-        Role(name, (*own, *shared, *writes), tuple(channels), VEHICLE_COMMANDS),
-        Role(f"{name}-read", tuple(reads[:2]), (), READ_COMMANDS),
+        Role(name, (*own, *shared, *writes), tuple(channels), VEHICLE_COMMANDS + one_database(db)),
+        Role(f"{name}-read", tuple(reads[:2]), (), READ_COMMANDS + one_database(db)),
     ]
 
 

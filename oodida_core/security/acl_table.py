@@ -88,6 +88,16 @@ ROWS: tuple[Row, ...] = (
         ("yes", "yes", "no", "6.2", "no"),
     ),
     Row(
+        "combine sets into a key (`SUNIONSTORE`, ...: a few such calls held Redis for seconds)",
+        lambda r: r.sunionstore("celery-taskset-meta-x", ["celery-taskset-meta-y"]),
+        ("yes", "yes", "no", "no", "no"),
+    ),
+    Row(
+        "switch to another database (`SELECT`: key rules hold in every database)",
+        lambda r: r.execute_command("SELECT", "1"),
+        ("yes", "yes", "no", "no", "no"),
+    ),
+    Row(
         "run Lua of its own (`EVAL`, `SCRIPT LOAD`: a script that writes and loops holds Redis)",
         lambda r: r.eval("return 1", 0),
         ("yes", "yes", "no", "no", "no"),

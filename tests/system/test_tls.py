@@ -154,7 +154,8 @@ def test_a_server_certified_by_a_ca_the_system_trusts_is_refused_when_the_url_na
     # an impostor asks for no client certificate: it only wants the password
     with EmbeddedRedis(tmp_path / "impostor", tls=tls, extra_config={"tls-auth-clients": "no"}) as impostor:
         url = tls_url(plain_url(impostor.url), TlsFiles(str(ours.cert), str(mine.cert), str(mine.key)))
-        Settings(redis_url=url)  # every process reads its URL through the settings
+        # no Settings here: importing them pinned the trust for every path (LocalSystem's
+        # own connections went unpinned before, found by a second red team)
         with pytest.raises(redis.exceptions.ConnectionError, match="certificate verify failed"):
             redis.Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3).ping()
 

@@ -102,6 +102,14 @@ def test_beat_names_the_positions_of_the_clients_whose_info_is_gone(r: redis.Red
     assert r.exists("c:2:seen", "c:3:seen") == 2  # a lost client still beats
 
 
+def test_beat_refuses_more_than_ten_thousand_clients_in_one_call(r: redis.Redis) -> None:
+    """A vehicle may run this script: millions of keys held Redis for seconds (red team)."""
+    keys = [f"c:{i}:seen" for i in range(10_001)] + [f"c:{i}:info" for i in range(10_001)]
+    with pytest.raises(redis.exceptions.ResponseError, match="at most 10000 clients"):
+        run(r, "beat_clients", keys, ["1.0", 1000])
+    assert not r.exists("c:0:seen")  # refused before writing anything
+
+
 def test_known_clients_are_the_indexed_ids_whose_info_exists(r: redis.Redis) -> None:
     r.sadd("ids", "1", "2", "3")
     r.set("p:c:1:info", "{}")

@@ -204,6 +204,9 @@ def test_messages_show_urls_without_their_passwords() -> None:
     url = "rediss://oodida-analyst:s3cret@h:1/0?ssl_cert_reqs=required"
     assert masked_url(url) == "rediss://oodida-analyst:**@h:1/0?ssl_cert_reqs=required"
     assert masked_url("redis://h:1/0") == "redis://h:1/0"
+    # "#", "/" and "?" in a password: urlsplit finds no password there (red team)
+    assert masked_url("redis://u:Sec#ret@h:1/0") == "redis://u:**@h:1/0"
+    assert masked_url("redis://u:Sec/r?et@h:1/0") == "redis://u:**@h:1/0"
     with pytest.raises(ValueError) as refused:
         check_tls_via_settings("rediss://u:s3cret@h:1/0?ssl_cert_reqs=none")
     assert "s3cret" not in str(refused.value)

@@ -7,7 +7,9 @@
 -- ARGV[2]  milliseconds each heartbeat lives (the live window)
 --
 -- Returns the positions (1-based, in KEYS[1..n]) of the clients whose info is gone, in order
--- (an empty list when every client's info exists).
+-- (an empty list when every client's info exists); an error for more than 10,000 clients (a
+-- vehicle may run this script: without a bound, millions of keys held Redis for seconds).
+if #KEYS > 20000 then return redis.error_reply('at most 10000 clients per heartbeat') end
 local n = #KEYS / 2
 local lost = {}
 for i = 1, n do
