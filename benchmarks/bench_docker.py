@@ -37,6 +37,7 @@ from typing import Any
 from oodida_core.spec.fields import LISTING_1_1
 from oodida_ops import fleet
 from oodida_ops.dockerfleet import (
+    ENGINE_DIR,
     REPO,
     DockerFleet,
     docker_missing,
@@ -48,7 +49,6 @@ from oodida_ops.local import LocalSystem
 from oodida_ops.redis_server import free_port
 from oodida_user import Oodida
 
-ENGINE_DIR = REPO / ".oodida" / "docker"
 VEHICLE_SERVICES = ["vehicle-1", "vehicle-2", "vehicle-3", "vehicle-fleet"]
 CLIENTS = [1, 2, 3, *range(101, 151)]
 REPEATS = 5

@@ -6,6 +6,7 @@ One frozen value, handed to whoever needs it; nothing reads a global.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -33,7 +34,7 @@ PROCESS_ENV_VARS = (
 )
 
 
-REDIS_SCHEMES = ("redis", "rediss")
+REDIS_SCHEMES = ("redis", "rediss")  # what both redis-py and kombu (the broker) understand
 # TLS options that would add trust anchors or loosen verification beyond ssl_ca_certs.
 UNCHECKED_TLS_OPTIONS = (
     "ssl_ca_path",
@@ -41,7 +42,7 @@ UNCHECKED_TLS_OPTIONS = (
     "ssl_include_verify_flags",
     "ssl_exclude_verify_flags",
     "ssl_password",
-)  # what both redis-py and kombu (the broker) understand
+)
 
 
 def masked_url(url: str) -> str:
@@ -82,7 +83,7 @@ def pin_redis_trust() -> None:
     public CAs, and adds ``ssl_ca_certs`` to them: anyone with a public certificate for the
     server's name could stand in for Redis and collect passwords (found by a red team). Here
     such a context starts empty instead. Without ``ssl_ca_certs``, redis-py's own context
-    (the system's CAs) is kept. Installed once per process, by ``check_tls``."""
+    (the system's CAs) is kept. Installed once per process, when this module is imported."""
     import ssl
 
     from redis.connection import SSLConnection
@@ -125,13 +126,12 @@ def check_tls(url: str) -> None:
         if named:
             raise ValueError(f"TLS options ({', '.join(named)}) need a rediss:// URL")
         return
-    repeated = sorted({k for k, _ in pairs if [key for key, _ in pairs].count(k) > 1})
+    repeated = sorted(k for k, n in Counter(k for k, _ in pairs).items() if n > 1)
     if repeated:  # redis-py reads the first, kombu another: one meaning only
         raise ValueError(f"an option given twice: {', '.join(repeated)}")
     extra_trust = [k for k in named if k in UNCHECKED_TLS_OPTIONS]
     if extra_trust:
         raise ValueError(f"{', '.join(extra_trust)}: not accepted (name the one CA with ssl_ca_certs)")
-    pin_redis_trust()
     reqs = options.get("ssl_cert_reqs", "").strip().lower()
     if reqs != "required":
         raise ValueError(

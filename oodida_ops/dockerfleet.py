@@ -20,6 +20,7 @@ from oodida_ops import fleet
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker" / "compose.yaml"
+ENGINE_DIR = REPO / ".oodida" / "docker"  # the tests' and benchmark's engine: images kept between runs
 PROJECT_LABEL = "com.docker.compose.project"
 
 

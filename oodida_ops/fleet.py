@@ -17,11 +17,9 @@ CA and checks the password. Inside a container the files are at ``/run/oodida``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +28,7 @@ import redis
 from oodida_core.protocol.errors import OodidaError
 from oodida_core.protocol.keys import Keys
 from oodida_core.security import acl
+from oodida_core.security.acl import acl_lines
 from oodida_core.security.tls import TlsFiles, tls_url
 from oodida_core.state import lua
 from oodida_ops.certs import Authority, private_dir
@@ -58,31 +57,6 @@ class FleetPlan:
     flower_user: str = "ops"
     name: str = "oodida"  # the compose project's name (OODIDA_FLEET_NAME)
     prefix: str = "oodida"
-
-
-def hashed_rules(rules: list[str], password: str) -> list[str]:
-    """ACL rules with the password as its SHA-256 (``#<hex>``): an aclfile never holds one."""
-    digest = hashlib.sha256(password.encode()).hexdigest()
-    return [f"#{digest}" if rule == f">{password}" else rule for rule in rules]
-
-
-def acl_lines(roles: Iterable[acl.Role], passwords: dict[str, str], prefix: str) -> list[str]:
-    """An aclfile: the default user locked (``acl.default_user_rules``: a random password's
-    hash, the password thrown away; not switched off, which would make Redis 7 drop every
-    transaction of the append-only file at a restart), then one line per role."""
-    password = secrets.token_urlsafe(32)
-    lines = [" ".join(["user default", *hashed_rules(acl.default_user_rules(password), password)])]
-    for role in roles:
-        lines.append(
-            " ".join(
-                [
-                    "user",
-                    role.user(prefix),
-                    *hashed_rules(role.rules(passwords[role.name]), passwords[role.name]),
-                ]
-            )
-        )
-    return lines
 
 
 def redis_conf(plan: FleetPlan) -> str:

@@ -99,6 +99,7 @@ class LocalSystem:
             self.base_settings = self.base_settings.model_copy(update={"auth": auth})
         self.role_urls = dict(role_urls or {})
         self.tls = tls
+        self._client_certs: dict[str, TlsFiles] = {}
         self.acl = acl or tls
         self.vehicle_urls: dict[str, acl_rules.VehicleCredentials] = {}
         self.tokens: dict[str, str] = {}
@@ -171,13 +172,16 @@ class LocalSystem:
 
     def _client_tls(self, name: str) -> TlsFiles:
         """A client certificate of its own for role or vehicle ``name`` (issued once per start)."""
+        if name in self._client_certs:
+            return self._client_certs[name]
         from oodida_ops.certs import Authority
 
         ca = Authority.load(self.tls_dir)
         made = ca.issue_client(
             self.tls_dir / "clients" / f"{name}.pem", self.tls_dir / "clients" / f"{name}.key", name
         )
-        return TlsFiles(str(ca.cert), str(made.cert), str(made.key))
+        self._client_certs[name] = TlsFiles(str(ca.cert), str(made.cert), str(made.key))
+        return self._client_certs[name]
 
     def _with_tls(self, url: str, name: str) -> str:
         """``url`` presenting ``name``'s certificate (unchanged without TLS or for a blank URL)."""

@@ -11,7 +11,7 @@ import os
 import sys
 import time
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlsplit, urlunsplit
 
 import redis
 
@@ -20,6 +20,7 @@ from oodida_core.protocol.ids import parse_id_ranges
 from oodida_core.protocol.keys import Keys
 from oodida_core.security import acl
 from oodida_core.security.auth import UserStore
+from oodida_core.security.tls import without_client_certificate
 from oodida_core.settings import Settings, masked_url
 from oodida_core.state import lua
 
@@ -81,9 +82,7 @@ def cmd_acl(args: argparse.Namespace) -> int:
     else:
         print("# Redis ACL users for OODIDA, in aclfile format (see README, Security); valid on Redis 6.2")
         print("# and 7 (--apply fits them to the server: on 7, Flower may also count queued messages)")
-        from oodida_ops.fleet import acl_lines
-
-        print(acl_lines([], {}, keys.prefix)[0])  # the default user, locked (acl.default_user_rules)
+        print(acl.acl_lines([], {}, keys.prefix)[0])  # the default user, locked (acl.default_user_rules)
         for command in acl.setuser_commands(keys, passwords, db=acl.url_db(settings.redis_url)):
             print("user " + " ".join(command[2:]))
     print("# each process gets its role's URL(s) only; the passwords above are fresh and random")
@@ -206,13 +205,6 @@ def with_host(url: str, connect: str) -> str:
     credentials = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
     netloc = f"{credentials}{host}:{port or parts.port or 6379}"
     return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
-
-
-def without_client_certificate(url: str) -> str:
-    """``url`` without ``ssl_certfile``/``ssl_keyfile`` (the operator's own, on this machine)."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("ssl_certfile", "ssl_keyfile")]
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, safe="/"), parts.fragment))
 
 
 def add_operator_commands(sub: Any) -> None:

@@ -44,6 +44,7 @@ and on Redis 6.2 then also publish, there; no worker obeys anything but inspecti
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from collections.abc import Iterable
@@ -302,6 +303,31 @@ def default_user_rules(password: str | None = None) -> list[str]:
     """``ACL SETUSER default`` arguments that lock it without breaking the append-only file."""
     secret = password or secrets.token_urlsafe(32)
     return ["on", "resetpass", f">{secret}", "allkeys", "allchannels", "allcommands"]
+
+
+def hashed_rules(rules: list[str], password: str) -> list[str]:
+    """ACL rules with the password as its SHA-256 (``#<hex>``): an aclfile never holds one."""
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    return [f"#{digest}" if rule == f">{password}" else rule for rule in rules]
+
+
+def acl_lines(roles: Iterable[Role], passwords: dict[str, str], prefix: str) -> list[str]:
+    """An aclfile: the default user locked (``default_user_rules``: a random password's
+    hash, the password thrown away; not switched off, which would make Redis 7 drop every
+    transaction of the append-only file at a restart), then one line per role."""
+    password = secrets.token_urlsafe(32)
+    lines = [" ".join(["user default", *hashed_rules(default_user_rules(password), password)])]
+    for role in roles:
+        lines.append(
+            " ".join(
+                [
+                    "user",
+                    role.user(prefix),
+                    *hashed_rules(role.rules(passwords[role.name]), passwords[role.name]),
+                ]
+            )
+        )
+    return lines
 
 
 def apply(

@@ -50,3 +50,10 @@ def plain_url(url: str) -> str:
     parts = urlsplit(url)
     query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if not k.startswith("ssl_")]
     return urlunsplit(("redis", parts.netloc, parts.path, urlencode(query, safe="/"), ""))
+
+
+def without_client_certificate(url: str) -> str:
+    """``url`` without ``ssl_certfile``/``ssl_keyfile`` (the operator's own, on this machine)."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k not in ("ssl_certfile", "ssl_keyfile")]
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query, safe="/"), parts.fragment))

@@ -35,7 +35,7 @@ from oodida_core.security.tls import plain_url
 from oodida_core.spec.fields import LISTING_1_1
 from oodida_ops import fleet
 from oodida_ops.dockerfleet import (
-    REPO,
+    ENGINE_DIR,
     DockerFleet,
     docker_missing,
     prepare_images,
@@ -47,7 +47,6 @@ from oodida_user import Oodida
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(1800)]
 
-ENGINE_DIR = REPO / ".oodida" / "docker"
 VEHICLES = {"1": [1], "2": [2], "3": [3], "fleet": list(range(101, 151))}
 ALL_CLIENTS = [1, 2, 3, *range(101, 151)]
 

@@ -19,7 +19,6 @@ import redis
 
 from oodida_core.protocol.keys import Keys
 from oodida_core.security import acl
-from oodida_ops import fleet
 from oodida_ops.redis_server import EmbeddedRedis
 
 pytestmark = [
@@ -32,7 +31,7 @@ def _restart_keeps(tmp_path: Path, default_line: str) -> list[bytes | None]:
     keys = Keys()
     role = acl.roles(keys)["cloud"]
     aclfile = tmp_path / "users.acl"
-    aclfile.write_text(default_line + "\n" + fleet.acl_lines([role], {"cloud": "pw"}, "oodida")[1] + "\n")
+    aclfile.write_text(default_line + "\n" + acl.acl_lines([role], {"cloud": "pw"}, "oodida")[1] + "\n")
     server = EmbeddedRedis(
         tmp_path, binary=shutil.which("redis-server"), extra_config={"aclfile": str(aclfile)}
     )
@@ -62,7 +61,7 @@ def test_a_switched_off_default_user_loses_transactions_at_a_restart(tmp_path: P
 
 
 def test_the_fleets_locked_default_user_keeps_every_transaction(tmp_path: Path) -> None:
-    line = fleet.acl_lines([], {}, "oodida")[0]
+    line = acl.acl_lines([], {}, "oodida")[0]
     assert _restart_keeps(tmp_path, line) == [b"1", b"2", b"3"]
     with pytest.raises(redis.exceptions.AuthenticationError):  # nobody logs in as the default user
         _locked(tmp_path, line)

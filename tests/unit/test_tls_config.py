@@ -107,7 +107,7 @@ def test_the_ca_issues_server_and_client_certificates_it_signed(tmp_path: Path) 
 
 def test_the_aclfile_holds_password_hashes_only() -> None:
     role = acl.Role("analyst", ("cloud",), (), "+lpush")
-    (default, line) = fleet.acl_lines([role], {"analyst": "s3cret"}, "oodida")
+    (default, line) = acl.acl_lines([role], {"analyst": "s3cret"}, "oodida")
     rules = default.split()
     assert rules[:3] == ["user", "default", "on"] and rules[-3:] == ["allkeys", "allchannels", "allcommands"]
     assert rules[4].startswith("#") and len(rules[4]) == 65  # a hash of a password nobody keeps

@@ -8,6 +8,7 @@ when it takes none; ``KEYS[1..n]`` for a variable number), and a ``-- Returns`` 
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -26,7 +27,8 @@ def preload(client: Any) -> int:
     that roles without SCRIPT LOAD (vehicles, readers: ``security/acl.py``) can EVALSHA them;
     Celery's chord scripts too (a vehicle's answer joins its chord with one).
     The cloud does it at start and after a Redis restart empties the script cache; the operator
-    when making users. The number of scripts."""
+    when making users; only those missing from the server's cache are sent. The number of
+    scripts."""
     from celery.backends import redis as celery_redis  # Celery's chord scripts, run by vehicles
 
     scripts = [load(path.stem) for path in sorted(HERE.glob("*.lua"))]
@@ -35,8 +37,13 @@ def preload(client: Any) -> int:
         celery_redis.CHORD_CLEANUP_LUA,
         celery_redis.CHORD_CLAIM_EXTEND_LUA,
     ]
-    pipe = client.pipeline(transaction=False)
-    for script in scripts:
-        pipe.script_load(script)
-    pipe.execute()
+    shas = [hashlib.sha1(script.encode()).hexdigest() for script in scripts]
+    missing = [
+        script for script, there in zip(scripts, client.script_exists(*shas), strict=True) if not there
+    ]
+    if missing:  # after a restart; otherwise one SCRIPT EXISTS is all it costs
+        pipe = client.pipeline(transaction=False)
+        for script in missing:
+            pipe.script_load(script)
+        pipe.execute()
     return len(scripts)
