@@ -58,7 +58,7 @@ from oodida_core.state.registry import Registry
 from oodida_edge._worker import default_processes, worker_name
 from oodida_edge.onboard import OnboardParams, run_builtin
 from oodida_edge.runner import OnboardRunner
-from oodida_edge.sensors import SimulatedSensors
+from oodida_edge.sources.simulated import SimulatedSensors
 from oodida_ops.local import LocalSystem
 from oodida_ops.redis_server import EmbeddedRedis
 from oodida_user import Oodida

@@ -41,9 +41,9 @@ from oodida_core.state.registry import Registry
 from .bootsteps import Heartbeat
 from .install import Installer
 from .pool import EdgePool
-from .replay import ReplayError, ReplaySensors
 from .runner import OnboardRunner
-from .sensors import SensorSource, SimulatedSensors
+from .sources.csvfile import ReplayError, ReplaySensors
+from .sources.simulated import SensorSource, SimulatedSensors
 from .tasks import register_edge_tasks
 
 log = logging.getLogger("oodida.edge")
@@ -134,7 +134,7 @@ def serve(
 ) -> None:
     """Run one Celery worker process for the clients ``ids``; returns when it shut down.
 
-    With ``replay``, the clients replay recorded drives (oodida_edge/replay.py) and each
+    With ``replay``, the clients replay recorded drives (oodida_edge/sources/csvfile.py) and each
     registers the signals its recording holds; otherwise they simulate all signals.
     """
     sensors: SensorSource

@@ -22,7 +22,7 @@ from oodida_core.protocol.keys import Keys
 from oodida_core.protocol.wire import FINAL_STATUSES, OnboardResult, OnboardTask, decode
 
 from .onboard import OnboardParams, run_builtin
-from .sensors import SensorSource
+from .sources.simulated import SensorSource
 
 # (user, client id, version): the version a custom task's client had when the pool took it
 PINNED: ContextVar[tuple[str, int, str | None] | None] = ContextVar("oodida_pinned_version", default=None)

@@ -6,7 +6,7 @@
 The file has a ``timestamp`` column (seconds) and one column per signal, each reading rounded
 to what a logger would keep. Replay it with ``oodida up --replay examples/drives`` (every
 client shares ``drive.csv``, each from its own offset) or give each client its own file,
-``<client id>.csv``, in a directory of its own (see oodida_edge/replay.py).
+``<client id>.csv``, in a directory of its own (see oodida_edge/sources/csvfile.py).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import csv
 from pathlib import Path
 
 from oodida_core.protocol.signals import SIGNAL_NAMES
-from oodida_edge.sensors import SimulatedSensors
+from oodida_edge.sources.simulated import SimulatedSensors
 
 HERE = Path(__file__).resolve().parent
 

@@ -10,7 +10,7 @@ import pytest
 
 from oodida_core.spec.model import LISTING_1_1 as PAPER_LISTING_1_1
 from oodida_edge.onboard import OnboardParams, run_builtin
-from oodida_edge.sensors import SimulatedSensors
+from oodida_edge.sources.simulated import SimulatedSensors
 from oodida_ops.local import LocalSystem
 from oodida_user import Oodida, SpecError
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from oodida_edge.sensors import SimulatedSensors
+from oodida_edge.sources.simulated import SimulatedSensors
 from oodida_ops.local import LocalSystem
 from oodida_user import CustomCodeError, Oodida, SpecError
 

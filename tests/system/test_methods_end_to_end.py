@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from oodida_core.methods import EXTRA_METHODS_ENV, registered
-from oodida_edge.sensors import SimulatedSensors
+from oodida_edge.sources.simulated import SimulatedSensors
 from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 from tests.system.toy_methods import RANGE

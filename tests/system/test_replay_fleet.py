@@ -20,7 +20,7 @@ from oodida_user import Oodida, SpecError
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "drives" / "drive.csv"
-STRIDE = 997  # documented in oodida_edge/replay.py: a shared file's client starts at (id * 997) % rows
+STRIDE = 997  # oodida_edge/sources/csvfile.py: a shared file's client starts at row (id * 997) % rows
 
 
 def own_drive(path: Path) -> None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from oodida_core.spec.model import LISTING_1_1
-from oodida_edge.sensors import SimulatedSensors
+from oodida_edge.sources.simulated import SimulatedSensors
 from oodida_ops.local import LocalSystem
 from oodida_user import Oodida
 

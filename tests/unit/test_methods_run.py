@@ -16,7 +16,7 @@ from oodida_cloud.aggregate import AggregationError, aggregate
 from oodida_core.methods import EXTRA_METHODS_ENV, registered
 from oodida_core.protocol.signals import SIGNALS
 from oodida_edge.onboard import OnboardError, OnboardParams, run_builtin
-from oodida_edge.sensors import SimulatedSensors
+from oodida_edge.sources.simulated import SimulatedSensors
 from tests.system.toy_methods import RANGE
 
 ROOT = Path(__file__).resolve().parents[2]

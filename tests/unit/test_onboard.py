@@ -12,7 +12,7 @@ import pytest
 
 from oodida_core.protocol.signals import SIGNALS
 from oodida_edge.onboard import BUILTIN_METHODS, OnboardError, OnboardParams, run_builtin
-from oodida_edge.sensors import SimulatedSensors
+from oodida_edge.sources.simulated import SimulatedSensors
 
 SIGS = ("speed", "rpm", "fuel_rate")
 

@@ -13,8 +13,8 @@ import pytest
 
 from oodida_core.protocol.errors import OodidaError
 from oodida_core.protocol.signals import SIGNAL_NAMES
-from oodida_edge.replay import OFFSET_STRIDE, ReplayError, ReplaySensors, load_recording
-from oodida_edge.sensors import SensorError, SensorSource, SimulatedSensors
+from oodida_edge.sources.csvfile import OFFSET_STRIDE, ReplayError, ReplaySensors, load_recording
+from oodida_edge.sources.simulated import SensorError, SensorSource, SimulatedSensors
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "drives" / "drive.csv"

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from oodida_core.protocol.signals import SIGNALS
-from oodida_edge.sensors import SensorError, SensorSource, SimulatedSensors, vehicle_profile
+from oodida_edge.sources.simulated import SensorError, SensorSource, SimulatedSensors, vehicle_profile
 
 ALL = list(SIGNALS)
 

@@ -46,7 +46,7 @@ import numpy.typing as npt
 
 from oodida_core.protocol.signals import SIGNALS
 
-from .sensors import SensorError
+from .simulated import SensorError
 
 FloatArray = npt.NDArray[np.float64]
 
