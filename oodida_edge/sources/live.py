@@ -19,6 +19,7 @@ other assignments read the same buffer at the same time.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import threading
 import time
@@ -140,10 +141,8 @@ class DeviceThread(threading.Thread):
             except Exception as exc:
                 self._down(f"disconnected: {_why(exc)}")
             finally:
-                try:
+                with contextlib.suppress(Exception):
                     self.device.shut()
-                except Exception:
-                    pass
 
     def _down(self, reason: str) -> None:
         with self.buffer.cond:

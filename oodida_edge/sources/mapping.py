@@ -24,6 +24,7 @@ mapping file, every kind has a default (``default_mapping``). Errors name the fi
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections.abc import Mapping as MappingABC
@@ -133,10 +134,8 @@ def _lines(path: Path, text: str) -> dict[tuple[str, ...], int]:
                     found[at] = key.start_mark.line + 1
                     walk(value, at)
 
-    try:
+    with contextlib.suppress(yaml.YAMLError):
         walk(yaml.compose(text), ())
-    except yaml.YAMLError:
-        pass
     return found
 
 
