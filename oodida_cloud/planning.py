@@ -5,12 +5,14 @@ Pure functions; the Celery wiring lives in ``orchestrator.py``.
 
 from __future__ import annotations
 
+import difflib
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from oodida_core.protocol.errors import SpecError, SpecIssue
 from oodida_core.protocol.ids import format_ranges
+from oodida_core.protocol.signals import canonical, vss_path
 from oodida_core.protocol.wire import ClientInfo, OnboardTask
 from oodida_core.spec.model import AssignmentSpec, method_parameters
 
@@ -58,20 +60,33 @@ def select_clients(spec: AssignmentSpec, live: Sequence[ClientInfo], known: set[
     return chosen
 
 
+def _nearest(signal: str, names: Sequence[str]) -> str:
+    """A hint naming the offered signal closest to ``signal``, if one is close."""
+    wanted = vss_path(canonical(signal) or signal)
+    near = difflib.get_close_matches(wanted, [n for n in names if n != wanted], n=1, cutoff=0.75)
+    return f"; did you mean {near[0]!r}?" if near else ""
+
+
 def check_signals(spec: AssignmentSpec, selected: Sequence[int], live: Sequence[ClientInfo]) -> None:
-    """Every selected client must offer every requested signal."""
+    """Every selected client must offer every requested signal, named by its short name or its
+    VSS path (a vehicle's catalogue may hold signals beyond the built-in ones)."""
     by_id = {c.client_id: c for c in live}
     lacking: dict[str, list[int]] = {}
+    anywhere: set[str] = set()
     for cid in selected:
-        offered = set(by_id[cid].signals) if cid in by_id else set()
+        offered = {canonical(s) or s for s in by_id[cid].signals} if cid in by_id else set()
+        anywhere |= offered
         for signal in spec.signals:
-            if signal not in offered:
+            if (canonical(signal) or signal) not in offered:
                 lacking.setdefault(signal, []).append(cid)
     if lacking:
+        names = sorted({vss_path(s) for s in anywhere})
         raise SpecError(
             [
                 SpecIssue(
-                    "signals", list(spec.signals), f"{signal!r} is not offered by clients {_ranges(ids)}"
+                    "signals",
+                    list(spec.signals),
+                    f"{signal!r} is not offered by clients {_ranges(ids)}{_nearest(signal, names)}",
                 )
                 for signal, ids in lacking.items()
             ]

@@ -19,11 +19,14 @@ from oodida_core.protocol.errors import BadArgument
 ENV_PREFIX = "OODIDA_"
 
 # Read by single processes outside ``Settings``: the workers' log level, the edge's Celery
-# pool (oodida_edge/_worker.py), the custom-code policy (oodida_core/customcode/check.py) and its
+# pool and signal source (oodida_edge/_worker.py), the custom-code policy (oodida_core/customcode/check.py) and its
 # jail (oodida_core/customcode/jail/layers.py).
 PROCESS_ENV_VARS = (
     "OODIDA_LOGLEVEL",
     "OODIDA_EDGE_POOL",
+    "OODIDA_SOURCE",
+    "OODIDA_DBC",
+    "OODIDA_MAPPING",
     "OODIDA_CODE_ALLOWED_IMPORTS",
     "OODIDA_CODE_TIME_LIMIT",
     "OODIDA_CODE_MEMORY_LIMIT",

@@ -32,8 +32,7 @@ from oodida_core.procs import die_with_parent
 from oodida_core.protocol.ids import format_ranges, parse_id_ranges
 from oodida_core.protocol.keys import Keys, client_queue
 from oodida_core.protocol.logs import setup_logging
-from oodida_core.protocol.signals import SIGNAL_NAMES
-from oodida_core.protocol.wire import ClientInfo
+from oodida_core.protocol.wire import CatalogueEntry, ClientInfo
 from oodida_core.settings import Settings
 from oodida_core.state.codestore import CodeStore
 from oodida_core.state.registry import Registry
@@ -42,8 +41,8 @@ from .bootsteps import Heartbeat
 from .install import Installer
 from .pool import EdgePool
 from .runner import OnboardRunner
-from .sources.csvfile import ReplayError, ReplaySensors
-from .sources.simulated import SensorSource, SimulatedSensors
+from .sources.base import Source, SourceError
+from .sources.select import SourceSpec, build_source, parse_source
 from .tasks import register_edge_tasks
 
 log = logging.getLogger("oodida.edge")
@@ -130,22 +129,11 @@ def serve(
     realtime: bool,
     concurrency: int,
     loglevel: str,
-    replay: Path | None = None,
+    sensors: Source,
 ) -> None:
-    """Run one Celery worker process for the clients ``ids``; returns when it shut down.
-
-    With ``replay``, the clients replay recorded drives (oodida_edge/sources/csvfile.py) and each
-    registers the signals its recording holds; otherwise they simulate all signals.
-    """
-    sensors: SensorSource
-    if replay is not None:
-        replayed = ReplaySensors(replay)
-        replayed.check(ids)  # a bad file stops the process here, not at the first task
-        offered = {c: replayed.signals_for(c) for c in ids}
-        sensors = replayed
-    else:
-        offered = dict.fromkeys(ids, SIGNAL_NAMES)
-        sensors = SimulatedSensors()
+    """Run one Celery worker process for the clients ``ids``, reading ``sensors`` (checked);
+    returns when it shut down. Each client registers the catalogue its source delivers."""
+    catalogues = {c: sensors.catalogue(c) for c in ids}
     app = make_celery_app(settings, "oodida-edge", edge=True)
     client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
     # What the edge only reads (code, assignment state) may come through a read-only ACL user.
@@ -181,7 +169,14 @@ def serve(
     infos = [
         ClientInfo(
             client_id=c,
-            signals=offered[c],
+            signals=tuple(e.signal for e in catalogues[c]),
+            source=sensors.kind,
+            catalogue=tuple(
+                CatalogueEntry(
+                    signal=e.signal, vss=e.vss, unit=e.unit, low=e.low, high=e.high, origin=e.origin
+                )
+                for e in catalogues[c]
+            ),
             worker=name,
             hostname=host,
             pid=os.getpid(),
@@ -197,6 +192,7 @@ def serve(
 
     def on_shutdown(**_: Any) -> None:
         code.close()
+        sensors.close()
 
     signals.worker_ready.connect(on_ready, weak=False)
     signals.worker_shutdown.connect(on_shutdown, weak=False)
@@ -292,15 +288,37 @@ def build_parser() -> argparse.ArgumentParser:
         help="threads per process with --realtime (default: its clients, max 16)",
     )
     parser.add_argument("--realtime", action="store_true", help="take samples/frequency seconds per task")
-    parser.add_argument(
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--source",
+        metavar="KIND[:TARGET]",
+        default=os.environ.get("OODIDA_SOURCE") or None,
+        help="where the readings come from (default: $OODIDA_SOURCE, else sim): sim, csv:PATH, "
+        "mdf:PATH, canlog:PATH (with --dbc), obd:PORT (a device or socket://HOST:PORT), "
+        "can:INTERFACE:CHANNEL[?bitrate=N] (with --dbc); {client} in a PORT or CHANNEL is the "
+        "client id; checked at start-up (files load, devices answer)",
+    )
+    where.add_argument(
         "--replay",
         metavar="DIR|FILE",
-        help="replay recorded drives instead of simulating: a CSV file every client shares "
-        "(each from its own offset), or a directory of <client id>.csv files (a client without "
-        "one shares its drive.csv); the files are validated at start-up",
+        help="the same as --source csv:DIR|FILE: a CSV file every client shares (each from its own "
+        "offset), or a directory of <client id>.csv files (a client without one shares its drive.csv)",
     )
     parser.add_argument(
-        "--check", action="store_true", help="only check the options (and --replay's files), then exit"
+        "--dbc",
+        metavar="FILE",
+        default=os.environ.get("OODIDA_DBC") or None,
+        help="the DBC file that decodes a CAN source's frames (default: $OODIDA_DBC)",
+    )
+    parser.add_argument(
+        "--mapping",
+        metavar="FILE",
+        default=os.environ.get("OODIDA_MAPPING") or None,
+        help="YAML or JSON: which DBC signal, OBD command or MDF channel delivers which signal, with "
+        "unit conversions and signals beyond the six (default: $OODIDA_MAPPING)",
+    )
+    parser.add_argument(
+        "--check", action="store_true", help="only check the options and the source, then exit"
     )
     parser.add_argument("--redis-url", help="broker URL (default: $OODIDA_REDIS_URL)")
     parser.add_argument("--loglevel", default=os.environ.get("OODIDA_LOGLEVEL", "INFO"))
@@ -324,29 +342,43 @@ def main(argv: list[str] | None = None) -> None:
     if processes < 1:
         parser.error("--processes must be at least 1")
 
-    replay: Path | None = None
-    if args.replay is not None:
-        replay = Path(args.replay).resolve()
-        try:
-            ReplaySensors(replay).check(ids)
-        except ReplayError as exc:
-            parser.exit(2, f"oodida-edge: --replay: {exc}\n")
+    try:
+        spec = parse_source(f"csv:{args.replay}" if args.replay is not None else (args.source or "sim"))
+    except SourceError as exc:
+        parser.exit(2, f"oodida-edge: {exc}\n")
+    if spec.kind in ("csv", "mdf", "canlog"):
+        spec = SourceSpec(spec.kind, str(Path(spec.target).resolve()))
+    dbc = Path(args.dbc).resolve() if args.dbc else None
+    mapping = Path(args.mapping).resolve() if args.mapping else None
+    sensors: Source | None = None
+    try:
+        # One process: the source built here serves it. Several: each child builds its own
+        # clients' source; a recorded one is checked here first (a live device is opened by
+        # the child that serves it).
+        if processes == 1 or not spec.live:
+            sensors = build_source(spec, ids, dbc=dbc, mapping=mapping)
+    except SourceError as exc:
+        option = "--replay" if args.replay is not None else "--source"
+        parser.exit(2, f"oodida-edge: {option}: {exc}\n")
+    realtime = args.realtime or spec.live  # a live source reads in real time, on the threads pool
     if args.check:
-        print(
-            f"oodida-edge: clients {format_ranges(ids)}: {'recorded drives' if replay else 'simulated'}, ok"
-        )
+        if sensors is not None:
+            sensors.close()
+        print(f"oodida-edge: clients {format_ranges(ids)}: source {spec}, ok")
         return
 
     settings = Settings.from_env(redis_url=args.redis_url)
     setup_logging(args.loglevel)
     if processes == 1:
-        serve(ids, settings, args.realtime, args.concurrency, args.loglevel, replay)
+        assert sensors is not None
+        serve(ids, settings, realtime, args.concurrency, args.loglevel, sensors)
         return
-    child_args = ["--loglevel", args.loglevel, "--concurrency", str(args.concurrency)]
-    if args.realtime:
+    if sensors is not None:
+        sensors.close()
+    child_args = ["--loglevel", args.loglevel, "--concurrency", str(args.concurrency), "--source", str(spec)]
+    if realtime:
         child_args.append("--realtime")
-    if replay is not None:
-        child_args += ["--replay", str(replay)]
+    child_args += [*(["--dbc", str(dbc)] if dbc else []), *(["--mapping", str(mapping)] if mapping else [])]
     env = {**os.environ, **settings.to_env()}
     sys.exit(Supervisor(split(ids, processes), child_args, env).run())
 

@@ -19,10 +19,12 @@ from oodida_core.customcode.sandbox import CustomCodeFailure
 from oodida_core.messaging.guard import clean, log_rejected
 from oodida_core.protocol.errors import CustomCodeError, MessageError
 from oodida_core.protocol.keys import Keys
+from oodida_core.protocol.signals import canonical
 from oodida_core.protocol.wire import FINAL_STATUSES, OnboardResult, OnboardTask, decode
 
 from .onboard import OnboardParams, run_builtin
-from .sources.simulated import SensorSource
+from .sources.base import Source
+from .sources.live import Stopped
 
 # (user, client id, version): the version a custom task's client had when the pool took it
 PINNED: ContextVar[tuple[str, int, str | None] | None] = ContextVar("oodida_pinned_version", default=None)
@@ -35,7 +37,7 @@ class OnboardRunner:
         self,
         client: redis.Redis,
         keys: Keys,
-        sensors: SensorSource,
+        sensors: Source,
         code: CodeRunner,
         realtime: bool = False,
     ) -> None:
@@ -59,7 +61,7 @@ class OnboardRunner:
             if task.method == "custom" and self._no_longer_wanted(task):  # it waited for its lane
                 return self._answer(task, "skipped", started, error="the assignment ended before its turn")
             value, version = self._compute(task)
-        except _Abandoned:
+        except (_Abandoned, Stopped):
             return self._answer(task, "skipped", started, error="assignment ended while reading")
         except Exception as exc:
             log.warning(
@@ -90,15 +92,21 @@ class OnboardRunner:
 
     def _compute(self, task: OnboardTask) -> tuple[object, str]:
         """The on-board value and the code version that produced it."""
-        data = self.sensors.read(
+        # The spec names each signal by its short name or its VSS path; the source keys readings
+        # by signal id, and the methods see them under the name asked for.
+        ids = [canonical(s) or s for s in task.signals]
+        read = self.sensors.read(
             task.client_id,
             task.assignment_id,
             task.iteration,
-            task.signals,
+            ids,
             task.samples,
             task.frequency,
+            deadline=task.deadline,
+            stop=lambda: self._no_longer_wanted(task),
         )
-        if self.realtime:
+        data = {asked: read[sid] for asked, sid in zip(task.signals, ids, strict=True)}
+        if self.realtime and not self.sensors.live:  # a live source took the time reading
             self._take_time(task)
         if task.method == "custom":
             return self._custom(task, data)

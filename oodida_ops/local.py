@@ -63,6 +63,9 @@ class LocalSystem:
         flower_auth: str | None = None,
         realtime: bool = False,
         replay: str | os.PathLike[str] | None = None,
+        source: str | None = None,
+        dbc: str | os.PathLike[str] | None = None,
+        mapping: str | os.PathLike[str] | None = None,
         settings: Settings | None = None,
         auth: bool | None = None,
         acl: bool = False,
@@ -94,6 +97,11 @@ class LocalSystem:
         self.flower_auth = flower_auth
         self.realtime = realtime
         self.replay = str(Path(replay).resolve()) if replay is not None else None
+        if replay is not None and source is not None:
+            raise OodidaError("replay is the source csv:PATH; give one of replay and source")
+        self.source = source
+        self.dbc = str(Path(dbc).resolve()) if dbc is not None else None
+        self.mapping = str(Path(mapping).resolve()) if mapping is not None else None
         self.base_settings = settings or Settings.from_env()
         if auth is not None:
             self.base_settings = self.base_settings.model_copy(update={"auth": auth})
@@ -265,18 +273,36 @@ class LocalSystem:
         )
 
     def start_edge(
-        self, name: str, clients: str, processes: int | None = None, replay: str | None = None
+        self,
+        name: str,
+        clients: str,
+        processes: int | None = None,
+        replay: str | None = None,
+        source: str | None = None,
+        dbc: str | os.PathLike[str] | None = None,
+        mapping: str | os.PathLike[str] | None = None,
     ) -> subprocess.Popen[bytes]:
-        """Start ``oodida-edge`` for ``clients``; with ``replay`` (default: the system's), they
-        replay recorded drives from that file or directory instead of simulating."""
+        """Start ``oodida-edge`` for ``clients``; with ``replay`` they replay recorded drives from
+        that file or directory, with ``source`` they read it (``oodida-edge --source``, with
+        ``dbc`` and ``mapping``); each defaults to the system's, and without any they simulate.
+        A source other than sim is checked first (``--check``), so that a bad file or a missing
+        device is refused with the edge's own message."""
         cmd = [sys.executable, "-m", "oodida_edge", "--clients", clients, "--loglevel", self.loglevel]
         if processes:
             cmd += ["--processes", str(processes)]
         if self.realtime:
             cmd.append("--realtime")
-        replay = str(Path(replay).resolve()) if replay is not None else self.replay
+        if replay is None and source is None:
+            replay, source = self.replay, self.source
         if replay is not None:
-            cmd += ["--replay", replay]
+            cmd += ["--replay", str(Path(replay).resolve())]
+        elif source is not None:
+            cmd += ["--source", source]
+        dbc = dbc if dbc is not None else self.dbc
+        mapping = mapping if mapping is not None else self.mapping
+        cmd += [*(["--dbc", str(Path(dbc).resolve())] if dbc else [])]
+        cmd += [*(["--mapping", str(Path(mapping).resolve())] if mapping else [])]
+        if replay is not None or (source is not None and source.strip().lower() != "sim"):
             self._check_edge_options(cmd)
         extra = self._vehicle_env(name, parse_id_ranges(clients)) if self.acl else None
         return self._spawn(name, cmd, extra, role="edge")
@@ -300,7 +326,8 @@ class LocalSystem:
         return {"OODIDA_REDIS_URL": made.url, "OODIDA_READ_URL": made.read_url}
 
     def _check_edge_options(self, cmd: list[str]) -> None:
-        """Refuse bad recorded drives with the edge's own message, not a start-up timeout."""
+        """Refuse a bad source (a recorded drive, a DBC, a device) with the edge's own message,
+        not a start-up timeout."""
         proc = subprocess.run(
             [*cmd, "--check"], env=self._env("edge"), capture_output=True, text=True, timeout=60, check=False
         )

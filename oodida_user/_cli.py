@@ -172,6 +172,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         flower_auth=args.flower_auth,
         realtime=args.realtime,
         replay=args.replay,
+        source=args.source,
+        dbc=args.dbc,
+        mapping=args.mapping,
         loglevel=args.loglevel,
         auth=False if args.no_auth else None,
         acl=args.acl,
@@ -274,6 +277,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="DIR|FILE",
         help="clients replay recorded drives: a CSV file they share (each from its own offset), or "
         "a directory of <client id>.csv files with drive.csv for the rest (e.g. examples/drives)",
+    )
+    p.add_argument(
+        "--source",
+        metavar="KIND[:TARGET]",
+        help="where the clients' readings come from (oodida-edge --source): sim, csv:PATH, mdf:PATH, "
+        "canlog:PATH, obd:PORT or can:INTERFACE:CHANNEL; {client} in a PORT or CHANNEL is the client id",
+    )
+    p.add_argument("--dbc", metavar="FILE", help="the DBC file of a CAN source (canlog:, can:)")
+    p.add_argument(
+        "--mapping",
+        metavar="FILE",
+        help="the signal mapping (YAML or JSON) of an mdf, canlog, obd or can source",
     )
     p.add_argument("--loglevel", default="WARNING")
     p.add_argument(

@@ -9,8 +9,9 @@ import time
 from typing import Any
 
 from oodida_core.protocol.errors import MessageError
+from oodida_core.protocol.ids import format_ranges
 from oodida_core.protocol.text import one_line, printable
-from oodida_core.protocol.wire import AssignmentRecord
+from oodida_core.protocol.wire import AssignmentRecord, ClientInfo
 from oodida_core.state.store import record_from_hash
 
 from .client import Oodida
@@ -153,14 +154,39 @@ def cmd_clients(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps([c.to_wire() for c in clients], indent=2, default=str))
         return 0
+    if args.catalogue:
+        return _catalogues(clients)
     now = time.time()
     print(f"{len(clients)} live client(s)")
     if clients:
-        print(f"  {'CLIENT':>6}  {'WORKER':<32}  {'LAST SEEN':>9}  SIGNALS")
+        print(f"  {'CLIENT':>6}  {'WORKER':<32}  {'LAST SEEN':>9}  {'SOURCE':<9}  SIGNALS")
     for c in clients:
         seen = f"{now - c.last_seen:.1f}s ago"
-        line = f"  {c.client_id:>6}  {c.worker:<32}  {seen:>9}  {','.join(c.signals)}"
+        line = f"  {c.client_id:>6}  {c.worker:<32}  {seen:>9}  {c.source or '-':<9}  {','.join(c.signals)}"
         print(printable(line))
+    return 0
+
+
+def _catalogues(clients: list[ClientInfo]) -> int:
+    """Each client's catalogue: every signal it delivers, its VSS path, unit, range and origin.
+    Clients with the same catalogue are listed together."""
+    print(f"{len(clients)} live client(s)")
+    groups: dict[tuple[object, ...], list[int]] = {}
+    for c in clients:
+        key: tuple[object, ...] = (c.source, c.catalogue or tuple(c.signals))
+        groups.setdefault(key, []).append(c.client_id)
+    for (source, _), ids in groups.items():
+        c = next(x for x in clients if x.client_id == ids[0])
+        print(printable(f"\nclient(s) {format_ranges(ids)}: source {source or 'unknown'}"))
+        if not c.catalogue:
+            print(printable(f"  signals {','.join(c.signals)} (no catalogue: an older vehicle)"))
+            continue
+        rows = [["SIGNAL", "VSS PATH", "UNIT", "RANGE", "FROM"]] + [
+            [e.signal, e.vss, e.unit, f"{e.low:g} to {e.high:g}", e.origin] for e in c.catalogue
+        ]
+        widths = [max(len(r[i]) for r in rows) for i in range(5)]
+        for r in rows:
+            print(printable("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip()))
     return 0
 
 
@@ -178,6 +204,12 @@ def add_listing_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("clients", parents=[common], help="list live clients")
+    p = sub.add_parser("clients", parents=[common], help="list live clients and the signals each delivers")
     p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--catalogue",
+        "--catalog",
+        action="store_true",
+        help="each vehicle's catalogue: every signal with its VSS path, unit, range and where it comes from",
+    )
     p.set_defaults(func=cmd_clients)

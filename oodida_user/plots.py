@@ -28,7 +28,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from oodida_core.protocol.signals import SIGNALS
+from oodida_core.protocol.signals import SIGNALS, canonical
 from oodida_core.protocol.wire import IterationResult
 
 from .analysis import EXTRA, onboard_rows, split_by_signal, version_changes
@@ -98,7 +98,7 @@ def fleet_values(
 
 def axis_label(series: str, onboard: str | None = None) -> str:
     """The series with its unit in brackets when it is a signal of known unit."""
-    signal = SIGNALS.get(series)
+    signal = SIGNALS.get(canonical(series) or "")
     if signal is None:
         return series
     unit = PRETTY_UNITS.get(signal.unit, signal.unit)

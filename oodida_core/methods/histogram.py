@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from oodida_core.methods.base import HISTOGRAM, OnboardMethod, OnboardParams, Parameter
 from oodida_core.methods.readings import finite_list, positive_int, scale
-from oodida_core.protocol.signals import SIGNALS
+from oodida_core.protocol.signals import SIGNALS, canonical
 
 if TYPE_CHECKING:
     from oodida_core.methods.base import FloatArray
@@ -18,9 +18,10 @@ def _histogram(x: FloatArray, signal: str, params: OnboardParams) -> object:
     import numpy as np
 
     bins = positive_int(params.bins, "bins", "histogram")
-    if signal not in SIGNALS:
+    sid = canonical(signal) or signal  # a built-in signal named by its VSS path has its range
+    if sid not in SIGNALS:
         scale(signal, "histogram")  # raises with the list of known signals
-    sig = SIGNALS[signal]
+    sig = SIGNALS[sid]
     if not np.isfinite(x).all():
         finite_list(x, f"signal {signal!r}")  # raises, naming how many are bad
     # Readings outside [low, high] count in the first or last bin. The edges are

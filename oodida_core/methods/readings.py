@@ -7,7 +7,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from oodida_core.methods.base import OnboardError, OnboardParams, PerSignal
-from oodida_core.protocol.signals import SIGNALS
+from oodida_core.protocol.signals import SIGNALS, canonical
 
 if TYPE_CHECKING:
     from oodida_core.methods.base import FloatArray
@@ -52,13 +52,13 @@ def positive_int(value: object, name: str, method: str) -> int:
 
 
 def scale(signal: str, method: str) -> float:
-    try:
-        return SIGNALS[signal].scale
-    except KeyError:
+    known = SIGNALS.get(canonical(signal) or "")
+    if known is None:
         raise OnboardError(
-            f"{method!r} needs a known signal range and scale, but {signal!r} is not one of "
-            f"{', '.join(SIGNALS)}"
-        ) from None
+            f"{method!r} needs a known signal range and scale, but {signal!r} is not one of the "
+            f"built-in signals {', '.join(SIGNALS)} (nor their VSS paths)"
+        )
+    return known.scale
 
 
 def reduction(

@@ -59,14 +59,14 @@ _VSS_FOLDED = {path.lower(): name for path, name in VSS_PATHS.items()}
 
 # A VSS path: the root branch ``Vehicle``, then 1-15 segments of letters, digits and
 # underscores, each starting with a letter (VSS names are UpperCamelCase; ``Row1`` has digits).
-VSS_PATTERN = r"^Vehicle(\.[A-Za-z][A-Za-z0-9_]{0,63}){1,15}$"
+VSS_PATTERN = r"Vehicle(?:\.[A-Za-z][A-Za-z0-9_]{0,63}){1,15}"  # unanchored: fullmatch it
 _VSS = re.compile(VSS_PATTERN)
 MAX_SIGNAL_NAME = 1024
 
 
 def is_vss_path(name: object) -> bool:
     """Whether ``name`` has the shape of a VSS path (whether or not the catalogue has it)."""
-    return isinstance(name, str) and len(name) <= MAX_SIGNAL_NAME and _VSS.match(name) is not None
+    return isinstance(name, str) and len(name) <= MAX_SIGNAL_NAME and _VSS.fullmatch(name) is not None
 
 
 def canonical(name: object) -> str | None:
@@ -82,7 +82,7 @@ def canonical(name: object) -> str | None:
         return folded
     if folded in _VSS_FOLDED:
         return _VSS_FOLDED[folded]
-    return name if _VSS.match(name) else None
+    return name if _VSS.fullmatch(name) else None
 
 
 def vss_path(signal: str) -> str:

@@ -265,11 +265,24 @@ class FoldedIterations(Wire):
     versions: dict[Annotated[str, Field(max_length=200)], int] = Field(default_factory=dict, max_length=64)
 
 
+class CatalogueEntry(Wire):
+    """One signal a vehicle delivers: its id, VSS path, unit, range and where it comes from."""
+
+    signal: Annotated[str, Field(min_length=1, max_length=1024)]
+    vss: Annotated[str, Field(min_length=1, max_length=1024)]
+    unit: Annotated[str, Field(max_length=64)]
+    low: float
+    high: float
+    origin: Annotated[str, Field(max_length=300)]  # "simulated", "csv:speed", "obd:RPM", "dbc:VehicleSpeed"
+
+
 class ClientInfo(Wire):
     """A client's entry in the live registry."""
 
     client_id: int = Field(ge=1)
     signals: tuple[str, ...]
+    source: Annotated[str, Field(max_length=300)] = ""  # "simulated", "csv", "mdf", "canlog", "obd", "can"
+    catalogue: tuple[CatalogueEntry, ...] = Field(default=(), max_length=1000)
     worker: str
     hostname: str
     pid: int

@@ -26,9 +26,10 @@ from oodida_core.methods.values import choice as choice
 from oodida_core.methods.values import did_you_mean as did_you_mean
 from oodida_core.methods.values import integer as _integer
 from oodida_core.methods.values import number as _number
-from oodida_core.protocol.signals import SIGNAL_NAMES
+from oodida_core.protocol.signals import SIGNAL_NAMES, canonical, spelt
 from oodida_core.protocol.text import shorten
 
+MAX_SIGNALS = 100
 DEPLOY_MODES = ("deploy_onboard", "deploy_offboard")
 MODES: tuple[str, ...] = ANALYTIC_MODES + DEPLOY_MODES
 
@@ -198,22 +199,34 @@ def _clients(value: object) -> str | int | tuple[int, ...]:
 
 
 def _signals(value: object) -> tuple[str, ...]:
+    """Built-in signals by short name (any case) or VSS path; any other signal by its VSS path
+    (``Vehicle.Branch.Leaf``), which only the vehicles' catalogues can confirm (the cloud checks
+    it against the live clients). Each is kept as named; two names of one signal are a repeat."""
     names = [value] if isinstance(value, str) else value
     if not isinstance(names, (list, tuple)) or not names:
         raise _bad("must be a signal name or a non-empty list of signal names")
-    if len(names) > 100:
-        raise _bad("must list at most 100 signals")
+    if len(names) > MAX_SIGNALS:
+        raise _bad(f"must list at most {MAX_SIGNALS} signals")
     problems: list[tuple[object, str]] = []
     found: list[str] = []
+    ids: list[str] = []
     for entry in names:
         if not isinstance(entry, str):
             problems.append((entry, "signal names must be strings"))
-        elif entry.lower() not in SIGNAL_NAMES:
-            hint = did_you_mean(entry, SIGNAL_NAMES) or f" (known: {', '.join(SIGNAL_NAMES)})"
-            problems.append((entry, f"unknown signal{hint}"))
+            continue
+        sid = canonical(entry)
+        if sid is None:
+            hint = did_you_mean(entry, SIGNAL_NAMES) or f" (built in: {', '.join(SIGNAL_NAMES)})"
+            problems.append(
+                (
+                    entry,
+                    f"unknown signal{hint}; any other signal is named by its VSS path, Vehicle.Branch.Leaf",
+                )
+            )
         else:
-            found.append(entry.lower())
-    repeated = sorted(s for s, n in Counter(found).items() if n > 1)
+            found.append(spelt(entry))
+            ids.append(sid)
+    repeated = sorted(n for n, k in Counter(ids).items() if k > 1)
     if repeated:
         problems.append((WHOLE, f"signals must be distinct; repeated: {', '.join(repeated)}"))
     if problems:

@@ -79,9 +79,10 @@ class AssignmentSpec(BaseModel):
     clients: Clients = Field(description=CLIENTS_HELP)
     signals: tuple[str, ...] = Field(
         min_length=1,
-        description="Signal names (a single name is accepted on input). In federated mode "
-        "the features come first and the last signal is the target.",
-        json_schema_extra={"items": {"type": "string", "enum": list(SIGNAL_NAMES)}},
+        description="Signal names: a built-in short name or its VSS path, or the VSS path of a "
+        "signal a vehicle's catalogue offers (a single name is accepted on input). In federated "
+        "mode the features come first and the last signal is the target.",
+        json_schema_extra={"items": {"type": "string", "examples": list(SIGNAL_NAMES)}},
     )
     onboard: str = Field(
         description="The on-board method run on each client ('mean' means 'average').",

@@ -28,7 +28,7 @@ from typing import Any
 
 from oodida_core.methods import registry
 from oodida_core.protocol.errors import SpecError
-from oodida_core.protocol.signals import SIGNAL_NAMES
+from oodida_core.protocol.signals import MAX_SIGNAL_NAME, SIGNAL_NAMES, SIGNALS, VSS_PATTERN
 from oodida_core.spec.fields import (
     ANALYTIC_KEYS,
     ANALYTIC_MODES,
@@ -36,6 +36,7 @@ from oodida_core.spec.fields import (
     DEPLOY_MODES,
     LISTING_1_1,
     MAX_CLIENT_ID,
+    MAX_SIGNALS,
     METHOD_ALIASES,
     OFFBOARD_METHODS,
     ONBOARD_METHODS,
@@ -149,13 +150,32 @@ def _clients() -> Schema:
     }
 
 
+def _signal_name() -> Schema:
+    """A built-in signal by short name or VSS path (any case), or any other VSS path."""
+    builtin = words([*SIGNAL_NAMES, *(SIGNALS[s].vss for s in SIGNAL_NAMES)])
+    other = {"type": "string", "maxLength": MAX_SIGNAL_NAME, "pattern": f"^(?:{VSS_PATTERN}){_END}"}
+    return {"anyOf": [builtin, other]}
+
+
 def _signals() -> Schema:
     name = {"$ref": "#/$defs/SignalName"}
     once = [
-        {"contains": words([s]), "minContains": 0, "maxContains": 1, "$comment": f"{s} at most once"}
+        {
+            "contains": words([s, SIGNALS[s].vss]),
+            "minContains": 0,
+            "maxContains": 1,
+            "$comment": f"{s} (or {SIGNALS[s].vss}) at most once",
+        }
         for s in SIGNAL_NAMES
     ]
-    listed = {"type": "array", "minItems": 1, "maxItems": len(SIGNAL_NAMES), "items": name, "allOf": once}
+    listed = {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": MAX_SIGNALS,
+        "uniqueItems": True,
+        "items": name,
+        "allOf": once,
+    }
     return {"anyOf": [name, listed]}
 
 
@@ -378,7 +398,7 @@ def _build() -> Schema:
             },
             "ClientId": _client_id(),
             "Clients": _clients(),
-            "SignalName": words(SIGNAL_NAMES),
+            "SignalName": _signal_name(),
             "Signals": _signals(),
             "Filename": _filename(),
         },

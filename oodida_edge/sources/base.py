@@ -20,9 +20,8 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
+from oodida_core.protocol.errors import OodidaError
 from oodida_core.protocol.signals import SIGNALS, vss_path
-
-from .simulated import SensorError
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -30,6 +29,7 @@ __all__ = [
     "Entry",
     "FloatArray",
     "MissingExtra",
+    "SensorError",
     "SignalUnavailable",
     "Source",
     "SourceError",
@@ -37,6 +37,10 @@ __all__ = [
     "check_request",
     "require",
 ]
+
+
+class SensorError(OodidaError, ValueError):
+    """A request for readings that a sensor source cannot serve (unknown signal, bad size)."""
 
 
 class SourceError(SensorError):

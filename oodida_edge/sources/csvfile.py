@@ -37,7 +37,7 @@ from __future__ import annotations
 import csv
 import math
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +46,7 @@ import numpy.typing as npt
 
 from oodida_core.protocol.signals import SIGNALS
 
-from .simulated import SensorError
+from .base import Entry, SourceError, builtin_entry
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -57,7 +57,7 @@ SHARED_NAME = "drive.csv"  # the file shared by the clients without one of their
 OFFSET_STRIDE = 997  # a prime: clients sharing a file start at rows (id * 997) % rows
 
 
-class ReplayError(SensorError):
+class ReplayError(SourceError):
     """A recorded drive that cannot be replayed: a bad file, or a signal it does not hold."""
 
 
@@ -269,6 +269,16 @@ class ReplaySensors:
         recording = load_recording(path)
         return recording, recording.offset(client_id) if shared else 0.0
 
+    kind = "csv"
+    live = False
+
+    def catalogue(self, client_id: int) -> tuple[Entry, ...]:
+        """What the client delivers: its recording's columns, in the registry's order."""
+        return tuple(builtin_entry(s, f"csv:{s}") for s in self.signals_for(client_id))
+
+    def close(self) -> None:
+        pass
+
     def signals_for(self, client_id: int) -> tuple[str, ...]:
         """The signals the client can offer: its recording's columns, in the registry's order."""
         held = set(self.recording(client_id)[0].signals)
@@ -288,6 +298,9 @@ class ReplaySensors:
         signals: Sequence[str],
         samples: int,
         frequency: int,
+        *,
+        deadline: float | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> dict[str, FloatArray]:
         if isinstance(signals, str):
             signals = [signals]

@@ -20,40 +20,24 @@ from __future__ import annotations
 import hashlib
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from oodida_core.protocol.errors import OodidaError
 from oodida_core.protocol.signals import SIGNALS
+
+from .base import Entry, SensorError, Source, builtin_entry
 
 FloatArray = npt.NDArray[np.float64]
 
 __all__ = ["SensorError", "SensorSource", "SimulatedSensors", "VehicleProfile", "vehicle_profile"]
 
 
-class SensorError(OodidaError, ValueError):
-    """A request for readings that a sensor source cannot serve (unknown signal, bad size)."""
-
-
-class SensorSource(Protocol):
-    """Something a client reads its sensor data from (a simulation, a CSV replay, a CAN bus)."""
-
-    def read(
-        self,
-        client_id: int,
-        assignment_id: str,
-        iteration: int,
-        signals: Sequence[str],
-        samples: int,
-        frequency: int,
-    ) -> dict[str, FloatArray]:
-        """`samples` float64 readings per requested signal, taken at `frequency` Hz."""
-        ...
+SensorSource = Source
+"""The protocol every source follows (oodida_edge/sources/base.py); kept under its old name."""
 
 
 # --------------------------------------------------------------------------------------------
@@ -444,6 +428,17 @@ class SimulatedSensors:
     iteration) and consistent across signals (one drive, several sensors)."""
 
     signals: tuple[str, ...] = _ORDER
+    kind = "simulated"
+    live = False
+
+    def check(self, client_ids: Iterable[int]) -> None:
+        pass
+
+    def catalogue(self, client_id: int) -> tuple[Entry, ...]:
+        return tuple(builtin_entry(s, "simulated") for s in _ORDER)
+
+    def close(self) -> None:
+        pass
 
     def read(
         self,
@@ -453,6 +448,9 @@ class SimulatedSensors:
         signals: Sequence[str],
         samples: int,
         frequency: int,
+        *,
+        deadline: float | None = None,
+        stop: Callable[[], bool] | None = None,
     ) -> dict[str, FloatArray]:
         if isinstance(signals, str):
             signals = [signals]
