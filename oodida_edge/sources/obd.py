@@ -1,0 +1,308 @@
+"""Live OBD-II through an ELM327 adapter, read with python-OBD (``pip install 'oodida[obd]'``).
+
+Each client has its own adapter: ``port`` is a device path (``/dev/ttyUSB0``, ``/dev/rfcomm0``)
+or a pyserial URL (``socket://127.0.0.1:35000`` for a Wi-Fi adapter); ``{client}`` in it is
+replaced by the client's id, so one edge process can serve several vehicles. The mapping file
+names, per signal, a python-OBD command (``SPEED``) or a mode-01 PID (``010D``); without one,
+the five built-in signals OBD-II has PIDs for are read.
+
+At start every adapter is connected once: a missing device, an adapter that does not answer
+and a car that does not answer each stop the edge with one sentence naming the port. The car's
+supported-PID bitmaps decide the catalogue: a mapped signal the car does not support is logged
+once and left out (the vehicle advertises only what it can deliver). Then one thread per
+adapter (live.DeviceThread) queries the supported commands round-robin, as python-OBD's own
+``Async`` loop does, timestamping each answer; an adapter that goes away is retried with
+backoff while reads fail with ``SignalUnavailable`` naming it.
+
+Only mode-01 commands (live data) and the adapter's own ``ELM_VOLTAGE`` can be mapped: other
+modes are not measurements, and mode 04 would clear the car's trouble codes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import re
+import threading
+import time
+from collections.abc import Mapping as MappingABC
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import ModuleType
+from typing import Any
+
+from .base import Entry, SourceError, require
+from .live import Device, LiveSource
+from .mapping import Mapping, MappingError, Rule, default_mapping
+
+__all__ = ["ObdDevice", "ObdSource", "obd_source", "resolve_command"]
+
+log = logging.getLogger("oodida.edge")
+
+MAX_MISSES = 10  # queries in a row without an answer before the adapter counts as gone
+# The ELM327's boot baud rates first (38400, 9600), then the faster ones it can be set to.
+BAUDS = (38400, 9600, 230400, 115200, 57600, 19200)
+_PID = re.compile(r"(?:0X)?01([0-9A-F]{2})")
+
+
+def _libraries() -> tuple[ModuleType, ModuleType]:
+    pint_log = logging.getLogger("pint.util")  # python-OBD redefines pint units at import
+    level = pint_log.level
+    pint_log.setLevel(logging.ERROR)
+    try:
+        obd, serial = require("obd", "obd", "serial")
+    finally:
+        pint_log.setLevel(level)
+    # python-OBD logs every unanswered query to stderr at WARNING; our own log says what matters.
+    if not log.isEnabledFor(logging.DEBUG):
+        logging.getLogger("obd").setLevel(logging.CRITICAL + 1)
+    return obd, serial
+
+
+def resolve_command(obd: ModuleType, rule: Rule) -> Any:
+    """The python-OBD command of a rule's ``obd`` name; an unknown one raises MappingError."""
+    name = rule.names["obd"]
+    key = name.strip().upper()
+    found = _PID.fullmatch(key)
+    command: Any = None
+    if found is not None and obd.commands.has_pid(1, int(found.group(1), 16)):
+        command = obd.commands[1][int(found.group(1), 16)]
+    elif obd.commands.has_name(key):
+        command = obd.commands[key]
+        if command.mode != 1 and key != "ELM_VOLTAGE":
+            raise MappingError(
+                f"{rule.where}: signal {rule.signal!r}: OBD command {name!r} is not live data "
+                f"(only mode-01 commands and ELM_VOLTAGE can be read)"
+            )
+    if command is None:
+        raise MappingError(
+            f"{rule.where}: signal {rule.signal!r}: {name!r} is not a python-OBD command "
+            f"(a name such as SPEED or a mode-01 PID such as 010D)"
+        )
+    return command
+
+
+def _magnitude(value: object) -> float | None:
+    """A response's number (a pint Quantity's magnitude, in python-OBD's unit), or None."""
+    number = getattr(value, "magnitude", value)
+    if isinstance(number, bool) or not isinstance(number, (int, float)):
+        return None
+    return float(number) if math.isfinite(number) else None
+
+
+@dataclass(frozen=True)
+class Watched:
+    """One signal a device reads: its rule (conversion) and python-OBD command."""
+
+    rule: Rule
+    command: Any
+
+
+class _Adapter:
+    """How to reach one adapter: probe it, then connect python-OBD to it."""
+
+    def __init__(self, obd: ModuleType, serial: ModuleType, port: str, timeout: float, protocol: str | None):
+        self.obd, self.serial = obd, serial
+        self.port, self.timeout, self.protocol = port, timeout, protocol
+        self.is_url = "://" in port
+        self.baud: int | None = None
+
+    def connect(self) -> Any:
+        """A python-OBD connection to the car; SourceError naming the port if there is none."""
+        if not self.is_url and not os.path.exists(self.port):
+            raise SourceError(f"OBD-II adapter {self.port}: no such device (is the adapter plugged in?)")
+        baud = self.baud or self._probe()
+        conn = self.obd.OBD(self.port, baudrate=baud, protocol=self.protocol, fast=True, timeout=0.1)
+        status = conn.status()
+        if status != self.obd.OBDStatus.CAR_CONNECTED:
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise SourceError(
+                f"OBD-II adapter {self.port} answers, but python-OBD could not reach the car "
+                f"(status {status!r}; is the ignition on?)"
+            )
+        self.baud = baud
+        if self.protocol is None:
+            self.protocol = conn.protocol_id() or None  # reconnecting skips the protocol search
+        return conn
+
+    def _probe(self) -> int:
+        """The baud rate at which the adapter answers a harmless ATI within ``timeout`` seconds
+        (python-OBD itself would wait 10 s per command for a silent adapter)."""
+        fixed = self.is_url or os.path.realpath(self.port).startswith("/dev/pts/")
+        bauds = BAUDS[:1] if fixed else BAUDS  # a pseudo-terminal or socket has no baud rate
+        each = self.timeout if fixed else max(0.2, self.timeout / len(bauds))
+        try:
+            port = self.serial.serial_for_url(self.port, baudrate=bauds[0], timeout=each, write_timeout=each)
+        except (self.serial.SerialException, OSError, ValueError) as exc:
+            raise SourceError(f"OBD-II adapter {self.port}: cannot open it: {exc}") from None
+        try:
+            for baud in bauds:
+                port.baudrate = baud
+                port.reset_input_buffer()
+                port.write(b"ATI\r")
+                port.flush()
+                if self._prompt(port, each):
+                    return baud
+        except (self.serial.SerialException, OSError) as exc:
+            raise SourceError(f"OBD-II adapter {self.port}: {exc}") from None
+        finally:
+            port.close()
+        raise SourceError(
+            f"OBD-II adapter {self.port} did not answer within {self.timeout:g} s "
+            f"(python-OBD status {self.obd.OBDStatus.NOT_CONNECTED!r})"
+        )
+
+    @staticmethod
+    def _prompt(port: Any, wait: float) -> bool:
+        deadline = time.monotonic() + wait
+        seen = bytearray()
+        while b">" not in seen:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            port.timeout = left
+            seen += port.read(port.in_waiting or 1)
+        return True
+
+
+class ObdDevice(Device):
+    """One client's adapter: queries its commands round-robin, one round a poll."""
+
+    def __init__(self, client: int, adapter: _Adapter, watched: Sequence[Watched], conn: Any = None) -> None:
+        self.name = f"OBD-II adapter {adapter.port} (client {client})"
+        self.adapter = adapter
+        self.watched = tuple(watched)
+        self._conn = conn  # the connection made at start, used by the first open()
+        self._misses = 0
+        self._lock = threading.Lock()
+
+    def open(self) -> None:
+        with self._lock:
+            if self._conn is None or not self._conn.is_connected():
+                self._close()
+                self._conn = self.adapter.connect()
+        self._misses = 0
+
+    def poll(self) -> list[tuple[str, float, float]]:
+        conn = self._conn
+        if conn is None:
+            raise SourceError("not connected")
+        not_connected = self.adapter.obd.OBDStatus.NOT_CONNECTED
+        readings: list[tuple[str, float, float]] = []
+        for w in self.watched:
+            response = conn.query(w.command, force=True)
+            at = time.time()
+            if conn.status() == not_connected:
+                raise SourceError(f"the adapter stopped answering: python-OBD reports {not_connected!r}")
+            value = _magnitude(response.value)
+            if value is None:
+                self._misses += 1
+                if self._misses >= MAX_MISSES:
+                    raise SourceError(
+                        f"the car did not answer {self._misses} queries in a row (last: {w.command.name})"
+                    )
+                continue
+            self._misses = 0
+            readings.append((w.rule.signal, at, w.rule.convert_one(value)))
+        return readings
+
+    def shut(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                conn.close()
+
+
+class ObdSource(LiveSource):
+    """LiveSource whose close() also releases connections of devices never started."""
+
+    def __init__(self, devices: dict[int, ObdDevice], catalogues: dict[int, tuple[Entry, ...]]) -> None:
+        super().__init__("obd", dict(devices), catalogues)
+        self.obd_devices = devices
+
+    def close(self) -> None:
+        super().close()
+        for device in self.obd_devices.values():
+            device.shut()
+
+
+def _supported(
+    obd: ModuleType, client: int, port: str, conn: Any, commands: dict[str, tuple[Rule, Any]], where: str
+) -> list[Watched]:
+    watched = []
+    for sid, (rule, command) in commands.items():
+        if not conn.supports(command):
+            log.warning(
+                "client %d: the car at %s does not support OBD command %s (%s) for signal %r; "
+                "it is left out of the client's catalogue",
+                client,
+                port,
+                command.name,
+                command.command.decode(),
+                sid,
+            )
+            continue
+        value = conn.query(command, force=True).value
+        if value is not None and _magnitude(value) is None:
+            raise MappingError(
+                f"{rule.where}: signal {sid!r}: OBD command {command.name} gives "
+                f"{type(value).__name__}, not a number"
+            )
+        watched.append(Watched(rule, command))
+    if not watched:
+        names = ", ".join(f"{sid} ({rule.names['obd']})" for sid, (rule, _) in commands.items())
+        raise SourceError(
+            f"the car at {port} (client {client}) supports none of the signals {where} maps: {names}"
+        )
+    return watched
+
+
+def obd_source(
+    port: str,
+    client_ids: Sequence[int],
+    mapping: Mapping | None = None,
+    *,
+    timeout: float = 5.0,
+    protocol: str | None = None,
+) -> ObdSource:
+    """One adapter per client (``{client}`` in ``port`` replaced by its id), each connected
+    once now; raises SourceError (MappingError, MissingExtra) for anything that cannot serve.
+    ``protocol`` is the ELM327 protocol number ("6": CAN 11-bit 500 kbit/s); without it the
+    adapter searches at the first connection (about 2 s longer) and reconnections reuse it."""
+    obd, serial = _libraries()
+    ids = list(client_ids)
+    if "{client}" not in port and len(ids) > 1:
+        raise SourceError(
+            f"OBD-II port {port} serves one client, not {len(ids)}: put {{client}} in it "
+            f"(for example /dev/rfcomm{{client}}) to give each client its own adapter"
+        )
+    mapping = mapping if mapping is not None else default_mapping()
+    rules: MappingABC[str, Rule] = mapping.for_kind("obd")
+    if not rules:
+        raise SourceError(f"{mapping.describe()} maps no signal to an OBD-II command (key obd)")
+    commands = {sid: (rule, resolve_command(obd, rule)) for sid, rule in rules.items()}
+    devices: dict[int, ObdDevice] = {}
+    catalogues: dict[int, tuple[Entry, ...]] = {}
+    try:
+        for cid in ids:
+            adapter = _Adapter(obd, serial, port.replace("{client}", str(cid)), timeout, protocol)
+            conn = adapter.connect()
+            try:
+                watched = _supported(obd, cid, adapter.port, conn, commands, mapping.describe())
+            except SourceError:
+                conn.close()
+                raise
+            devices[cid] = ObdDevice(cid, adapter, watched, conn)
+            catalogues[cid] = tuple(w.rule.entry("obd") for w in watched)
+    except BaseException:
+        for device in devices.values():
+            device.shut()
+        raise
+    return ObdSource(devices, catalogues)
