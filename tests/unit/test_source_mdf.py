@@ -14,8 +14,8 @@ import pytest
 from oodida_core.protocol.signals import SIGNAL_NAMES
 from oodida_edge.sources.base import SourceError
 from oodida_edge.sources.mapping import MappingError, load_mapping
-from oodida_edge.sources.mdf import load_mdf, mdf_source
-from oodida_edge.sources.recorded import OFFSET_STRIDE
+from oodida_edge.sources.mdf import _max_gap, load_mdf, mdf_source
+from oodida_edge.sources.recorded import OFFSET_STRIDE, max_gap_for
 from tests.fakes.mdffiles import Channel, channels_of, simulated_drive, write_mdf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -264,6 +264,18 @@ def test_a_channel_of_text_is_refused_naming_the_file_and_signal(tmp_path: Path)
     with pytest.raises(SourceError) as exc:
         load_mdf(path)
     assert one_line(exc) == f"{path}: signal 'speed' (mdf:speed): the channel holds |S4 values, not numbers"
+
+
+def test_the_gap_limit_is_the_one_every_recorded_format_uses() -> None:
+    rng = np.random.default_rng(5)
+    for times in (
+        np.zeros(1),
+        np.array([0.0, 0.5]),
+        np.cumsum(rng.exponential(0.05, 1001)),  # odd and even counts of steps
+        np.cumsum(rng.exponential(0.05, 1000)),
+        np.cumsum(rng.choice([0.01, 0.02, 3.0], 999)),
+    ):
+        assert _max_gap(times.copy()) == max_gap_for(times)
 
 
 # -- the extra ---------------------------------------------------------------------------------
