@@ -152,7 +152,7 @@ def _clients() -> Schema:
 
 def _signal_name() -> Schema:
     """A built-in signal by short name or VSS path (any case), or any other VSS path."""
-    builtin = words([*SIGNAL_NAMES, *(SIGNALS[s].vss for s in SIGNAL_NAMES)])
+    builtin = words([*SIGNAL_NAMES, *(SIGNALS[s].vss.lower() for s in SIGNAL_NAMES)])
     other = {"type": "string", "maxLength": MAX_SIGNAL_NAME, "pattern": f"^(?:{VSS_PATTERN}){_END}"}
     return {"anyOf": [builtin, other]}
 
@@ -161,7 +161,7 @@ def _signals() -> Schema:
     name = {"$ref": "#/$defs/SignalName"}
     once = [
         {
-            "contains": words([s, SIGNALS[s].vss]),
+            "contains": words([s, SIGNALS[s].vss.lower()]),
             "minContains": 0,
             "maxContains": 1,
             "$comment": f"{s} (or {SIGNALS[s].vss}) at most once",

@@ -112,7 +112,8 @@ class DeviceThread(threading.Thread):
         self.device = device
         self.buffer = buffer
         self.available = False
-        self.reason = "not connected yet"
+        self.reason = "not connected yet"  # the latest failure
+        self.cause = self.reason  # the failure that took the device down
         self.since = time.time()
         self.generation = 0  # counts the connections made
         self._stop_event = threading.Event()
@@ -148,8 +149,10 @@ class DeviceThread(threading.Thread):
         with self.buffer.cond:
             if self.available:
                 log.warning("%s %s; retrying", self.device.name, reason)
-            if self.available or self.reason != reason:
-                self.since = time.time()
+            if self.available:
+                self.since, self.cause = time.time(), reason
+            elif self.generation == 0:  # never connected: the latest failure is the cause
+                self.cause = reason
             self.available, self.reason = False, reason
             self.buffer.cond.notify_all()
 
@@ -158,7 +161,8 @@ class DeviceThread(threading.Thread):
 
     def status(self) -> str:
         when = time.strftime("%H:%M:%S", time.localtime(self.since))
-        return f"{self.device.name} is unavailable since {when} ({self.reason}); it is being retried"
+        latest = f"; then {self.reason}" if self.reason != self.cause else ""
+        return f"{self.device.name} is unavailable since {when} ({self.cause}{latest}); it is being retried"
 
 
 def _why(exc: BaseException) -> str:
