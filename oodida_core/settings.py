@@ -19,8 +19,8 @@ from oodida_core.protocol.errors import BadArgument
 ENV_PREFIX = "OODIDA_"
 
 # Read by single processes outside ``Settings``: the workers' log level, the edge's Celery
-# pool and signal source (oodida_edge/_worker.py), the custom-code policy (oodida_core/customcode/check.py) and its
-# jail (oodida_core/customcode/jail/layers.py).
+# pool and signal source (oodida_edge/_worker.py), the custom-code policy
+# (oodida_core/customcode/check.py) and its jail (oodida_core/customcode/jail/layers.py).
 PROCESS_ENV_VARS = (
     "OODIDA_LOGLEVEL",
     "OODIDA_EDGE_POOL",

@@ -5,12 +5,12 @@ from __future__ import annotations
 import jsonschema
 import pytest
 
+from oodida_cloud.planning import check_signals
 from oodida_core.protocol.errors import SpecError
 from oodida_core.protocol.signals import SIGNALS, canonical, is_vss_path, spelt, vss_path
 from oodida_core.protocol.wire import ClientInfo
 from oodida_core.spec.model import LISTING_1_1, validate_spec
 from oodida_core.spec.schema import spec_json_schema
-from oodida_cloud.planning import check_signals
 
 THE_SIX = {
     "speed": "Vehicle.Speed",

@@ -96,7 +96,7 @@ def test_each_mistake_gives_one_error_naming_the_file_line_and_signal(
 
 
 def test_a_missing_or_unknown_kind_of_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(MappingError, match="cannot read the mapping file .*nothing.yaml"):
+    with pytest.raises(MappingError, match=r"cannot read the mapping file .*nothing.yaml"):
         load_mapping(tmp_path / "nothing.yaml")
     with pytest.raises(MappingError, match=r"mapping.toml: a mapping file is \.yaml, \.yml or \.json"):
         load_mapping(write(tmp_path, "x", "mapping.toml"))

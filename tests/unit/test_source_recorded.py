@@ -37,7 +37,8 @@ def test_a_clean_series_passes() -> None:
         (
             [0.0, 0.2, 0.1],
             [1.0] * 3,
-            "frame 3: signal 'speed' (test:speed): time 0.100000 s is not after the previous reading's 0.200000 s (frame 2)",
+            "frame 3: signal 'speed' (test:speed): time 0.100000 s is not after the previous "
+            "reading's 0.200000 s (frame 2)",
         ),
         (
             [0.0, 0.1, 0.2, 9.0, 9.1],
@@ -67,7 +68,7 @@ def test_each_defect_is_one_error_naming_the_file_where_and_the_signal(
 
 def test_a_short_pause_is_no_gap_and_the_gap_limit_can_be_given() -> None:
     check([0.0, 0.1, 0.2, 1.9, 2.0], [1.0] * 5)  # 1.7 s < the 2 s floor
-    with pytest.raises(SourceError, match="a gap of 0.500 s"):
+    with pytest.raises(SourceError, match=r"a gap of 0.500 s"):
         check_series(Path("d"), SPEED, np.array([0.0, 0.1, 0.6]), np.ones(3), where, max_gap=0.3)
 
 
@@ -106,15 +107,15 @@ def test_replay_reads_each_client_from_its_offset_and_continues_each_iteration(t
     assert np.allclose(np.concatenate([a, b]), (offset + np.arange(8) / 2) % 100.0)
     assert np.allclose(src.read(3, "x", 0, ["rpm"], 3, 1)["rpm"], [1000.0, 1001.0, 1002.0])
     assert [e.signal for e in src.catalogue(2)] == ["speed", "rpm"]
-    with pytest.raises(SourceError, match="has no 'fuel_rate'; it has speed, rpm"):
+    with pytest.raises(SourceError, match=r"has no 'fuel_rate'; it has speed, rpm"):
         src.read(1, "x", 0, ["fuel_rate"], 2, 2)
 
 
 def test_a_client_without_a_file_is_refused_naming_the_files_looked_for(tmp_path: Path) -> None:
     src = RecordedSource(tmp_path, "test", [".a", ".b"], drive_of)
     with pytest.raises(
-        SourceError, match="client 4 has no recorded drive in .*: neither 4.a nor 4.b nor drive.a nor drive.b"
+        SourceError, match=r"client 4 has no recorded drive in .*: neither 4.a nor 4.b nor drive.a nor drive.b"
     ):
         src.check([4])
-    with pytest.raises(SourceError, match="no recorded drive at .*missing"):
+    with pytest.raises(SourceError, match=r"no recorded drive at .*missing"):
         RecordedSource(tmp_path / "missing", "test", [".a"], drive_of)

@@ -58,11 +58,11 @@ def test_a_malformed_source_says_what_is_accepted(text: str, expected: str) -> N
 
 
 def test_options_that_do_not_fit_the_kind_are_refused(tmp_path: Path) -> None:
-    with pytest.raises(SourceError, match="needs --dbc FILE"):
+    with pytest.raises(SourceError, match=r"needs --dbc FILE"):
         build_source(parse_source("canlog:x.log"), [1])
-    with pytest.raises(SourceError, match="--dbc applies to CAN sources"):
+    with pytest.raises(SourceError, match=r"--dbc applies to CAN sources"):
         build_source(parse_source("sim"), [1], dbc=tmp_path / "x.dbc")
-    with pytest.raises(SourceError, match="--mapping applies to mdf, canlog, obd, can sources, not csv"):
+    with pytest.raises(SourceError, match=r"--mapping applies to mdf, canlog, obd, can sources, not csv"):
         build_source(parse_source("csv:x.csv"), [1], mapping=tmp_path / "m.yaml")
 
 
@@ -78,7 +78,7 @@ def test_the_simulator_delivers_the_six_and_a_bad_csv_drive_is_refused_at_build(
     ]
     bad = tmp_path / "drive.csv"
     bad.write_text("timestamp,speed\n0,1\n1,ten\n")
-    with pytest.raises(SourceError, match="drive.csv line 3, column 'speed'"):
+    with pytest.raises(SourceError, match=r"drive.csv line 3, column 'speed'"):
         build_source(parse_source(f"csv:{bad}"), [1])
 
 
