@@ -177,7 +177,8 @@ def _catalogues(clients: list[ClientInfo]) -> int:
         groups.setdefault(key, []).append(c.client_id)
     for (source, _), ids in groups.items():
         c = next(x for x in clients if x.client_id == ids[0])
-        print(printable(f"\nclient(s) {format_ranges(ids)}: source {source or 'unknown'}"))
+        print()
+        print(printable(f"client(s) {format_ranges(ids)}: source {source or 'unknown'}"))
         if not c.catalogue:
             print(printable(f"  signals {','.join(c.signals)} (no catalogue: an older vehicle)"))
             continue
