@@ -1,7 +1,8 @@
 """Live OBD-II readings per second: our obd source (ObdDevice in a DeviceThread filling the
 LiveSource buffer) against python-OBD's own ``obd.Async`` loop, on the same fake ELM327
 adapter (tests/fakes/elm327.py, on a pseudo-terminal), watching the same five commands,
-measured one after the other in the same run. It prints a table; it is not a timed test.
+measured in turn in the same run (three rounds each, the median kept). It prints a
+table; it is not a timed test.
 
     .venv/bin/python benchmarks/bench_data_obd.py [--seconds 5]
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import statistics
 import sys
 import tempfile
 import threading
@@ -30,6 +32,7 @@ from oodida_edge.sources.obd import obd_source  # noqa: E402
 from tests.fakes.elm327 import FakeDrive, FakeElm327  # noqa: E402
 
 COMMANDS = ("SPEED", "RPM", "COOLANT_TEMP", "FUEL_RATE", "CONTROL_MODULE_VOLTAGE")
+ROUNDS = 3  # each measured ROUNDS times for seconds / ROUNDS, the median kept
 DRIVE = {"speed": 50.0, "rpm": 2000.0, "engine_temp": 88.0, "fuel_rate": 3.45, "battery_voltage": 13.8}
 
 
@@ -85,10 +88,13 @@ def run(seconds: float = 5.0) -> list[tuple[str, float, float, float]]:
     with tempfile.TemporaryDirectory(prefix="bench-obd-") as tmp:
         for latency in (0.0, 0.005):
             drive = FakeDrive.constant(**DRIVE)
+            runs: dict[str, list[float]] = {"ours": [], "eager": [], "default": []}
             with FakeElm327(drive, link=Path(tmp) / "obd", latency=latency) as fake:
-                mine = ours(fake.path, seconds)
-                eager = async_loop(fake.path, seconds, 0.0)
-                default = async_loop(fake.path, seconds, None)
+                for _ in range(ROUNDS):  # interleaved, so that all see the same machine
+                    runs["ours"].append(ours(fake.path, seconds / ROUNDS))
+                    runs["eager"].append(async_loop(fake.path, seconds / ROUNDS, 0.0))
+                    runs["default"].append(async_loop(fake.path, seconds / ROUNDS, None))
+            mine, eager, default = (statistics.median(runs[k]) for k in ("ours", "eager", "default"))
             car = f"car answers in {latency * 1e3:.0f} ms"
             rows.append((f"{car}, vs Async(delay_cmds=0)", mine, eager, mine / eager))
             rows.append((f"{car}, vs Async() (0.25 s a round)", mine, default, mine / default))
