@@ -69,11 +69,16 @@ def pool_for(realtime: bool) -> str:
     return "threads" if realtime else EDGE_POOL
 
 
+REALTIME_THREADS = 8  # at least this many readings at once: a live vehicle serves several assignments
+
+
 def edge_concurrency(n_clients: int, requested: int = 0, pool: str = EDGE_POOL) -> int:
-    """Tasks one edge process runs at once: solo runs one; threads one per client, up to 16."""
+    """Tasks one edge process runs at once: solo runs one; threads (real-time and live clients,
+    whose tasks mostly wait for readings) one per client, at least 8 so that one vehicle reads
+    for several assignments at once, up to 16 (or ``--concurrency``)."""
     if pool in ("solo", "celery-solo"):
         return 1
-    return requested or min(n_clients, 16)
+    return requested or min(max(n_clients, REALTIME_THREADS), 16)
 
 
 def lanes_for(pool: str, threads: int, n_clients: int, max_assignments: int = 10) -> tuple[str, int]:
@@ -285,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--concurrency",
         type=int,
         default=0,
-        help="threads per process with --realtime (default: its clients, max 16)",
+        help="threads per process with --realtime or a live source (default: its clients, at least "
+        f"{REALTIME_THREADS}, at most 16)",
     )
     parser.add_argument("--realtime", action="store_true", help="take samples/frequency seconds per task")
     where = parser.add_mutually_exclusive_group()

@@ -20,6 +20,7 @@ from oodida_ops import fleet
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "docker" / "compose.yaml"
+VEHICLE_DATA_FILE = REPO / "docker" / "vehicle-data.yaml"  # vehicle-3 reads OODIDA_VEHICLE_DATA
 ENGINE_DIR = REPO / ".oodida" / "docker"  # the tests' and benchmark's engine: images kept between runs
 PROJECT_LABEL = "com.docker.compose.project"
 
@@ -103,7 +104,9 @@ def env_file(path: Path) -> dict[str, str]:
 
 @dataclass
 class DockerFleet:
-    """One fleet: its secrets directory (``fleet.init``), its compose project name, the engine."""
+    """One fleet: its secrets directory (``fleet.init``), its compose project name, the engine;
+    ``overrides``: compose files added after docker/compose.yaml (``-f``), e.g.
+    ``VEHICLE_DATA_FILE``; ``variables``: compose variables for them (``OODIDA_VEHICLE_DATA``)."""
 
     directory: Path
     project: str
@@ -112,6 +115,8 @@ class DockerFleet:
     redis_base_image: str = "oodida-redis-base:bookworm"
     flower_port: int = 5555
     compose_cmd: list[str] = field(default_factory=list)
+    overrides: tuple[Path, ...] = ()
+    variables: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not self.compose_cmd:
@@ -132,6 +137,7 @@ class DockerFleet:
             "OODIDA_REDIS_BASE_IMAGE": self.redis_base_image,
             "OODIDA_FLOWER_PORT": str(self.flower_port),
         }
+        env.update(self.variables)
         if self.docker_host:
             env["DOCKER_HOST"] = self.docker_host
         return env
@@ -154,7 +160,9 @@ class DockerFleet:
     def compose(
         self, *args: str, timeout: float = 120.0, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
-        base = [*self.compose_cmd, "--env-file", str(self.directory / "compose.env"), "-f", str(COMPOSE_FILE)]
+        base = [*self.compose_cmd, "--env-file", str(self.directory / "compose.env")]
+        for file in (COMPOSE_FILE, *self.overrides):
+            base += ["-f", str(file)]
         return self.run([*base, *args], timeout=timeout, check=check)
 
     def docker(

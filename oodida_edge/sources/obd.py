@@ -29,6 +29,7 @@ import threading
 import time
 from collections.abc import Mapping as MappingABC
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
@@ -288,21 +289,25 @@ def obd_source(
     if not rules:
         raise SourceError(f"{mapping.describe()} maps no signal to an OBD-II command (key obd)")
     commands = {sid: (rule, resolve_command(obd, rule)) for sid, rule in rules.items()}
-    devices: dict[int, ObdDevice] = {}
-    catalogues: dict[int, tuple[Entry, ...]] = {}
-    try:
-        for cid in ids:
-            adapter = _Adapter(obd, serial, port.replace("{client}", str(cid)), timeout, protocol)
-            conn = adapter.connect()
-            try:
-                watched = _supported(obd, cid, adapter.port, conn, commands, mapping.describe())
-            except SourceError:
-                conn.close()
-                raise
-            devices[cid] = ObdDevice(cid, adapter, watched, conn)
-            catalogues[cid] = tuple(w.rule.entry("obd") for w in watched)
-    except BaseException:
+
+    def connect(cid: int) -> ObdDevice:
+        adapter = _Adapter(obd, serial, port.replace("{client}", str(cid)), timeout, protocol)
+        conn = adapter.connect()
+        try:
+            watched = _supported(obd, cid, adapter.port, conn, commands, mapping.describe())
+        except BaseException:
+            conn.close()
+            raise
+        return ObdDevice(cid, adapter, watched, conn)
+
+    # The adapters connect side by side (python-OBD takes a second or more each).
+    with ThreadPoolExecutor(max_workers=min(len(ids), 16) or 1, thread_name_prefix="obd-connect") as pool:
+        futures = {cid: pool.submit(connect, cid) for cid in dict.fromkeys(ids)}
+    devices = {cid: f.result() for cid, f in futures.items() if f.exception() is None}
+    failed = [exc for f in futures.values() if (exc := f.exception()) is not None]
+    if failed:
         for device in devices.values():
             device.shut()
-        raise
+        raise failed[0]  # the first client's error, in the order given
+    catalogues = {cid: tuple(w.rule.entry("obd") for w in d.watched) for cid, d in devices.items()}
     return ObdSource(devices, catalogues)
