@@ -12,7 +12,9 @@ cantools' ``Message.decode``), converted by the mapping's rule and validated by
 ``check_series``. Errors name the file, the frame (its number in the log, from 1; for text
 logs also its line, looked up only when an error is reported) and the signal: a timestamp
 not after the previous frame of its message, a gap, a reading out of range, a frame shorter
-than its DBC message, a log python-can cannot read.
+than its DBC message, a log python-can cannot read. Frames of every channel in a log are
+decoded alike (one DBC describes one bus: record or split one bus per log); remote and error
+frames are skipped.
 """
 
 from __future__ import annotations
@@ -90,9 +92,17 @@ class _Lines:
         return getattr(self.file, name)
 
 
-@functools.lru_cache(maxsize=64)
 def _line_of(path: Path, suffix: str, frame: int) -> int | None:
     """The line of a text log holding its ``frame``-th frame (read again: errors only)."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return _line_in(path, (st.st_mtime_ns, st.st_size), suffix, frame)
+
+
+@functools.lru_cache(maxsize=64)
+def _line_in(path: Path, stamp: tuple[int, int], suffix: str, frame: int) -> int | None:
     if suffix not in TEXT:
         return None
     try:
