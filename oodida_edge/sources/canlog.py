@@ -159,6 +159,8 @@ def load_canlog(path: Path, bound: dict[int, list[Bound]]) -> Drive:
     """The drive a CAN log records: the mapped signals, decoded, converted and validated."""
     suffix = _suffix(path)
     frames, times, data = _collect(path, suffix, set(bound))
+    # Times from the first mapped frame (errors then read alike for absolute and relative logs).
+    origin = min((t[0] for t in times.values() if t), default=0.0)
     series: dict[str, Series] = {}
     entries: list[Entry] = []
     for fid, rules in bound.items():
@@ -184,6 +186,7 @@ def load_canlog(path: Path, bound: dict[int, list[Bound]]) -> Drive:
         matrix = np.frombuffer(joined, dtype=np.uint8).reshape(-1, length)
         decoded = FrameDecoder(message, [b.signal for b in rules]).decode(matrix)
         stamps = np.array(times[fid], dtype=np.float64)
+        stamps -= origin
         for b in rules:
             entry = b.rule.entry("dbc")
             values = b.rule.convert(decoded[b.signal.name])
