@@ -42,6 +42,7 @@ from .install import Installer
 from .pool import EdgePool
 from .runner import OnboardRunner
 from .sources.base import Source, SourceError
+from .sources.live import LiveSource
 from .sources.select import SourceSpec, build_source, parse_source
 from .tasks import register_edge_tasks
 
@@ -139,6 +140,8 @@ def serve(
     """Run one Celery worker process for the clients ``ids``, reading ``sensors`` (checked);
     returns when it shut down. Each client registers the catalogue its source delivers."""
     catalogues = {c: sensors.catalogue(c) for c in ids}
+    if isinstance(sensors, LiveSource):
+        sensors.start()  # the devices connect while the worker starts, not at the first task
     app = make_celery_app(settings, "oodida-edge", edge=True)
     client = redis.Redis.from_url(settings.redis_url, health_check_interval=30)
     # What the edge only reads (code, assignment state) may come through a read-only ACL user.

@@ -39,6 +39,7 @@ BACKOFF_MAX = 5.0
 KEEP = 120.0  # seconds of readings a buffer keeps
 STALL_FLOOR = 3.0  # a signal with no reading for this long (or 20 of its intervals) has stalled
 CHECK_EVERY = 1.0  # seconds between two calls of a read's stop()
+FIRST_CONNECT = 15.0  # seconds a read waits for a device's first connection after the start
 
 
 class Stopped(SourceError):
@@ -116,6 +117,7 @@ class DeviceThread(threading.Thread):
         self.cause = self.reason  # the failure that took the device down
         self.since = time.time()
         self.generation = 0  # counts the connections made
+        self.attempts = 0  # counts the connections tried
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -124,6 +126,7 @@ class DeviceThread(threading.Thread):
             try:
                 self.device.open()
             except Exception as exc:
+                self.attempts += 1
                 self._down(f"cannot connect: {_why(exc)}")
                 self._stop_event.wait(delay)
                 delay = min(delay * 2, BACKOFF_MAX)
@@ -132,6 +135,7 @@ class DeviceThread(threading.Thread):
             with self.buffer.cond:
                 self.available, self.reason, self.since = True, "", time.time()
                 self.generation += 1
+                self.attempts += 1
                 self.buffer.cond.notify_all()
             log.info("%s connected", self.device.name)
             try:
@@ -229,11 +233,23 @@ class LiveSource:
             return {s: np.zeros(0) for s in signals}
         thread = self.threads[client_id]
         buffer = self.buffers[client_id]
+        self._first_connection(thread, buffer, deadline)
         t0 = time.time()
         t_end = t0 + (samples - 1) / frequency
         self._wait(thread, buffer, signals, t0, t_end, deadline, stop)
         at = t0 + np.arange(samples, dtype=np.float64) / frequency
         return {s: self._resample(client_id, buffer, entries[s], t0, t_end, at) for s in signals}
+
+    @staticmethod
+    def _first_connection(thread: DeviceThread, buffer: Buffer, deadline: float | None) -> None:
+        """Right after the edge started, wait (at most FIRST_CONNECT seconds, and not past the
+        deadline) until the device's first connection succeeded or failed."""
+        limit = time.monotonic() + FIRST_CONNECT
+        with buffer.cond:
+            while thread.attempts == 0 and time.monotonic() < limit:
+                if deadline is not None and time.time() > deadline:
+                    return
+                buffer.cond.wait(0.1)
 
     def _wait(
         self,

@@ -161,3 +161,16 @@ def test_a_buffer_keeps_a_window_and_ignores_readings_out_of_order() -> None:
     times, values = buf.window("s", 95.5, 97.5)
     assert times.tolist() == [95.0, 96.0, 97.0, 98.0] and values.tolist() == times.tolist()
     assert buf.tracks["s"].times[0] >= 99 - 15  # older readings were let go
+
+
+def test_a_read_right_after_the_start_waits_for_the_first_connection() -> None:
+    class Slow(Ramp):
+        def open(self) -> None:
+            time.sleep(0.5)
+            super().open()
+
+    src = source_of(Slow())
+    try:
+        assert src.read(1, "a", 0, ["speed"], 3, 10)["speed"].shape == (3,)
+    finally:
+        src.close()
