@@ -1,6 +1,6 @@
-"""CAN logs for tests: a recorded drive encoded into frames with the tests' DBC
-(tests/data/vehicle.dbc), written with python-can's writers in every format it reads, and
-broken variants (a gap, a timestamp going back, a frame too short, a DBC that does not parse).
+"""CAN logs for tests: a recorded drive encoded into frames with the project's example DBC
+(examples/vehicle-data/vehicle.dbc), written with python-can's writers in every format it
+reads, and broken variants (a gap, a timestamp going back, a frame too short, a DBC that does not parse).
 
 ``drive_frames`` gives the frames and, decoded back from the very same frames with cantools
 frame by frame, the ``truth``: per signal id, the frame times and the physical values a
@@ -29,7 +29,7 @@ from oodida_edge.sources.simulated import SimulatedSensors
 
 FloatArray = npt.NDArray[np.float64]
 
-DBC = Path(__file__).resolve().parents[1] / "data" / "vehicle.dbc"
+DBC = Path(__file__).resolve().parents[2] / "examples" / "vehicle-data" / "vehicle.dbc"
 AMBIENT = "Vehicle.Exterior.AirTemperature"
 START = 1_765_000_000.0  # unix time of a drive's first frame
 SUFFIXES = (".log", ".asc", ".blf", ".trc", ".mf4")

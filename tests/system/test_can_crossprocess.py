@@ -26,7 +26,7 @@ pytestmark = [
 ]
 
 PLAYER = Path(__file__).resolve().parents[1] / "fakes" / "canlogs.py"
-DBC = Path(__file__).resolve().parents[1] / "data" / "vehicle.dbc"
+DBC = Path(__file__).resolve().parents[2] / "examples" / "vehicle-data" / "vehicle.dbc"
 MAX_LAG = 1.0  # seconds from a frame's send to its reading, at most (even on a loaded machine)
 
 

@@ -117,3 +117,40 @@ def test_recorded_averages_match_numpy_on_the_recordings(o: Oodida, fleet: tuple
 def test_a_signal_only_some_vehicles_deliver_is_refused_naming_the_others(o: Oodida) -> None:
     with pytest.raises(SpecError, match=rf"'{AMBIENT}' is not offered by clients 3"):
         o.submit({**LISTING_1_1, "clients": [1, 3], "signals": [AMBIENT]}).wait(timeout=30)
+
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "vehicle-data"
+
+
+def test_the_example_data_loads_through_both_recorded_sources(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    made = subprocess.run(
+        [sys.executable, str(EXAMPLE / "make_data.py"), str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    for source in (
+        ["--source", f"canlog:{tmp_path / 'drive.blf'}", "--dbc", str(EXAMPLE / "vehicle.dbc")],
+        ["--source", f"mdf:{tmp_path / 'drive.mf4'}"],
+    ):
+        checked = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "oodida_edge",
+                "--clients",
+                "1-3",
+                *source,
+                "--mapping",
+                str(EXAMPLE / "mapping.yaml"),
+                "--check",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert checked.returncode == 0 and checked.stdout.strip().endswith("ok"), checked.stderr
