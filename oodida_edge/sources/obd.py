@@ -25,7 +25,6 @@ import logging
 import math
 import os
 import re
-import threading
 import time
 from collections.abc import Mapping as MappingABC
 from collections.abc import Sequence
@@ -43,6 +42,10 @@ __all__ = ["ObdDevice", "ObdSource", "obd_source", "resolve_command"]
 log = logging.getLogger("oodida.edge")
 
 MAX_MISSES = 10  # queries in a row without an answer before the adapter counts as gone
+# python-OBD waits 10 s for each byte and retries a silent read ten times (~100 s a query); once
+# connected, a byte may take this long (an ELM327 answers, NO DATA at worst, within its ~0.2 s
+# CAN timeout), which bounds a query to a silent adapter to ~12 s.
+BYTE_TIMEOUT = 1.0
 # The ELM327's boot baud rates first (38400, 9600), then the faster ones it can be set to.
 BAUDS = (38400, 9600, 230400, 115200, 57600, 19200)
 _PID = re.compile(r"(?:0X)?01([0-9A-F]{2})")
@@ -114,7 +117,7 @@ class _Adapter:
         """A python-OBD connection to the car; SourceError naming the port if there is none."""
         if not self.is_url and not os.path.exists(self.port):
             raise SourceError(f"OBD-II adapter {self.port}: no such device (is the adapter plugged in?)")
-        baud = self.baud or self._probe()
+        baud = self._probe()  # every time: python-OBD would wait minutes on a silent adapter
         conn = self.obd.OBD(self.port, baudrate=baud, protocol=self.protocol, fast=True, timeout=0.1)
         status = conn.status()
         if status != self.obd.OBDStatus.CAR_CONNECTED:
@@ -125,6 +128,7 @@ class _Adapter:
                 f"(status {status!r}; is the ignition on?)"
             )
         self.baud = baud
+        _byte_timeout(conn, min(BYTE_TIMEOUT, self.timeout))
         if self.protocol is None:
             self.protocol = conn.protocol_id() or None  # reconnecting skips the protocol search
         return conn
@@ -133,8 +137,9 @@ class _Adapter:
         """The baud rate at which the adapter answers a harmless ATI within ``timeout`` seconds
         (python-OBD itself would wait 10 s per command for a silent adapter)."""
         fixed = self.is_url or os.path.realpath(self.port).startswith("/dev/pts/")
-        bauds = BAUDS[:1] if fixed else BAUDS  # a pseudo-terminal or socket has no baud rate
-        each = self.timeout if fixed else max(0.2, self.timeout / len(bauds))
+        known = (self.baud,) if self.baud else ()
+        bauds = BAUDS[:1] if fixed else (*known, *(b for b in BAUDS if b != self.baud))
+        each = self.timeout if fixed else max(0.2, self.timeout / len(bauds))  # no baud rate: one try
         try:
             port = self.serial.serial_for_url(self.port, baudrate=bauds[0], timeout=each, write_timeout=each)
         except (self.serial.SerialException, OSError, ValueError) as exc:
@@ -169,6 +174,14 @@ class _Adapter:
         return True
 
 
+def _byte_timeout(conn: Any, seconds: float) -> None:
+    """Shorten python-OBD's hard-coded 10 s read timeout on a connected adapter's port (it has
+    no option for it; left alone if its ELM327 object ever keeps the port elsewhere)."""
+    port = getattr(conn.interface, "_ELM327__port", None)
+    if port is not None and hasattr(port, "timeout"):
+        port.timeout = seconds
+
+
 class ObdDevice(Device):
     """One client's adapter: queries its commands round-robin, one round a poll."""
 
@@ -178,14 +191,14 @@ class ObdDevice(Device):
         self.watched = tuple(watched)
         self._conn = conn  # the connection made at start, used by the first open()
         self._misses = 0
-        self._lock = threading.Lock()
+        self._answered = time.monotonic()
 
     def open(self) -> None:
-        with self._lock:
-            if self._conn is None or not self._conn.is_connected():
-                self._close()
-                self._conn = self.adapter.connect()
+        if self._conn is None or not self._conn.is_connected():
+            self._close()
+            self._conn = self.adapter.connect()
         self._misses = 0
+        self._answered = time.monotonic()
 
     def poll(self) -> list[tuple[str, float, float]]:
         conn = self._conn
@@ -201,18 +214,20 @@ class ObdDevice(Device):
             value = _magnitude(response.value)
             if value is None:
                 self._misses += 1
-                if self._misses >= MAX_MISSES:
+                quiet = time.monotonic() - self._answered
+                if self._misses >= MAX_MISSES or quiet > self.adapter.timeout:
                     raise SourceError(
-                        f"the car did not answer {self._misses} queries in a row (last: {w.command.name})"
+                        f"no answer for {quiet:.1f} s ({self._misses} queries in a row, "
+                        f"the last {w.command.name})"
                     )
                 continue
             self._misses = 0
+            self._answered = time.monotonic()
             readings.append((w.rule.signal, at, w.rule.convert_one(value)))
         return readings
 
     def shut(self) -> None:
-        with self._lock:
-            self._close()
+        self._close()
 
     def _close(self) -> None:
         conn, self._conn = self._conn, None
@@ -229,9 +244,11 @@ class ObdSource(LiveSource):
         self.obd_devices = devices
 
     def close(self) -> None:
-        super().close()
+        for thread in self.threads.values():
+            thread.stop()
         for device in self.obd_devices.values():
-            device.shut()
+            device.shut()  # closing the port ends a query blocked on a silent adapter
+        super().close()
 
 
 def _supported(

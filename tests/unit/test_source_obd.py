@@ -227,3 +227,31 @@ def test_without_python_obd_the_source_names_the_extra_to_install() -> None:
         "oodida_edge.sources.base.MissingExtra: this source needs the Python package 'obd'"
     )
     assert last.endswith("install it with: pip install 'oodida[obd]'")
+
+
+@pytest.mark.slow
+def test_an_adapter_that_falls_silent_fails_reads_and_is_reconnected_once_it_answers(
+    adapter: FakeElm327,
+) -> None:
+    src = obd_source(adapter.path, [1], None, timeout=0.5, protocol="6")
+    try:
+        src.read(1, "a", 0, ["speed"], 2, 10)
+        adapter.silent = True  # powered, but it no longer answers (a hung Wi-Fi adapter)
+        began = time.monotonic()
+        with pytest.raises(SignalUnavailable, match=r"no reading of 'speed' for 3\.\d s"):
+            src.read(1, "a", 1, ["speed"], 50, 10)
+        thread = src.threads[1]
+        # python-OBD retries a silent read ten times, each waiting 0.5 s here for a byte: ~7 s.
+        while thread.available or "did not answer within 0.5 s" not in thread.reason:
+            assert time.monotonic() - began < 30, thread.reason
+            time.sleep(0.2)
+        with pytest.raises(SignalUnavailable, match=r"cannot connect: OBD-II adapter .* did not answer"):
+            src.read(1, "a", 2, ["speed"], 2, 10)
+        adapter.silent = False
+        deadline = time.monotonic() + 15.0
+        while not thread.available:
+            assert time.monotonic() < deadline, thread.reason
+            time.sleep(0.2)
+        assert src.read(1, "a", 3, ["rpm"], 3, 10)["rpm"].tolist() == [CONSTANT["rpm"]] * 3
+    finally:
+        src.close()
