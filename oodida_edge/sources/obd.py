@@ -158,7 +158,7 @@ class _Adapter:
             port.close()
         raise SourceError(
             f"OBD-II adapter {self.port} did not answer within {self.timeout:g} s "
-            f"(python-OBD status {self.obd.OBDStatus.NOT_CONNECTED!r})"
+            f"(no prompt after ATI: is it powered, and is this its port?)"
         )
 
     @staticmethod
@@ -207,8 +207,15 @@ class ObdDevice(Device):
         not_connected = self.adapter.obd.OBDStatus.NOT_CONNECTED
         readings: list[tuple[str, float, float]] = []
         for w in self.watched:
-            response = conn.query(w.command, force=True)
+            try:
+                response = conn.query(w.command, force=True)
+            except Exception:
+                if self._conn is not conn:
+                    return readings  # shut() closed the port under the query: the source is closing
+                raise
             at = time.time()
+            if self._conn is not conn:
+                return readings
             if conn.status() == not_connected:
                 raise SourceError(f"the adapter stopped answering: python-OBD reports {not_connected!r}")
             value = _magnitude(response.value)
