@@ -4,6 +4,7 @@ converts, and every bad input is one clear error naming the file and the signal 
 from __future__ import annotations
 
 import gc
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,8 @@ import pytest
 from oodida_core.protocol.signals import SIGNAL_NAMES
 from oodida_edge.sources.base import SourceError
 from oodida_edge.sources.mapping import MappingError, load_mapping
-from oodida_edge.sources.mdf import _max_gap, load_mdf, mdf_source
-from oodida_edge.sources.recorded import OFFSET_STRIDE, max_gap_for
+from oodida_edge.sources.mdf import load_mdf, mdf_source
+from oodida_edge.sources.recorded import GAP_FLOOR, GAP_STEPS, OFFSET_STRIDE, max_gap_for, median_step
 from tests.fakes.mdffiles import Channel, channels_of, simulated_drive, write_mdf
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -266,7 +267,7 @@ def test_a_channel_of_text_is_refused_naming_the_file_and_signal(tmp_path: Path)
     assert one_line(exc) == f"{path}: signal 'speed' (mdf:speed): the channel holds |S4 values, not numbers"
 
 
-def test_the_gap_limit_is_the_one_every_recorded_format_uses() -> None:
+def test_the_median_step_by_partition_is_numpys_median() -> None:
     rng = np.random.default_rng(5)
     for times in (
         np.zeros(1),
@@ -275,7 +276,11 @@ def test_the_gap_limit_is_the_one_every_recorded_format_uses() -> None:
         np.cumsum(rng.exponential(0.05, 1000)),
         np.cumsum(rng.choice([0.01, 0.02, 3.0], 999)),
     ):
-        assert _max_gap(times.copy()) == max_gap_for(times)
+        if times.size > 1:
+            assert median_step(times) == float(np.median(np.diff(times)))
+        assert max_gap_for(times) == (
+            max(GAP_FLOOR, GAP_STEPS * float(np.median(np.diff(times)))) if times.size > 1 else math.inf
+        )
 
 
 # -- the extra ---------------------------------------------------------------------------------
