@@ -5,8 +5,9 @@
 ``csv:PATH``                       CSV recordings (the same as ``--replay PATH``)
 ``mdf:PATH``                       MDF4 measurement files (``oodida[mdf]``)
 ``canlog:PATH``                    CAN logs: .log .asc .blf .trc .mf4, with ``--dbc`` (``oodida[can]``)
-``obd:PORT``                       a live ELM327 OBD-II adapter: a device or ``socket://HOST:PORT``
-                                   (``oodida[obd]``)
+``obd:PORT[?protocol=6&timeout=5]`` a live ELM327 OBD-II adapter: a device or ``socket://HOST:PORT``;
+                                   ``protocol`` (ELM327's number) skips the adapter's protocol
+                                   search, ``timeout`` in seconds (``oodida[obd]``)
 ``can:INTERFACE:CHANNEL[?k=v&..]`` a live CAN bus through python-can, with ``--dbc``
                                    (``can:socketcan:can0``, ``can:slcan:/dev/ttyACM0?bitrate=500000``;
                                    ``oodida[can]``)
@@ -36,6 +37,7 @@ LIVE_KINDS = ("obd", "can")
 _NEEDS_DBC = ("canlog", "can")
 _MAPPED = ("mdf", "canlog", "obd", "can")
 USAGE = "sim, csv:PATH, mdf:PATH, canlog:PATH, obd:PORT or can:INTERFACE:CHANNEL"
+OBD_OPTIONS = ("protocol", "timeout")
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,11 @@ class SourceSpec:
     def __str__(self) -> str:
         if self.kind == "sim":
             return "sim"
+        query = "&".join(f"{k}={v}" for k, v in self.options.items())
+        tail = f"?{query}" if query else ""
         if self.kind == "can":
-            query = "&".join(f"{k}={v}" for k, v in self.options.items())
-            return f"can:{self.interface}:{self.target}" + (f"?{query}" if query else "")
-        return f"{self.kind}:{self.target}"
+            return f"can:{self.interface}:{self.target}{tail}"
+        return f"{self.kind}:{self.target}{tail}"
 
 
 def parse_source(text: str) -> SourceSpec:
@@ -74,6 +77,16 @@ def parse_source(text: str) -> SourceSpec:
         return SourceSpec("sim")
     if not rest:
         raise SourceError(f"--source {text!r}: {kind} needs a target ({USAGE})")
+    if kind == "obd":
+        port, _, query = rest.partition("?")
+        options = _options(text, query)
+        unknown = sorted(set(options) - set(OBD_OPTIONS))
+        if unknown or not port:
+            raise SourceError(
+                f"--source {text!r}: obd:PORT takes the options {', '.join(OBD_OPTIONS)}"
+                + (f", not {', '.join(unknown)}" if unknown else "")
+            )
+        return SourceSpec("obd", port, options=options)
     if kind != "can":
         return SourceSpec(kind, rest)
     interface, sep, channel = rest.partition(":")
@@ -83,11 +96,14 @@ def parse_source(text: str) -> SourceSpec:
             f"--source {text!r}: a CAN bus is can:INTERFACE:CHANNEL, e.g. can:socketcan:can0 or "
             "can:slcan:/dev/ttyACM0?bitrate=500000"
         )
+    return SourceSpec("can", channel, interface, _options(text, query))
+
+
+def _options(text: str, query: str) -> dict[str, str]:
     try:
-        options = dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
+        return dict(parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)))
     except ValueError:
         raise SourceError(f"--source {text!r}: options after ? are key=value pairs joined by &") from None
-    return SourceSpec("can", channel, interface, options)
 
 
 def _mapping(spec: SourceSpec, mapping: Path | None) -> Mapping:
@@ -133,7 +149,19 @@ def build_source(
     elif spec.kind == "obd":
         from .obd import obd_source
 
-        source = obd_source(spec.target, client_ids, rules)
+        protocol = (spec.options.get("protocol") or "").upper() or None
+        if protocol is not None and (len(protocol) != 1 or protocol not in "123456789ABC"):
+            raise SourceError(
+                f"--source {spec}: protocol is an ELM327 protocol number, 1-9 or A-C "
+                "(6: CAN 11-bit 500 kbit/s)"
+            )
+        try:
+            timeout = float(spec.options.get("timeout", "5"))
+        except ValueError:
+            timeout = -1.0
+        if not 0.1 <= timeout <= 120:
+            raise SourceError(f"--source {spec}: timeout is seconds, 0.1 to 120")
+        source = obd_source(spec.target, client_ids, rules, timeout=timeout, protocol=protocol)
     else:
         from .canbus import can_source
 

@@ -26,6 +26,10 @@ ROOT = Path(__file__).resolve().parents[2]
         ("obd:/dev/ttyUSB0", SourceSpec("obd", "/dev/ttyUSB0")),
         ("obd:socket://127.0.0.1:35000", SourceSpec("obd", "socket://127.0.0.1:35000")),
         ("obd:/dev/obd{client}", SourceSpec("obd", "/dev/obd{client}")),
+        (
+            "obd:/dev/rfcomm0?protocol=6&timeout=2",
+            SourceSpec("obd", "/dev/rfcomm0", options={"protocol": "6", "timeout": "2"}),
+        ),
         ("can:socketcan:can0", SourceSpec("can", "can0", "socketcan")),
         (
             "can:slcan:/dev/pts/3?bitrate=500000&tty_baudrate=115200",
@@ -50,11 +54,20 @@ def test_every_kind_parses_and_prints_back(text: str, spec: SourceSpec) -> None:
         ("obd:", "obd needs a target"),
         ("can:can0", "a CAN bus is can:INTERFACE:CHANNEL"),
         ("can:slcan:/dev/x?bitrate", "key=value pairs"),
+        ("obd:/dev/x?baud=9600", "takes the options protocol, timeout, not baud"),
+        ("obd:?protocol=6", "takes the options"),
     ],
 )
 def test_a_malformed_source_says_what_is_accepted(text: str, expected: str) -> None:
     with pytest.raises(SourceError, match=expected):
         parse_source(text)
+
+
+def test_obd_options_are_checked_before_any_adapter_is_opened(tmp_path: Path) -> None:
+    with pytest.raises(SourceError, match=r"protocol is an ELM327 protocol number"):
+        build_source(parse_source(f"obd:{tmp_path}/tty?protocol=Z"), [1])
+    with pytest.raises(SourceError, match=r"timeout is seconds, 0\.1 to 120"):
+        build_source(parse_source(f"obd:{tmp_path}/tty?timeout=never"), [1])
 
 
 def test_options_that_do_not_fit_the_kind_are_refused(tmp_path: Path) -> None:
