@@ -164,7 +164,7 @@ class DeviceThread(threading.Thread):
         self._stop_event.set()
 
     def status(self) -> str:
-        when = time.strftime("%H:%M:%S", time.localtime(self.since))
+        when = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(self.since))
         latest = f"; then {self.reason}" if self.reason != self.cause else ""
         return f"{self.device.name} is unavailable since {when} ({self.cause}{latest}); it is being retried"
 
