@@ -179,7 +179,7 @@ OPENDBC_CARS = (
 
 
 @pytest.mark.skipif(
-    importlib.util.find_spec("opendbc") is None, reason="opendbc is not installed (not a dependency)"
+    importlib.util.find_spec("opendbc") is None, reason="opendbc is not installed (the dev extra has it)"
 )
 def test_real_cars_dbc_files_load_and_decode_as_cantools_decodes_them() -> None:
     import opendbc  # type: ignore[import-not-found,unused-ignore]
