@@ -27,6 +27,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import reprlib
+import stat
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +43,10 @@ __all__ = ["KINDS", "Mapping", "MappingError", "Rule", "default_mapping", "load_
 KINDS = ("dbc", "obd", "mdf")
 _KEYS = {*KINDS, "unit", "scale", "offset", "range"}
 MAX_SIGNALS = 1000
+MAX_BYTES = 4 << 20  # a mapping of MAX_SIGNALS signals is well under 1 MB
+_repr = reprlib.Repr()  # values in errors: short, whatever a hostile file holds
+_repr.maxlevel, _repr.maxstring, _repr.maxother, _repr.maxlong = 1, 60, 60, 40
+_show = _repr.repr
 
 
 class MappingError(SourceError):
@@ -121,36 +127,73 @@ def default_mapping() -> Mapping:
 
 
 def _lines(path: Path, text: str) -> dict[tuple[str, ...], int]:
-    """The line of each key path in a YAML document (1-based), for error messages."""
+    """The line of each key path in a YAML document (1-based), for error messages. A key twice
+    in one mapping raises MappingError (YAML would keep the last silently). Each node is walked
+    once: an alias is not followed again (no recursion, no alias bomb)."""
     import yaml
 
     found: dict[tuple[str, ...], int] = {}
-
-    def walk(node: Any, prefix: tuple[str, ...]) -> None:
-        if isinstance(node, yaml.MappingNode):
+    seen: set[int] = set()
+    with contextlib.suppress(yaml.YAMLError):
+        todo: list[tuple[Any, tuple[str, ...]]] = [(yaml.compose(text), ())]
+        while todo:
+            node, prefix = todo.pop()
+            if not isinstance(node, yaml.MappingNode) or id(node) in seen:
+                continue
+            seen.add(id(node))
+            keys: dict[str, int] = {}
             for key, value in node.value:
                 if isinstance(key, yaml.ScalarNode):
+                    line = key.start_mark.line + 1
+                    if key.value in keys:
+                        raise MappingError(
+                            f"{path} line {line}: key {_show(key.value)} appears twice in one mapping "
+                            f"(also line {keys[key.value]}); YAML would keep only the last"
+                        )
+                    keys[key.value] = line
                     at = (*prefix, str(key.value))
-                    found[at] = key.start_mark.line + 1
-                    walk(value, at)
-
-    with contextlib.suppress(yaml.YAMLError):
-        walk(yaml.compose(text), ())
+                    found[at] = line
+                    todo.append((value, at))
     return found
+
+
+def _unique(path: Path) -> Any:
+    """A JSON object_pairs_hook refusing a key twice in one object (json keeps the last)."""
+
+    def hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for key, value in pairs:
+            if key in out:
+                raise MappingError(
+                    f"{path}: key {_show(key)} appears twice in one object; JSON would keep only the last"
+                )
+            out[key] = value
+        return out
+
+    return hook
 
 
 def _parse(path: Path) -> tuple[object, dict[tuple[str, ...], int]]:
     try:
-        text = path.read_text(encoding="utf-8")
+        st = path.stat()
+        if not stat.S_ISREG(st.st_mode):  # a FIFO or /dev/zero would block or never end
+            raise MappingError(f"{path}: not a regular file (a mapping is a .yaml, .yml or .json file)")
+        if st.st_size > MAX_BYTES:
+            raise MappingError(f"{path}: {st.st_size} bytes is too large for a mapping (at most {MAX_BYTES})")
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise MappingError(f"cannot read the mapping file {path}: {exc.strerror}") from None
     except UnicodeDecodeError as exc:
         raise MappingError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     if path.suffix.lower() == ".json":
         try:
-            return json.loads(text), {}
+            return json.loads(text, object_pairs_hook=_unique(path)), {}
+        except MappingError:
+            raise
         except json.JSONDecodeError as exc:
             raise MappingError(f"{path} line {exc.lineno}: not valid JSON: {exc.msg}") from None
+        except (ValueError, RecursionError) as exc:  # a number of over 4300 digits, a nesting too deep
+            raise MappingError(f"{path}: not a usable JSON mapping: {_reason(exc)}") from None
     if path.suffix.lower() not in (".yaml", ".yml"):
         raise MappingError(f"{path}: a mapping file is .yaml, .yml or .json")
     try:
@@ -166,12 +209,28 @@ def _parse(path: Path) -> tuple[object, dict[tuple[str, ...], int]]:
         line = f" line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise MappingError(f"{path}{line}: not valid YAML: {problem}") from None
+    except MappingError:
+        raise
+    except (ValueError, RecursionError) as exc:  # a number of over 4300 digits, a nesting too deep
+        raise MappingError(f"{path}: not a usable YAML mapping: {_reason(exc)}") from None
+
+
+def _reason(exc: BaseException) -> str:
+    if isinstance(exc, RecursionError):
+        return "it is nested too deeply"
+    return str(exc).split(";")[0]
 
 
 def _number(value: object, what: str, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise MappingError(f"{where}: {what} must be a finite number, got {value!r}")
-    return float(value)
+    number = math.nan
+    if not isinstance(value, bool) and isinstance(value, (int, float)):
+        try:
+            number = float(value)
+        except OverflowError:  # an integer beyond 1.8e308
+            number = math.inf
+    if not math.isfinite(number):
+        raise MappingError(f"{where}: {what} must be a finite number, got {_show(value)}")
+    return number
 
 
 def _rule(name: str, body: object, where: str) -> Rule:
@@ -179,7 +238,8 @@ def _rule(name: str, body: object, where: str) -> Rule:
     if sid is None:
         known = ", ".join(SIGNALS)
         raise MappingError(
-            f"{where}: {name!r} is neither a built-in signal ({known}) nor a VSS path (Vehicle.Branch.Leaf)"
+            f"{where}: {_show(name)} is neither a built-in signal ({known}) "
+            "nor a VSS path (Vehicle.Branch.Leaf)"
         )
     if not isinstance(body, MappingABC):
         raise MappingError(f"{where}: signal {name!r} must map to keys ({', '.join(sorted(_KEYS))})")
@@ -197,7 +257,7 @@ def _rule(name: str, body: object, where: str) -> Rule:
                 value = f"{value:04X}"
             if not isinstance(value, str) or not value.strip() or len(value) > 256:
                 raise MappingError(
-                    f"{where}: signal {name!r}: {kind} must name a {kind} signal, got {value!r}"
+                    f"{where}: signal {name!r}: {kind} must name a {kind} signal, got {_show(value)}"
                 )
             names[kind] = value.strip()
     if not names:
@@ -209,7 +269,7 @@ def _rule(name: str, body: object, where: str) -> Rule:
     builtin = SIGNALS.get(sid)
     unit = body.get("unit")
     if unit is not None and (not isinstance(unit, str) or not unit.strip() or len(unit) > 64):
-        raise MappingError(f"{where}: signal {name!r}: unit must be a short text, got {unit!r}")
+        raise MappingError(f"{where}: signal {name!r}: unit must be a short text, got {_show(unit)}")
     if builtin is not None:
         if unit is not None and unit != builtin.unit:
             raise MappingError(

@@ -1,0 +1,126 @@
+"""Hostile inputs to the vehicle data sources: each gives one clear SourceError naming the file
+(and the line, frame or signal), never a traceback, a hang or a silently wrong drive."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from oodida_edge.sources.mapping import MappingError, load_mapping
+
+
+def within(seconds: float, call: Callable[[], Any]) -> Any:
+    """``call()``'s result or exception, failing the test if it takes longer than ``seconds``."""
+    box: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            box["result"] = call()
+        except BaseException as exc:  # the test inspects it
+            box["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        pytest.fail(f"still running after {seconds} s (a hang)")
+    if "error" in box:
+        raise box["error"]
+    return box.get("result")
+
+
+def alias_bomb(levels: int = 9) -> str:
+    """Nine levels of ten aliases each: a billion leaves from a few hundred bytes."""
+    defs = ["&a0 [x, x, x, x, x, x, x, x, x, x]"]
+    defs += [f"&a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, levels)]
+    return ", ".join(defs)
+
+
+# --- mapping files ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text"),
+    [
+        ("recursive.yaml", "signals: &s\n  speed: {mdf: speed}\n  again: *s\n"),
+        ("self.yaml", "signals:\n  speed: &b {mdf: speed, offset: *b}\n"),
+        ("deep.yaml", "signals: " + "[" * 50_000 + "]" * 50_000 + "\n"),
+        ("deep.json", '{"signals": ' + "[" * 50_000 + "]" * 50_000 + "}"),
+        ("bomb.yaml", f"signals:\n  speed: {{range: [{alias_bomb()}], mdf: *a8}}\n"),
+        ("aliased.yaml", "signals:\n  speed: {mdf: speed, range: &r {a: 1}}\n  rpm: {mdf: rpm, x: *r}\n"),
+    ],
+)
+def test_mapping_recursion_and_alias_bombs_are_one_error(tmp_path: Path, name: str, text: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(MappingError, match=str(path)):
+        within(10, lambda: load_mapping(path))
+
+
+def test_mapping_alias_bomb_in_a_mapping_of_mappings_is_quick(tmp_path: Path) -> None:
+    lines = ["signals:", "  speed: {mdf: speed}", "  rpm:", "    mdf: rpm", "    x: &m0 {k0: 1, k1: 1}"]
+    path = tmp_path / "bomb.yaml"
+    nested = "{" + ", ".join(f"k{j}: *m0" for j in range(10)) + "}"
+    lines.append(f"    y: &m1 {nested}")
+    for i in range(2, 9):
+        lines.append(f"    z{i}: &m{i} {{" + ", ".join(f"k{j}: *m{i - 1}" for j in range(10)) + "}")
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(MappingError, match=r"bomb\.yaml line 3: signal 'rpm' has unknown key"):
+        within(10, lambda: load_mapping(path))
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "what"),
+    [
+        ("huge.yaml", "signals:\n  speed: {mdf: speed, scale: 1" + "0" * 400 + "}\n", "scale"),
+        ("huge.json", '{"signals": {"speed": {"mdf": "speed", "offset": 1' + "0" * 400 + "}}}", "offset"),
+        ("digits.yaml", "signals:\n  speed: {mdf: speed, scale: " + "9" * 5000 + "}\n", "4300 digits"),
+        ("digits.json", '{"signals": {"speed": {"mdf": "speed", "scale": ' + "9" * 5000 + "}}}", "JSON"),
+    ],
+)
+def test_mapping_numbers_too_large_are_one_error(tmp_path: Path, name: str, text: str, what: str) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(MappingError, match=what) as caught:
+        load_mapping(path)
+    assert str(path) in str(caught.value) and len(str(caught.value)) < 400
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "line"),
+    [
+        ("dup.yaml", "signals:\n  speed: {mdf: speed}\n  rpm: {mdf: rpm}\n  speed: {mdf: rpm}\n", "line 4"),
+        ("dupkey.yaml", "signals:\n  speed:\n    mdf: speed\n    mdf: rpm\n", "line 4"),
+        ("dup.json", '{"signals": {"speed": {"mdf": "speed"}, "speed": {"mdf": "rpm"}}}', ""),
+    ],
+)
+def test_mapping_duplicate_keys_are_refused_not_silently_overwritten(
+    tmp_path: Path, name: str, text: str, line: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text)
+    with pytest.raises(MappingError, match=f"{path.name}{' ' + line if line else ''}.*twice"):
+        load_mapping(path)
+
+
+def test_mapping_that_is_not_a_regular_file_is_refused_without_reading(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(MappingError, match=f"{fifo}.*not a regular file"):
+        within(10, lambda: load_mapping(fifo))
+    zero = tmp_path / "zero.yaml"
+    zero.symlink_to("/dev/zero")
+    with pytest.raises(MappingError, match=f"{zero}.*not a regular file"):
+        within(10, lambda: load_mapping(zero))
+
+
+def test_mapping_too_large_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("# " + "x" * (5 << 20) + "\nsignals:\n  speed: {mdf: speed}\n")
+    with pytest.raises(MappingError, match=f"{path}.*too large"):
+        load_mapping(path)
