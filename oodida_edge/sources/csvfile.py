@@ -239,6 +239,8 @@ class ReplaySensors:
         self.path = Path(path).resolve()
         if not self.path.exists():
             raise ReplayError(f"no recorded drive at {self.path} (expected a CSV file or a directory)")
+        if not (self.path.is_file() or self.path.is_dir()):  # a FIFO or a device would block or never end
+            raise ReplayError(f"{self.path} is neither a file nor a directory of recorded drives")
         self._sources: dict[int, tuple[Path, bool]] = {}
 
     def source(self, client_id: int) -> tuple[Path, bool]:

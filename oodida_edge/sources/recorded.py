@@ -185,6 +185,8 @@ class RecordedSource:
             raise SourceError(
                 f"no recorded drive at {self.path} (expected a {'/'.join(self.suffixes)} file or a directory)"
             )
+        if not (self.path.is_file() or self.path.is_dir()):  # a FIFO or a device would block or never end
+            raise SourceError(f"{self.path} is neither a file nor a directory of recorded drives")
         self._sources: dict[int, tuple[Path, bool]] = {}
 
     def source(self, client_id: int) -> tuple[Path, bool]:

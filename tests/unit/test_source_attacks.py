@@ -11,7 +11,12 @@ from typing import Any
 
 import pytest
 
+from oodida_edge.sources.base import SourceError
 from oodida_edge.sources.mapping import MappingError, load_mapping
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "vehicle-data"
+DBC = EXAMPLES / "vehicle.dbc"
+MAPPING = EXAMPLES / "mapping.yaml"
 
 
 def within(seconds: float, call: Callable[[], Any]) -> Any:
@@ -124,3 +129,20 @@ def test_mapping_too_large_is_refused(tmp_path: Path) -> None:
     path.write_text("# " + "x" * (5 << 20) + "\nsignals:\n  speed: {mdf: speed}\n")
     with pytest.raises(MappingError, match=f"{path}.*too large"):
         load_mapping(path)
+
+
+# --- recorded drives --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["csv", "mdf", "canlog"])
+def test_recorded_drive_that_is_a_fifo_is_refused_without_reading(tmp_path: Path, kind: str) -> None:
+    from oodida_edge.sources.select import build_source, parse_source
+
+    suffix = {"csv": ".csv", "mdf": ".mf4", "canlog": ".blf"}[kind]
+    fifo = tmp_path / f"drive{suffix}"
+    os.mkfifo(fifo)
+    dbc = DBC if kind == "canlog" else None
+    mapping = MAPPING if kind == "canlog" else None
+    spec = parse_source(f"{kind}:{fifo}")
+    with pytest.raises(SourceError, match=f"{fifo}.*neither a file nor a directory"):
+        within(10, lambda: build_source(spec, [1], dbc=dbc, mapping=mapping))
