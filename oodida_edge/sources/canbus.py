@@ -79,6 +79,7 @@ class CanDevice(Device):
         self.bus: Any = None
         self.anchor = 0.0  # host time minus adapter time
         self.undecodable: set[int] = set()
+        self.extended = {fid: bool(rules[0].message.is_extended_frame) for fid, rules in bound.items()}
         self.decoders = {
             fid: FrameDecoder(rules[0].message, [b.signal for b in rules]) for fid, rules in bound.items()
         }
@@ -97,7 +98,8 @@ class CanDevice(Device):
         taken = 0
         while msg is not None:
             fid = msg.arbitration_id
-            if fid in self.bound and not (msg.is_error_frame or msg.is_remote_frame):
+            wanted = self.extended.get(fid) == msg.is_extended_id  # 29-bit 0x1A0 is not 11-bit 0x1A0
+            if wanted and not (msg.is_error_frame or msg.is_remote_frame):
                 times, data = batch.setdefault(fid, ([], []))
                 times.append(self.host_time(float(msg.timestamp)))
                 data.append(bytes(msg.data))

@@ -125,9 +125,10 @@ def _where(path: Path, suffix: str, frames: list[int]) -> Callable[[int], str]:
 
 
 def _collect(
-    path: Path, suffix: str, wanted: set[int]
+    path: Path, suffix: str, wanted: dict[int, bool]
 ) -> tuple[dict[int, list[int]], dict[int, list[float]], dict[int, list[bytes]]]:
-    """The number, time and bytes of every data frame whose id is in ``wanted``."""
+    """The number, time and bytes of every data frame whose id is in ``wanted`` (id: whether
+    it is extended; a 29-bit id is not the 11-bit id of the same number)."""
     frames: dict[int, list[int]] = {fid: [] for fid in wanted}
     times: dict[int, list[float]] = {fid: [] for fid in wanted}
     data: dict[int, list[bytes]] = {fid: [] for fid in wanted}
@@ -142,7 +143,7 @@ def _collect(
         with reader:
             for n, msg in enumerate(reader, 1):
                 fid = msg.arbitration_id
-                if fid in wanted and not (msg.is_remote_frame or msg.is_error_frame):
+                if wanted.get(fid) == msg.is_extended_id and not (msg.is_remote_frame or msg.is_error_frame):
                     frames[fid].append(n)
                     times[fid].append(msg.timestamp)
                     data[fid].append(msg.data)
@@ -158,7 +159,8 @@ def _collect(
 def load_canlog(path: Path, bound: dict[int, list[Bound]]) -> Drive:
     """The drive a CAN log records: the mapped signals, decoded, converted and validated."""
     suffix = _suffix(path)
-    frames, times, data = _collect(path, suffix, set(bound))
+    extended = {fid: bool(rules[0].message.is_extended_frame) for fid, rules in bound.items()}
+    frames, times, data = _collect(path, suffix, extended)
     # Times from the first mapped frame (errors then read alike for absolute and relative logs).
     origin = min((t[0] for t in times.values() if t), default=0.0)
     series: dict[str, Series] = {}

@@ -146,3 +146,51 @@ def test_recorded_drive_that_is_a_fifo_is_refused_without_reading(tmp_path: Path
     spec = parse_source(f"{kind}:{fifo}")
     with pytest.raises(SourceError, match=f"{fifo}.*neither a file nor a directory"):
         within(10, lambda: build_source(spec, [1], dbc=dbc, mapping=mapping))
+
+
+# --- CAN: an extended id is not the standard id of the same number ----------------------------
+
+
+def test_canlog_extended_frames_do_not_decode_as_the_standard_message(tmp_path: Path) -> None:
+    import can
+    import numpy as np
+
+    from oodida_edge.sources.canlog import canlog_source
+    from oodida_edge.sources.mapping import load_mapping
+    from tests.fakes.canlogs import drive_frames, write_log
+
+    recorded = drive_frames(10.0, noise=False)
+    dynamics = 0x1A0  # VehicleDynamics, a standard (11-bit) id in the DBC; the impostors: 29-bit
+    impostors = [
+        can.Message(timestamp=m.timestamp + 0.005, arbitration_id=0x1A0, is_extended_id=True, data=b"\0" * 8)
+        for m in recorded.frames
+        if m.arbitration_id == dynamics
+    ]
+    for suffix in (".blf", ".asc", ".log"):
+        frames = sorted([*recorded.frames, *impostors], key=lambda m: m.timestamp)
+        log = write_log(frames, tmp_path / f"x{suffix}")
+        drive, _ = canlog_source(log, DBC, load_mapping(MAPPING)).drive(1)
+        values = recorded.truth["speed"][1]
+        assert drive.series["speed"].values.size == values.size
+        np.testing.assert_array_equal(drive.series["speed"].values, values)
+
+
+def test_canbus_extended_frames_do_not_decode_as_the_standard_message() -> None:
+    import can
+
+    from oodida_edge.sources.canbus import can_source
+    from oodida_edge.sources.mapping import load_mapping
+
+    source = can_source("virtual", "attack-ext", [1], DBC, load_mapping(MAPPING), {})
+    device = source.threads[1].device
+    device.open()
+    try:
+        with can.Bus(interface="virtual", channel="attack-ext") as bus:
+            bus.send(can.Message(arbitration_id=0x1A0, is_extended_id=True, data=bytes(8)))
+            speed = bytes([0, 100, 0, 0, 0, 0, 0, 0])  # 100 * 0.01 km/h
+            bus.send(can.Message(arbitration_id=0x1A0, is_extended_id=False, data=speed))
+            readings = device.poll()
+    finally:
+        device.shut()
+        source.close()
+    assert [(s, v) for s, _, v in readings if s == "speed"] == [("speed", 1.0)]
