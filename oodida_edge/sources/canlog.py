@@ -138,6 +138,10 @@ def _collect(
     except SourceError:
         raise
     except Exception as exc:
+        if suffix == ".mf4":
+            from .mdf import release_unread
+
+            release_unread(exc)
         raise SourceError(f"{path}: python-can cannot open this {suffix} log ({exc})") from None
     try:
         with reader:

@@ -24,6 +24,7 @@ MDF.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import hashlib
 from pathlib import Path
@@ -103,6 +104,7 @@ def load_mdf(path: Path, mapping: Mapping | None = None) -> Drive:
     try:
         mdf = asammdf.MDF(path)
     except Exception as exc:  # asammdf raises MdfException, OSError, struct errors...
+        release_unread(exc)
         reason = str(exc).replace(f'"{path}"', "the file").strip() or type(exc).__name__
         raise SourceError(f"{path}: not an MDF file asammdf can read ({reason})") from None
     try:
@@ -149,6 +151,19 @@ def load_mdf(path: Path, mapping: Mapping | None = None) -> Drive:
         series[rule.signal] = Series(times, values)
         entries.append(entry)
     return Drive.of(path, series, entries)
+
+
+def release_unread(exc: BaseException) -> None:
+    """Close the asammdf objects a failed read left half-built: asammdf 8 deletes ``_file`` of
+    a file it cannot read and its ``__del__`` then prints an AttributeError with a traceback."""
+    tb = exc.__traceback__
+    while tb is not None:
+        obj: Any = tb.tb_frame.f_locals.get("self")
+        if obj is not None and type(obj).__module__.startswith("asammdf.") and not hasattr(obj, "_file"):
+            obj._file = None
+            with contextlib.suppress(Exception):
+                obj.close()  # sets _closed first: __del__ does nothing more
+        tb = tb.tb_next
 
 
 def _sample(i: int) -> str:

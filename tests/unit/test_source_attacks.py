@@ -194,3 +194,53 @@ def test_canbus_extended_frames_do_not_decode_as_the_standard_message() -> None:
         device.shut()
         source.close()
     assert [(s, v) for s, _, v in readings if s == "speed"] == [("speed", 1.0)]
+
+
+# --- MDF files --------------------------------------------------------------------------------
+
+
+def truncated_mdf(tmp_path: Path, name: str) -> Path:
+    from tests.fakes.mdffiles import channels_of, simulated_drive, write_mdf
+
+    whole = write_mdf(tmp_path / "whole.mf4", channels_of(*simulated_drive(seconds=30.0)))
+    data = whole.read_bytes()
+    path = tmp_path / name
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+def test_truncated_mdf_is_one_error_and_no_traceback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import gc
+    import sys
+
+    from oodida_edge.sources.mdf import load_mdf
+
+    path = truncated_mdf(tmp_path, "cut.mf4")
+    printed: list[Any] = []  # what Python would print as "Exception ignored in ..." with a traceback
+    monkeypatch.setattr(sys, "unraisablehook", printed.append)
+    with pytest.raises(SourceError, match=f"{path}: not an MDF file asammdf can read"):
+        load_mdf(path)
+    gc.collect()
+    assert printed == []
+
+
+def test_truncated_mf4_bus_log_is_one_error_and_no_traceback(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gc
+    import sys
+
+    from oodida_edge.sources.canlog import canlog_source
+    from oodida_edge.sources.mapping import load_mapping
+    from tests.fakes.canlogs import drive_frames, write_log
+
+    whole = write_log(drive_frames(10.0).frames, tmp_path / "whole.mf4")
+    data = whole.read_bytes()
+    path = tmp_path / "cut.mf4"
+    path.write_bytes(data[: len(data) // 2])
+    printed: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", printed.append)
+    with pytest.raises(SourceError, match=f"{path}: python-can cannot open this .mf4 log"):
+        canlog_source(path, DBC, load_mapping(MAPPING)).drive(1)
+    gc.collect()
+    assert printed == []
