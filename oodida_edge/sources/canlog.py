@@ -143,6 +143,8 @@ def _collect(
 
             release_unread(exc)
         raise SourceError(f"{path}: python-can cannot open this {suffix} log ({exc})") from None
+    if suffix == ".blf":
+        _whole(path, reader)
     try:
         with reader:
             for n, msg in enumerate(reader, 1):
@@ -158,6 +160,18 @@ def _collect(
         after = f"after frame {n}" + (f" (line {line})" if line else "") if n else "at its start"
         raise SourceError(f"{path}: python-can cannot read this {suffix} log {after} ({exc})") from None
     return frames, times, data
+
+
+def _whole(path: Path, reader: Any) -> None:
+    """A BLF file shorter than its header says was cut off (python-can would read the frames
+    up to the cut and stop without a word)."""
+    expected = getattr(reader, "file_size", 0)
+    size = path.stat().st_size
+    if isinstance(expected, int) and expected > size:
+        reader.stop()
+        raise SourceError(
+            f"{path}: the BLF log is truncated: its header says {expected} bytes, the file has {size}"
+        )
 
 
 def load_canlog(path: Path, bound: dict[int, list[Bound]]) -> Drive:

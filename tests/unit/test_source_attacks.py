@@ -244,3 +244,17 @@ def test_truncated_mf4_bus_log_is_one_error_and_no_traceback(
         canlog_source(path, DBC, load_mapping(MAPPING)).drive(1)
     gc.collect()
     assert printed == []
+
+
+def test_truncated_blf_is_refused_not_replayed_half(tmp_path: Path) -> None:
+    from oodida_edge.sources.canlog import canlog_source
+    from oodida_edge.sources.mapping import load_mapping
+    from tests.fakes.canlogs import drive_frames, write_log
+
+    whole = write_log(drive_frames(20.0).frames, tmp_path / "whole.blf")
+    data = whole.read_bytes()
+    path = tmp_path / "cut.blf"
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(SourceError, match=f"{path}: .*truncated.*{len(data)} bytes.*{len(data) // 2}"):
+        canlog_source(path, DBC, load_mapping(MAPPING)).drive(1)
+    canlog_source(whole, DBC, load_mapping(MAPPING)).drive(1)
