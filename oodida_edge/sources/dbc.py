@@ -57,21 +57,28 @@ def load_dbc(path: str | Path) -> Any:
         )
         line, column = getattr(inner, "line", None), getattr(inner, "column", None)
         if line is not None:  # textparser: 'Invalid syntax at line 5, column 10: "<text>"'
-            near = str(inner).split(": ", 1)[-1]
+            near = _printable(str(inner).split(": ", 1)[-1])
             raise SourceError(
                 f"{path} line {line}, column {column}: invalid syntax, not a valid CAN database "
                 f"(at >>!<< in {near})"
             ) from None
-        raise SourceError(f"{path}: not a valid CAN database ({inner or exc})") from None
+        raise SourceError(f"{path}: not a valid CAN database ({_printable(str(inner or exc))})") from None
     except UnicodeDecodeError as exc:
         raise SourceError(f"{path}: not a text DBC file ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise SourceError(f"cannot read the DBC file {path}: {exc.strerror}") from None
     except Exception as exc:  # cantools' own errors (an 11-bit id that is longer, ...)
-        raise SourceError(f"{path}: not a valid CAN database ({exc})") from None
+        raise SourceError(f"{path}: not a valid CAN database ({_printable(str(exc))})") from None
     if not isinstance(db, cantools.database.can.Database):
         raise SourceError(f"{path}: a diagnostics database, not a CAN database")
     return db
+
+
+def _printable(text: str, most: int = 80) -> str:
+    """A file's text quoted in an error: control characters (a terminal escape in a binary or
+    hostile file) shown as ?, and at most ``most`` characters."""
+    shown = "".join(c if c.isprintable() else "?" for c in text[: most + 1])
+    return shown if len(shown) <= most else shown[:most] + "..."
 
 
 def _find(db: Any, name: str, folded: bool) -> list[tuple[Any, Any]]:
@@ -119,6 +126,17 @@ def dbc_rules(db: Any, path: Path, mapping: Mapping) -> dict[int, list[Bound]]:
             raise MappingError(
                 f"{rule.where}: signal {rule.signal!r}: {message.name}.{signal.name} in {path} is "
                 f"multiplexed, and multiplexed signals are not supported"
+            )
+        if signal.scale == 0:
+            raise MappingError(
+                f"{rule.where}: signal {rule.signal!r}: {message.name}.{signal.name} in {path} has the "
+                f"factor 0: every frame would read {signal.offset:g}"
+            )
+        other = next((b.message for b in bound.get(message.frame_id, ()) if b.message is not message), None)
+        if other is not None:
+            raise MappingError(
+                f"{rule.where}: signal {rule.signal!r}: {message.name} and {other.name} in {path} have the "
+                f"same frame id 0x{message.frame_id:X}; a frame cannot be told apart"
             )
         first = _first_bit(signal)
         if first < 0 or first + signal.length > 8 * message.length:

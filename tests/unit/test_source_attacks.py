@@ -258,3 +258,48 @@ def test_truncated_blf_is_refused_not_replayed_half(tmp_path: Path) -> None:
     with pytest.raises(SourceError, match=f"{path}: .*truncated.*{len(data)} bytes.*{len(data) // 2}"):
         canlog_source(path, DBC, load_mapping(MAPPING)).drive(1)
     canlog_source(whole, DBC, load_mapping(MAPPING)).drive(1)
+
+
+# --- DBC files --------------------------------------------------------------------------------
+
+
+def test_binary_dbc_error_shows_no_raw_bytes(tmp_path: Path) -> None:
+    from oodida_edge.sources.dbc import load_dbc
+
+    path = tmp_path / "bin.dbc"
+    path.write_bytes(b"BO_ \x1b]0;pwned\x07\x1b[2J" + bytes(range(256)) * 20)
+    with pytest.raises(SourceError, match=f"{path} line 1") as caught:
+        load_dbc(path)
+    text = str(caught.value)
+    assert text.isprintable() and len(text) < 300, text
+
+
+def write_dbc(tmp_path: Path, body: str, name: str = "x.dbc") -> Path:
+    path = tmp_path / name
+    path.write_text('VERSION ""\n\n' + body)
+    return path
+
+
+def test_two_mapped_messages_sharing_a_frame_id_are_refused(tmp_path: Path) -> None:
+    from oodida_edge.sources.dbc import dbc_rules, load_dbc
+
+    dbc = write_dbc(
+        tmp_path,
+        'BO_ 416 VehicleDynamics: 8 ABS\n SG_ VehicleSpeed : 7|16@0+ (0.01,0) [0|655.35] "km/h" ECM\n'
+        'BO_ 416 Other: 8 ABS\n SG_ EngineSpeed : 0|16@1+ (0.25,0) [0|16383.75] "rpm" ECM\n',
+    )
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("signals:\n  speed: {dbc: VehicleSpeed}\n  rpm: {dbc: EngineSpeed}\n")
+    with pytest.raises(MappingError, match=r"m\.yaml line 3: signal 'rpm'.*VehicleDynamics.*0x1A0"):
+        dbc_rules(load_dbc(dbc), dbc, load_mapping(mapping))
+
+
+def test_a_signal_with_factor_zero_is_refused(tmp_path: Path) -> None:
+    from oodida_edge.sources.dbc import dbc_rules, load_dbc
+
+    zero = 'BO_ 416 VehicleDynamics: 8 ABS\n SG_ VehicleSpeed : 7|16@0+ (0,0) [0|0] "km/h" ECM\n'
+    dbc = write_dbc(tmp_path, zero)
+    mapping = tmp_path / "m.yaml"
+    mapping.write_text("signals:\n  speed: {dbc: VehicleSpeed}\n")
+    with pytest.raises(MappingError, match=r"m\.yaml line 2: signal 'speed'.*factor 0"):
+        dbc_rules(load_dbc(dbc), dbc, load_mapping(mapping))
