@@ -10,10 +10,19 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    FiniteFloat,
+    ValidationError,
+    model_validator,
+)
 from pydantic_core import PydanticSerializationError
 
 from oodida_core.protocol.errors import MessageError
+from oodida_core.protocol.signals import canonical, is_vss_path
 from oodida_core.protocol.text import storable, storable_data
 
 # Celery task names: the contract between the library, the cloud and the clients.
@@ -265,26 +274,49 @@ class FoldedIterations(Wire):
     versions: dict[Annotated[str, Field(max_length=200)], int] = Field(default_factory=dict, max_length=64)
 
 
+def _signal_id(name: str) -> str:
+    """A signal id as a vehicle registers it: a built-in short name or a VSS path (ASCII: no
+    lookalike or invisible character can pass for another signal)."""
+    if canonical(name) != name:
+        raise ValueError(f"{name[:80]!r} is not a signal id (a built-in short name or a VSS path)")
+    return name
+
+
+def _vss(path: str) -> str:
+    if not is_vss_path(path):
+        raise ValueError(f"{path[:80]!r} is not a VSS path (Vehicle.Branch.Leaf)")
+    return path
+
+
+SignalId = Annotated[str, AfterValidator(_signal_id)]
+
+
 class CatalogueEntry(Wire):
     """One signal a vehicle delivers: its id, VSS path, unit, range and where it comes from."""
 
-    signal: Annotated[str, Field(min_length=1, max_length=1024)]
-    vss: Annotated[str, Field(min_length=1, max_length=1024)]
+    signal: SignalId
+    vss: Annotated[str, AfterValidator(_vss)]
     unit: Annotated[str, Field(max_length=64)]
-    low: float
-    high: float
+    low: FiniteFloat
+    high: FiniteFloat
     origin: Annotated[str, Field(max_length=300)]  # "simulated", "csv:speed", "obd:RPM", "dbc:VehicleSpeed"
+
+    @model_validator(mode="after")
+    def _range(self) -> CatalogueEntry:
+        if not self.low < self.high:
+            raise ValueError(f"the range {self.low:g} to {self.high:g} is empty")
+        return self
 
 
 class ClientInfo(Wire):
     """A client's entry in the live registry."""
 
     client_id: int = Field(ge=1)
-    signals: tuple[str, ...]
+    signals: tuple[SignalId, ...] = Field(max_length=1000)
     source: Annotated[str, Field(max_length=300)] = ""  # "simulated", "csv", "mdf", "canlog", "obd", "can"
     catalogue: tuple[CatalogueEntry, ...] = Field(default=(), max_length=1000)
-    worker: str
-    hostname: str
+    worker: Annotated[str, Field(max_length=1024)]
+    hostname: Annotated[str, Field(max_length=255)]
     pid: int
     started_at: float
     last_seen: float = 0.0

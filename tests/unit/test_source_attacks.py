@@ -303,3 +303,63 @@ def test_a_signal_with_factor_zero_is_refused(tmp_path: Path) -> None:
     mapping.write_text("signals:\n  speed: {dbc: VehicleSpeed}\n")
     with pytest.raises(MappingError, match=r"m\.yaml line 2: signal 'speed'.*factor 0"):
         dbc_rules(load_dbc(dbc), dbc, load_mapping(mapping))
+
+
+# --- a rogue vehicle's registry entry ---------------------------------------------------------
+
+
+def rogue(**changes: Any) -> dict[str, Any]:
+    entry = {
+        "signal": "speed",
+        "vss": "Vehicle.Speed",
+        "unit": "km/h",
+        "low": 0.0,
+        "high": 200.0,
+        "origin": "obd:SPEED",
+    }
+    info: dict[str, Any] = {
+        "client_id": 7,
+        "signals": ["speed"],
+        "source": "obd",
+        "catalogue": [entry],
+        "worker": "edge-7@host",
+        "hostname": "host",
+        "pid": 1,
+        "started_at": 0.0,
+    }
+    for key, value in changes.items():
+        if key in entry:
+            entry[key] = value
+        else:
+            info[key] = value
+    return info
+
+
+def test_a_well_formed_entry_decodes() -> None:
+    from oodida_core.protocol.wire import ClientInfo, decode
+
+    assert decode(ClientInfo, rogue()).catalogue[0].vss == "Vehicle.Speed"
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"low": float("nan")},
+        {"high": float("inf")},
+        {"low": 10.0, "high": -10.0},
+        {"signal": "Vehicle.Speed\u200b"},  # looks like Vehicle.Speed on a terminal
+        {"vss": "Vehicle.Sp\u0435ed"},  # a Cyrillic e
+        {"signals": ["speed", "Vehicle.Speed\u200b"]},
+        {"signals": [f"Vehicle.S{i}" for i in range(1001)]},
+        {"signals": ["x" * 2000]},
+        {"worker": "w" * 100_000},
+        {"hostname": "h" * 100_000},
+    ],
+    ids=lambda c: next(iter(c)),
+)
+def test_a_rogue_vehicles_registry_entry_is_refused(changes: dict[str, Any]) -> None:
+    from oodida_core.protocol.errors import MessageError
+    from oodida_core.protocol.wire import ClientInfo, decode
+
+    with pytest.raises(MessageError, match="malformed ClientInfo"):
+        decode(ClientInfo, rogue(**changes))
