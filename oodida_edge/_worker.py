@@ -17,7 +17,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
@@ -41,7 +40,7 @@ from .bootsteps import Heartbeat
 from .install import Installer
 from .pool import EdgePool
 from .runner import OnboardRunner
-from .sources.base import Source, SourceError
+from .sources.base import Source, SourceError, resolved
 from .sources.live import LiveSource
 from .sources.select import SourceSpec, build_source, parse_source
 from .tasks import register_edge_tasks
@@ -355,10 +354,14 @@ def main(argv: list[str] | None = None) -> None:
         spec = parse_source(f"csv:{args.replay}" if args.replay is not None else (args.source or "sim"))
     except SourceError as exc:
         parser.exit(2, f"oodida-edge: {exc}\n")
-    if spec.kind in ("csv", "mdf", "canlog"):
-        spec = SourceSpec(spec.kind, str(Path(spec.target).resolve()))
-    dbc = Path(args.dbc).resolve() if args.dbc else None
-    mapping = Path(args.mapping).resolve() if args.mapping else None
+    option = "--replay" if args.replay is not None else "--source"
+    try:
+        if spec.kind in ("csv", "mdf", "canlog"):
+            spec = SourceSpec(spec.kind, str(resolved(spec.target)))
+        dbc = resolved(args.dbc) if args.dbc else None
+        mapping = resolved(args.mapping) if args.mapping else None
+    except SourceError as exc:
+        parser.exit(2, f"oodida-edge: {option}: {exc}\n")
     sensors: Source | None = None
     try:
         # One process: the source built here serves it. Several: each child builds its own
@@ -367,7 +370,6 @@ def main(argv: list[str] | None = None) -> None:
         if processes == 1 or not spec.live:
             sensors = build_source(spec, ids, dbc=dbc, mapping=mapping)
     except SourceError as exc:
-        option = "--replay" if args.replay is not None else "--source"
         parser.exit(2, f"oodida-edge: {option}: {exc}\n")
     realtime = args.realtime or spec.live  # a live source reads in real time, on the threads pool
     if args.check:

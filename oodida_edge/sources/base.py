@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import ModuleType
 from typing import Protocol
 
@@ -36,6 +37,7 @@ __all__ = [
     "builtin_entry",
     "check_request",
     "require",
+    "resolved",
 ]
 
 
@@ -117,6 +119,15 @@ def check_request(samples: object, frequency: object) -> None:
         raise SourceError(f"samples must be a non-negative integer, got {samples!r}")
     if isinstance(frequency, bool) or not isinstance(frequency, int) or frequency < 1:
         raise SourceError(f"frequency must be a positive integer (Hz), got {frequency!r}")
+
+
+def resolved(path: str | Path) -> Path:
+    """``path`` absolute, its symlinks resolved; a symlink loop raises SourceError (Python 3.11's
+    ``Path.resolve`` raises RuntimeError for one)."""
+    try:
+        return Path(path).resolve()
+    except (RuntimeError, OSError):
+        raise SourceError(f"{path}: a symlink loop (the link points back to itself)") from None
 
 
 def require(extra: str, *modules: str) -> tuple[ModuleType, ...]:

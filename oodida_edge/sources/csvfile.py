@@ -46,7 +46,7 @@ import numpy.typing as npt
 
 from oodida_core.protocol.signals import SIGNALS
 
-from .base import Entry, SourceError, builtin_entry
+from .base import Entry, SourceError, builtin_entry, resolved
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -236,7 +236,7 @@ class ReplaySensors:
     """Readings replayed from recorded drives (see the module's docstring for the layout)."""
 
     def __init__(self, path: str | Path) -> None:
-        self.path = Path(path).resolve()
+        self.path = resolved(path)
         if not self.path.exists():
             raise ReplayError(f"no recorded drive at {self.path} (expected a CSV file or a directory)")
         if not (self.path.is_file() or self.path.is_dir()):  # a FIFO or a device would block or never end

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .base import Entry, FloatArray, SourceError, check_request
+from .base import Entry, FloatArray, SourceError, check_request, resolved
 
 __all__ = [
     "GAP_FLOOR",
@@ -176,7 +176,7 @@ class RecordedSource:
         loader: Callable[[Path], Drive],
         cache_key: str = "",
     ) -> None:
-        self.path = Path(path).resolve()
+        self.path = resolved(path)
         self.kind = kind
         self.suffixes = tuple(suffixes)
         self.loader = loader

@@ -363,3 +363,34 @@ def test_a_rogue_vehicles_registry_entry_is_refused(changes: dict[str, Any]) -> 
 
     with pytest.raises(MessageError, match="malformed ClientInfo"):
         decode(ClientInfo, rogue(**changes))
+
+
+# --- the command line -------------------------------------------------------------------------
+
+
+def edge_check(capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    """``oodida-edge --clients 1 ARGV --check`` in process: its exit status must be 2 and its
+    stderr one line; that line."""
+    from oodida_edge._worker import main
+
+    with pytest.raises(SystemExit) as caught:
+        main(["--clients", "1", *argv, "--check"])
+    err = capsys.readouterr().err
+    assert caught.value.code == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("oodida-edge: "), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("option", ["source", "replay", "dbc", "mapping"])
+def test_a_symlink_loop_is_one_error(tmp_path: Path, capsys: pytest.CaptureFixture[str], option: str) -> None:
+    loop = tmp_path / f"loop.{ {'source': 'mf4', 'replay': 'csv', 'dbc': 'dbc', 'mapping': 'yaml'}[option] }"
+    loop.symlink_to(loop.name)
+    argv = {
+        "source": ["--source", f"mdf:{loop}"],
+        "replay": ["--replay", str(loop)],
+        "dbc": ["--source", f"canlog:{tmp_path}", "--dbc", str(loop)],
+        "mapping": ["--source", f"mdf:{tmp_path}", "--mapping", str(loop)],
+    }[option]
+    line = edge_check(capsys, *argv)
+    assert "symlink loop" in line or "symbolic links" in line, line  # Python 3.13 resolves loops
