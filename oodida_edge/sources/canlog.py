@@ -19,8 +19,9 @@ frames are skipped.
 
 from __future__ import annotations
 
+import array
 import functools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -116,7 +117,7 @@ def _line_in(path: Path, stamp: tuple[int, int], suffix: str, frame: int) -> int
     return None
 
 
-def _where(path: Path, suffix: str, frames: list[int]) -> Callable[[int], str]:
+def _where(path: Path, suffix: str, frames: Sequence[int]) -> Callable[[int], str]:
     def where(i: int) -> str:
         line = _line_of(path, suffix, frames[i])
         return f"frame {frames[i]}" + (f" (line {line})" if line is not None else "")
@@ -124,14 +125,21 @@ def _where(path: Path, suffix: str, frames: list[int]) -> Callable[[int], str]:
     return where
 
 
-def _collect(
-    path: Path, suffix: str, wanted: dict[int, bool]
-) -> tuple[dict[int, list[int]], dict[int, list[float]], dict[int, list[bytes]]]:
+class _Frames:
+    """The frames of one id, packed (a long log holds millions): their numbers in the log,
+    times, sizes and bytes one after another."""
+
+    def __init__(self) -> None:
+        self.numbers = array.array("q")
+        self.times = array.array("d")
+        self.sizes = array.array("H")
+        self.data = bytearray()
+
+
+def _collect(path: Path, suffix: str, wanted: dict[int, bool]) -> dict[int, _Frames]:
     """The number, time and bytes of every data frame whose id is in ``wanted`` (id: whether
     it is extended; a 29-bit id is not the 11-bit id of the same number)."""
-    frames: dict[int, list[int]] = {fid: [] for fid in wanted}
-    times: dict[int, list[float]] = {fid: [] for fid in wanted}
-    data: dict[int, list[bytes]] = {fid: [] for fid in wanted}
+    found = {fid: _Frames() for fid in wanted}
     n = 0
     try:
         reader = _reader(path, suffix)
@@ -150,16 +158,18 @@ def _collect(
             for n, msg in enumerate(reader, 1):
                 fid = msg.arbitration_id
                 if wanted.get(fid) == msg.is_extended_id and not (msg.is_remote_frame or msg.is_error_frame):
-                    frames[fid].append(n)
-                    times[fid].append(msg.timestamp)
-                    data[fid].append(msg.data)
+                    kept = found[fid]
+                    kept.numbers.append(n)
+                    kept.times.append(msg.timestamp)
+                    kept.sizes.append(len(msg.data))
+                    kept.data += msg.data
     except SourceError:
         raise
     except Exception as exc:
         line = _line_of(path, suffix, n) if n else None
         after = f"after frame {n}" + (f" (line {line})" if line else "") if n else "at its start"
         raise SourceError(f"{path}: python-can cannot read this {suffix} log {after} ({exc})") from None
-    return frames, times, data
+    return found
 
 
 def _whole(path: Path, reader: Any) -> None:
@@ -178,23 +188,23 @@ def load_canlog(path: Path, bound: dict[int, list[Bound]]) -> Drive:
     """The drive a CAN log records: the mapped signals, decoded, converted and validated."""
     suffix = _suffix(path)
     extended = {fid: bool(rules[0].message.is_extended_frame) for fid, rules in bound.items()}
-    frames, times, data = _collect(path, suffix, extended)
+    found = _collect(path, suffix, extended)
     # Times from the first mapped frame (errors then read alike for absolute and relative logs).
-    origin = min((t[0] for t in times.values() if t), default=0.0)
+    origin = min((f.times[0] for f in found.values() if f.times), default=0.0)
     series: dict[str, Series] = {}
     entries: list[Entry] = []
     for fid, rules in bound.items():
         message = rules[0].message
-        if not frames[fid]:
+        kept = found[fid]
+        if not kept.numbers:
             names = ", ".join(repr(b.rule.signal) for b in rules)
             raise SourceError(
                 f"{path}: no frame of message {message.name} (id 0x{fid:X}) carrying {names}; "
                 f"the log does not record it"
             )
         length = int(message.length)
-        where = _where(path, suffix, frames[fid])
-        raw = data[fid]
-        sizes = np.fromiter(map(len, raw), dtype=np.int64, count=len(raw))
+        where = _where(path, suffix, kept.numbers)
+        sizes = np.frombuffer(kept.sizes, dtype=np.uint16).astype(np.int64)
         short = sizes < length
         if short.any():
             i = int(np.argmax(short))
@@ -202,10 +212,14 @@ def load_canlog(path: Path, bound: dict[int, list[Bound]]) -> Drive:
                 f"{path} {where(i)}: message {message.name} (id 0x{fid:X}) has {sizes[i]} data bytes, "
                 f"its DBC definition {length}; the frame cannot be decoded"
             )
-        joined = b"".join(raw) if (sizes == length).all() else b"".join(bytes(d[:length]) for d in raw)
-        matrix = np.frombuffer(joined, dtype=np.uint8).reshape(-1, length)
+        packed = np.frombuffer(kept.data, dtype=np.uint8)
+        if (sizes == length).all():
+            matrix = packed.reshape(-1, length)
+        else:  # frames longer than the message (a DLC of 8 for 4 defined bytes): their first bytes
+            starts = np.cumsum(sizes) - sizes
+            matrix = packed[starts[:, None] + np.arange(length)]
         decoded = FrameDecoder(message, [b.signal for b in rules]).decode(matrix)
-        stamps = np.array(times[fid], dtype=np.float64)
+        stamps = np.array(kept.times, dtype=np.float64)
         stamps -= origin
         for b in rules:
             entry = b.rule.entry("dbc")

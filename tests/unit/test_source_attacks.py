@@ -394,3 +394,34 @@ def test_a_symlink_loop_is_one_error(tmp_path: Path, capsys: pytest.CaptureFixtu
     }[option]
     line = edge_check(capsys, *argv)
     assert "symlink loop" in line or "symbolic links" in line, line  # Python 3.13 resolves loops
+
+
+# --- a long CAN log ---------------------------------------------------------------------------
+
+
+def test_a_long_can_log_is_held_in_a_few_bytes_a_frame(tmp_path: Path) -> None:
+    """A 10-million-frame log (an hour of a car's bus) must not need gigabytes: the frames kept
+    for decoding cost tens of bytes each, not a Python object each."""
+    import tracemalloc
+
+    from oodida_edge.sources.canlog import load_canlog
+    from oodida_edge.sources.dbc import dbc_rules, load_dbc
+
+    n = 60_000
+    path = tmp_path / "long.log"
+    start = 1_765_000_000.0
+    payload = {0x0C0: "E02E00005A000000", 0x1A0: "0064000000000000", 0x3B0: "B0042800"}
+    ids = list(payload)
+    with path.open("w") as f:
+        f.writelines(
+            f"({start + k * 0.001:.6f}) can0 {ids[k % 3]:03X}#{payload[ids[k % 3]]}\n" for k in range(n)
+        )
+    bound = dbc_rules(load_dbc(DBC), DBC, load_mapping(MAPPING))
+    tracemalloc.start()
+    try:
+        drive = load_canlog(path, bound)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert drive.series["speed"].values.size == n // 3 + (n % 3 > 1)
+    assert peak < 100 * n, f"{peak / n:.0f} bytes a frame"
