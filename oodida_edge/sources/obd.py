@@ -21,10 +21,12 @@ modes are not measurements, and mode 04 would clear the car's trouble codes.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import math
 import os
 import re
+import threading
 import time
 from collections.abc import Mapping as MappingABC
 from collections.abc import Sequence
@@ -49,6 +51,12 @@ BYTE_TIMEOUT = 1.0
 # The ELM327's boot baud rates first (38400, 9600), then the faster ones it can be set to.
 BAUDS = (38400, 9600, 230400, 115200, 57600, 19200)
 _PID = re.compile(r"(?:0X)?01([0-9A-F]{2})")
+# How long python-OBD may take to connect (its ATZ, ATE0, ..., and the protocol search when no
+# protocol is given): an adapter that answered the probe and then went mute would otherwise
+# hold the start for two minutes (10 s a read, ten reads a command).
+CONNECT_FLOOR = 10.0  # seconds, or three times the source's timeout
+SEARCH = 15.0  # seconds more for the ELM327's protocol search
+_connecting = threading.local()  # .deadline: when the current thread's python-OBD connect gives up
 
 
 def _libraries() -> tuple[ModuleType, ModuleType]:
@@ -59,10 +67,62 @@ def _libraries() -> tuple[ModuleType, ModuleType]:
         obd, serial = require("obd", "obd", "serial")
     finally:
         pint_log.setLevel(level)
+    elm327: Any = importlib.import_module("obd.elm327")
+    if not isinstance(elm327.serial, _Serial):  # its connects, bounded (_Adapter.connect)
+        elm327.serial = _Serial(serial)
     # python-OBD logs every unanswered query to stderr at WARNING; our own log says what matters.
     if not log.isEnabledFor(logging.DEBUG):
         logging.getLogger("obd").setLevel(logging.CRITICAL + 1)
     return obd, serial
+
+
+class _Port:
+    """A port python-OBD opened while connecting: once the connection's deadline has passed,
+    a read raises (python-OBD takes it as a disconnection and gives up at once)."""
+
+    def __init__(self, port: Any, deadline: float) -> None:
+        object.__setattr__(self, "_port", port)
+        object.__setattr__(self, "deadline", deadline)
+
+    def read(self, size: int = 1) -> bytes:
+        port = self._port
+        if self.deadline is None:
+            return bytes(port.read(size))
+        left = self.deadline - time.monotonic()
+        if left <= 0:
+            _connecting.expired = True
+            raise OSError("the adapter stopped answering while python-OBD connected")
+        timeout = port.timeout
+        port.timeout = left if timeout is None else min(timeout, left)
+        try:
+            return bytes(port.read(size))
+        finally:
+            port.timeout = timeout
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._port, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "deadline":
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._port, name, value)
+
+
+class _Serial:
+    """pyserial as python-OBD's ELM327 sees it: a port opened while this thread connects
+    (``_connecting.deadline``) gives up at that deadline."""
+
+    def __init__(self, serial: ModuleType) -> None:
+        self._serial = serial
+
+    def serial_for_url(self, *args: Any, **kwargs: Any) -> Any:
+        port = self._serial.serial_for_url(*args, **kwargs)
+        deadline = getattr(_connecting, "deadline", None)
+        return port if deadline is None else _Port(port, deadline)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._serial, name)
 
 
 def resolve_command(obd: ModuleType, rule: Rule) -> Any:
@@ -118,11 +178,24 @@ class _Adapter:
         if not self.is_url and not os.path.exists(self.port):
             raise SourceError(f"OBD-II adapter {self.port}: no such device (is the adapter plugged in?)")
         baud = self._probe()  # every time: python-OBD would wait minutes on a silent adapter
-        conn = self.obd.OBD(self.port, baudrate=baud, protocol=self.protocol, fast=True, timeout=0.1)
+        limit = max(CONNECT_FLOOR, 3 * self.timeout) + (SEARCH if self.protocol is None else 0.0)
+        _connecting.deadline, _connecting.expired = time.monotonic() + limit, False
+        try:
+            conn = self.obd.OBD(self.port, baudrate=baud, protocol=self.protocol, fast=True, timeout=0.1)
+        finally:
+            _connecting.deadline = None
+        port = getattr(conn.interface, "_ELM327__port", None)
+        if isinstance(port, _Port):
+            port.deadline = None  # connected: queries have their own bound (BYTE_TIMEOUT)
         status = conn.status()
         if status != self.obd.OBDStatus.CAR_CONNECTED:
             with contextlib.suppress(Exception):
                 conn.close()
+            if _connecting.expired:
+                raise SourceError(
+                    f"OBD-II adapter {self.port} answered, then stopped answering while python-OBD "
+                    f"connected (no connection within {limit:g} s)"
+                )
             raise SourceError(
                 f"OBD-II adapter {self.port} answers, but python-OBD could not reach the car "
                 f"(status {status!r}; is the ignition on?)"

@@ -425,3 +425,58 @@ def test_a_long_can_log_is_held_in_a_few_bytes_a_frame(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert drive.series["speed"].values.size == n // 3 + (n % 3 > 1)
     assert peak < 100 * n, f"{peak / n:.0f} bytes a frame"
+
+
+# --- an OBD-II adapter that answers once, then never again -----------------------------------
+
+
+class HalfDeadAdapter:
+    """A pseudo-terminal whose 'adapter' answers the first command (the edge's ATI probe) with
+    a prompt and then reads everything and answers nothing: a clone that locks up after its
+    reset, a Bluetooth link that drops. python-OBD waits 10 s a read and ten reads a command."""
+
+    def __init__(self) -> None:
+        import pty
+
+        self.master, self.slave = pty.openpty()
+        self.path = os.ttyname(self.slave)
+        self.done = threading.Event()
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        import select
+
+        answered = False
+        while not self.done.is_set():
+            ready, _, _ = select.select([self.master], [], [], 0.1)
+            if not ready:
+                continue
+            try:
+                os.read(self.master, 1024)
+            except OSError:
+                continue
+            if not answered:
+                os.write(self.master, b"ELM327 v1.5\r\r>")
+                answered = True
+
+    def close(self) -> None:
+        self.done.set()
+        self.thread.join(2)
+        os.close(self.master)
+        os.close(self.slave)
+
+
+def test_an_adapter_that_goes_mute_after_the_probe_fails_the_start_in_seconds() -> None:
+    import time
+
+    from oodida_edge.sources.obd import obd_source
+
+    adapter = HalfDeadAdapter()
+    try:
+        started = time.monotonic()
+        with pytest.raises(SourceError, match=f"adapter {adapter.path} answered, then stopped answering"):
+            within(60, lambda: obd_source(adapter.path, [1], timeout=2.0, protocol="6"))
+        assert time.monotonic() - started < 20
+    finally:
+        adapter.close()
