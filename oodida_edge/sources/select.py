@@ -124,7 +124,7 @@ def build_source(
     """The source for ``client_ids``, checked: every file loads, every device answers once.
     Raises SourceError (MissingExtra when the source's library is not installed)."""
     if spec.kind in _NEEDS_DBC and dbc is None:
-        raise SourceError(f"--source {spec}: a CAN source needs --dbc FILE to decode its frames")
+        raise SourceError(f"{spec}: a CAN source needs --dbc FILE to decode its frames")
     if spec.kind not in _NEEDS_DBC and dbc is not None:
         raise SourceError(f"--dbc applies to CAN sources (canlog, can), not {spec.kind}")
     rules = _mapping(spec, mapping)
@@ -152,15 +152,14 @@ def build_source(
         protocol = (spec.options.get("protocol") or "").upper() or None
         if protocol is not None and (len(protocol) != 1 or protocol not in "123456789ABC"):
             raise SourceError(
-                f"--source {spec}: protocol is an ELM327 protocol number, 1-9 or A-C "
-                "(6: CAN 11-bit 500 kbit/s)"
+                f"{spec}: protocol is an ELM327 protocol number, 1-9 or A-C (6: CAN 11-bit 500 kbit/s)"
             )
         try:
             timeout = float(spec.options.get("timeout", "5"))
         except ValueError:
             timeout = -1.0
         if not 0.1 <= timeout <= 120:
-            raise SourceError(f"--source {spec}: timeout is seconds, 0.1 to 120")
+            raise SourceError(f"{spec}: timeout is seconds, 0.1 to 120")
         source = obd_source(spec.target, client_ids, rules, timeout=timeout, protocol=protocol)
     else:
         from .canbus import can_source

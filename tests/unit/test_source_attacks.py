@@ -480,3 +480,16 @@ def test_an_adapter_that_goes_mute_after_the_probe_fails_the_start_in_seconds() 
         assert time.monotonic() - started < 20
     finally:
         adapter.close()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--source", "obd:/dev/ttyUSB0?timeout=nan"],
+        ["--source", "obd:/dev/ttyUSB0?protocol=Z"],
+        ["--source", "canlog:/tmp/x.blf"],
+    ],
+)
+def test_a_bad_source_option_names_it_once(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
+    line = edge_check(capsys, *argv)
+    assert line.count("--source") == 1, line
