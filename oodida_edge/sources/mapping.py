@@ -254,6 +254,11 @@ def _rule(name: str, body: object, where: str) -> Rule:
         if kind in body:
             value = body[kind]
             if isinstance(value, int) and not isinstance(value, bool) and kind == "obd":
+                if not 0x100 <= value <= 0x1FF:  # 0105 unquoted is YAML's octal 69, not PID 0105
+                    raise MappingError(
+                        f"{where}: signal {name!r}: obd is the number {value} (YAML reads an unquoted "
+                        f"0105 as an octal number); write a mode-01 PID in quotes, such as '010D'"
+                    )
                 value = f"{value:04X}"
             if not isinstance(value, str) or not value.strip() or len(value) > 256:
                 raise MappingError(

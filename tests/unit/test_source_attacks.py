@@ -493,3 +493,12 @@ def test_an_adapter_that_goes_mute_after_the_probe_fails_the_start_in_seconds() 
 def test_a_bad_source_option_names_it_once(capsys: pytest.CaptureFixture[str], argv: list[str]) -> None:
     line = edge_check(capsys, *argv)
     assert line.count("--source") == 1, line
+
+
+def test_an_unquoted_obd_pid_read_as_octal_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("signals:\n  engine_temp: {obd: 0105}\n")  # YAML 1.1: the octal number 69
+    with pytest.raises(MappingError, match=r"m\.yaml line 2: signal 'engine_temp': .*number 69.*'010D'"):
+        load_mapping(path)
+    path.write_text("signals:\n  engine_temp: {obd: 0x0105}\n")  # a hexadecimal PID stays accepted
+    assert load_mapping(path).rules["engine_temp"].names["obd"] == "0105"
