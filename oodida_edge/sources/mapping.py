@@ -229,7 +229,15 @@ def _number(value: object, what: str, where: str) -> float:
         except OverflowError:  # an integer beyond 1.8e308
             number = math.inf
     if not math.isfinite(number):
-        raise MappingError(f"{where}: {what} must be a finite number, got {_show(value)}")
+        hint = ""  # YAML 1.1 reads 6e1 as text: a number needs a dot and a signed exponent
+        with contextlib.suppress(ValueError):
+            if isinstance(value, str) and "e" in value.lower() and len(value) < 40:
+                written = float(value)
+                exact = repr(written)  # 60.0, 1.5e-07; 1e+308 needs its dot: 1.0e+308
+                if math.isfinite(written):
+                    exact = exact if "." in exact else exact.replace("e", ".0e")
+                    hint = f" (YAML reads {value} as text: write {exact})"
+        raise MappingError(f"{where}: {what} must be a finite number, got {_show(value)}{hint}")
     return number
 
 

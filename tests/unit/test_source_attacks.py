@@ -502,3 +502,13 @@ def test_an_unquoted_obd_pid_read_as_octal_says_so(tmp_path: Path) -> None:
         load_mapping(path)
     path.write_text("signals:\n  engine_temp: {obd: 0x0105}\n")  # a hexadecimal PID stays accepted
     assert load_mapping(path).rules["engine_temp"].names["obd"] == "0105"
+
+
+def test_a_number_yaml_reads_as_text_says_how_to_write_it(tmp_path: Path) -> None:
+    path = tmp_path / "m.yaml"
+    path.write_text("signals:\n  rpm: {mdf: rpm, scale: 6e1}\n")  # YAML 1.1: 6e1 is text, 6.0e+1 a number
+    with pytest.raises(MappingError, match=r"line 2: signal 'rpm': scale .*'6e1'.*write 60\.0\)"):
+        load_mapping(path)
+    path.write_text("signals:\n  rpm: {mdf: rpm, scale: 1e-7}\n")
+    with pytest.raises(MappingError, match=r"write 1\.0e-07\)"):
+        load_mapping(path)
