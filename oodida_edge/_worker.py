@@ -366,8 +366,8 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # One process: the source built here serves it. Several: each child builds its own
         # clients' source; a recorded one is checked here first (a live device is opened by
-        # the child that serves it).
-        if processes == 1 or not spec.live:
+        # the child that serves it, and here too by --check).
+        if processes == 1 or not spec.live or args.check:
             sensors = build_source(spec, ids, dbc=dbc, mapping=mapping)
     except SourceError as exc:
         parser.exit(2, f"oodida-edge: {option}: {exc}\n")

@@ -512,3 +512,13 @@ def test_a_number_yaml_reads_as_text_says_how_to_write_it(tmp_path: Path) -> Non
     path.write_text("signals:\n  rpm: {mdf: rpm, scale: 1e-7}\n")
     with pytest.raises(MappingError, match=r"write 1\.0e-07\)"):
         load_mapping(path)
+
+
+def test_check_with_several_processes_checks_a_live_source(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    several = ["--clients", "1-2", "--processes", "2"]
+    line = edge_check(capsys, *several, "--source", f"obd:{tmp_path}/rfcomm{{client}}")
+    assert f"OBD-II adapter {tmp_path}/rfcomm1: no such device" in line
+    can = ["--source", "can:nosuch:x{client}", "--dbc", str(DBC), "--mapping", str(MAPPING)]
+    assert "cannot open the CAN bus nosuch:x1" in edge_check(capsys, *several, *can)
