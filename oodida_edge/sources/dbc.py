@@ -16,6 +16,7 @@ with cantools. Multiplexed signals are not supported (a mapping naming one is re
 from __future__ import annotations
 
 import difflib
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -43,6 +44,11 @@ def load_dbc(path: str | Path) -> Any:
     """The CAN database in ``path`` (a ``cantools.database.can.Database``); SourceError naming
     the file (and the line and column of a syntax error) if it does not load."""
     (cantools,) = require("can", "cantools")
+    # cantools warns of each duplicate frame id (real cars' DBC files have some): to the edge's
+    # log when it has one, never as bare lines on stderr (Python's last-resort handler).
+    quiet = logging.getLogger("cantools")
+    if not any(isinstance(h, logging.NullHandler) for h in quiet.handlers):
+        quiet.addHandler(logging.NullHandler())
     path = Path(path)
     if not path.is_file():
         raise SourceError(f"no DBC file at {path}")
