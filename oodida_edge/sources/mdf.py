@@ -94,6 +94,8 @@ def load_mdf(path: Path, mapping: Mapping | None = None) -> Drive:
     mapping = default_mapping() if mapping is None else mapping
     default = mapping.path is None
     rules = mapping.for_kind("mdf")
+    if not rules:
+        raise SourceError(f"{mapping.describe()} maps no signal to an MDF channel (key mdf)")
     try:
         with open(path, "rb") as fh:
             head = fh.read(8)

@@ -522,3 +522,14 @@ def test_check_with_several_processes_checks_a_live_source(
     assert f"OBD-II adapter {tmp_path}/rfcomm1: no such device" in line
     can = ["--source", "can:nosuch:x{client}", "--dbc", str(DBC), "--mapping", str(MAPPING)]
     assert "cannot open the CAN bus nosuch:x1" in edge_check(capsys, *several, *can)
+
+
+def test_a_mapping_without_mdf_keys_says_so(tmp_path: Path) -> None:
+    from oodida_edge.sources.mdf import load_mdf
+    from tests.fakes.mdffiles import channels_of, simulated_drive, write_mdf
+
+    drive = write_mdf(tmp_path / "drive.mf4", channels_of(*simulated_drive(seconds=10.0)))
+    mapping = tmp_path / "can.yaml"
+    mapping.write_text("signals:\n  speed: {dbc: VehicleSpeed}\n")
+    with pytest.raises(SourceError, match=r"can\.yaml maps no signal to an MDF channel \(key mdf\)"):
+        load_mdf(drive, load_mapping(mapping))
