@@ -95,7 +95,17 @@ class Drive:
         np.remainder(t, self.period, out=t)
         if s.times.size == 1:
             return np.full(samples, float(s.values[0]))
-        return np.interp(t, s.times, s.values, period=self.period)
+        # As np.interp(..., period=self.period), without its sort and copies of the whole drive
+        # at every read: the times are increasing and within [0, period); a time before the
+        # first reading or after the last lies on the loop's wrap, from the last to the first.
+        xp, fp = s.times, s.values
+        out = np.interp(t, xp, fp)
+        wrap = (t < xp[0]) | (t > xp[-1])
+        if wrap.any():
+            w = t[wrap]
+            w[w < xp[0]] += self.period
+            out[wrap] = fp[-1] + (w - xp[-1]) * ((fp[0] - fp[-1]) / (xp[0] + self.period - xp[-1]))
+        return out
 
 
 def median_step(times: FloatArray) -> float:

@@ -533,3 +533,35 @@ def test_a_mapping_without_mdf_keys_says_so(tmp_path: Path) -> None:
     mapping.write_text("signals:\n  speed: {dbc: VehicleSpeed}\n")
     with pytest.raises(SourceError, match=r"can\.yaml maps no signal to an MDF channel \(key mdf\)"):
         load_mdf(drive, load_mapping(mapping))
+
+
+# --- replaying a long drive -------------------------------------------------------------------
+
+
+def test_a_read_of_a_long_recorded_drive_does_not_sort_the_whole_drive() -> None:
+    """np.interp(..., period=) sorts and copies the drive's readings at every call: a read of
+    10 samples of a 10-million-reading drive took half a second a signal, and 320 MB."""
+    import time
+
+    import numpy as np
+
+    from oodida_edge.sources.base import builtin_entry
+    from oodida_edge.sources.recorded import Drive, Series
+
+    rng = np.random.default_rng(7)
+    n = 2_000_000
+    times = np.cumsum(rng.uniform(0.005, 0.015, n)) + 0.3
+    values = rng.uniform(0.0, 200.0, n)
+    later = Series(times[::7] + 1.0, values[::7] * 30)  # rpm: its first reading 1 s after speed's
+    series = {"speed": Series(times, values), "rpm": later}
+    drive = Drive.of(Path("long.mf4"), series, [builtin_entry(n, f"mdf:{n}") for n in series])
+    # Reads across the loop's wrap (after the last reading, before the first) and inside.
+    for name, s in drive.series.items():
+        for start in (0.0, 0.001, float(s.times[0]) / 2, drive.period - 0.002, 5000.0, 123.456):
+            got = drive.resample(name, start, 50, 1000)
+            t = np.remainder(start + np.arange(50) / 1000, drive.period)
+            np.testing.assert_allclose(got, np.interp(t, s.times, s.values, period=drive.period), rtol=1e-9)
+    began = time.perf_counter()
+    for i in range(40):
+        drive.resample("speed", 17.0 * i, 10, 10)
+    assert time.perf_counter() - began < 0.5
