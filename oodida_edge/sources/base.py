@@ -122,10 +122,15 @@ def check_request(samples: object, frequency: object) -> None:
 
 
 def resolved(path: str | Path) -> Path:
-    """``path`` absolute, its symlinks resolved; a symlink loop raises SourceError (Python 3.11's
-    ``Path.resolve`` raises RuntimeError for one)."""
+    """``path`` absolute, ``~`` expanded (the shell leaves ``mdf:~/drive.mf4`` alone), its
+    symlinks resolved; a symlink loop raises SourceError (Python 3.11's ``Path.resolve`` raises
+    RuntimeError for one)."""
     try:
-        return Path(path).resolve()
+        expanded = Path(path).expanduser()
+    except RuntimeError:  # no home directory to expand ~ to: the path as written
+        expanded = Path(path)
+    try:
+        return expanded.resolve()
     except (RuntimeError, OSError):
         raise SourceError(f"{path}: a symlink loop (the link points back to itself)") from None
 

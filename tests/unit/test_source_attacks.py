@@ -565,3 +565,11 @@ def test_a_read_of_a_long_recorded_drive_does_not_sort_the_whole_drive() -> None
     for i in range(40):
         drive.resample("speed", 17.0 * i, 10, 10)
     assert time.perf_counter() - began < 0.5
+
+
+def test_a_tilde_in_a_source_path_is_the_home_directory(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path))  # the shell leaves mdf:~/... alone (not a word start)
+    line = edge_check(capsys, "--source", "mdf:~/drives/missing.mf4")
+    assert f"no recorded drive at {tmp_path}/drives/missing.mf4" in line, line
