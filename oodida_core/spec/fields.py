@@ -217,6 +217,9 @@ def _signals(value: object) -> tuple[str, ...]:
         sid = canonical(entry)
         if sid is None:
             hint = did_you_mean(entry, SIGNAL_NAMES) or f" (built in: {', '.join(SIGNAL_NAMES)})"
+            odd = next(((i, ch) for i, ch in enumerate(entry) if not ch.isascii()), None)
+            if odd is not None and len(entry) <= 1024:  # a lookalike or invisible character
+                hint = f" (it holds the non-ASCII character U+{ord(odd[1]):04X} at position {odd[0] + 1})"
             problems.append(
                 (
                     entry,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -573,3 +574,18 @@ def test_a_tilde_in_a_source_path_is_the_home_directory(
     monkeypatch.setenv("HOME", str(tmp_path))  # the shell leaves mdf:~/... alone (not a word start)
     line = edge_check(capsys, "--source", "mdf:~/drives/missing.mf4")
     assert f"no recorded drive at {tmp_path}/drives/missing.mf4" in line, line
+
+
+# --- the spec side ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [("Vehicle.Sp\u0435ed", "U+0435 at position 11"), ("Vehicle.Speed\u200b", "U+200B at position 14")],
+)
+def test_a_signal_name_with_a_lookalike_character_says_which(name: str, shown: str) -> None:
+    from oodida_core.protocol.errors import SpecError
+    from oodida_core.spec.model import LISTING_1_1, validate_spec
+
+    with pytest.raises(SpecError, match=re.escape(f"non-ASCII character {shown}")):
+        validate_spec({**LISTING_1_1, "signals": [name]})
