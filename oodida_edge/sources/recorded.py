@@ -17,6 +17,7 @@ and reloaded when the file changes.
 from __future__ import annotations
 
 import math
+import stat
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -230,6 +231,8 @@ class RecordedSource:
             st = path.stat()
         except OSError as exc:
             raise SourceError(f"cannot read the recorded drive {path}: {exc.strerror}") from None
+        if not stat.S_ISREG(st.st_mode):  # replaced while serving: a FIFO would block the task
+            raise SourceError(f"the recorded drive {path} is not a regular file any more")
         stamp = (st.st_mtime_ns, st.st_size)
         key = (path, self.cache_key)
         with _cache_lock:

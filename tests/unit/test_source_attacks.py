@@ -589,3 +589,17 @@ def test_a_signal_name_with_a_lookalike_character_says_which(name: str, shown: s
 
     with pytest.raises(SpecError, match=re.escape(f"non-ASCII character {shown}")):
         validate_spec({**LISTING_1_1, "signals": [name]})
+
+
+def test_a_drive_replaced_by_a_fifo_while_serving_fails_the_read_not_the_worker(tmp_path: Path) -> None:
+    from oodida_edge.sources.mdf import mdf_source
+    from tests.fakes.mdffiles import channels_of, simulated_drive, write_mdf
+
+    path = write_mdf(tmp_path / "drive.mf4", channels_of(*simulated_drive(seconds=10.0)))
+    source = mdf_source(path)
+    source.check([1])
+    fifo = tmp_path / "new.mf4"
+    os.mkfifo(fifo)
+    os.replace(fifo, path)  # an operator's copy tool, a log rotation gone wrong
+    with pytest.raises(SourceError, match=f"{path}.*not a regular file"):
+        within(10, lambda: source.read(1, "a", 0, ["speed"], 10, 10))
