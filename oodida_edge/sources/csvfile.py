@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import csv
 import math
+import stat
 import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -212,11 +213,13 @@ _cache_lock = threading.Lock()
 
 def load_recording(path: str | Path) -> Recording:
     """The validated recording in ``path``; cached, and reloaded when the file changed."""
-    path = Path(path).resolve()
+    path = resolved(path)
     try:
         st = path.stat()
     except OSError as exc:
         raise ReplayError(f"cannot read the recorded drive {path}: {exc.strerror}") from None
+    if not stat.S_ISREG(st.st_mode):  # replaced while serving: a FIFO would block the task
+        raise ReplayError(f"the recorded drive {path} is not a regular file any more")
     stamp = (st.st_mtime_ns, st.st_size)
     with _cache_lock:
         hit = _cache.get(path)

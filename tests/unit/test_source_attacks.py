@@ -603,3 +603,19 @@ def test_a_drive_replaced_by_a_fifo_while_serving_fails_the_read_not_the_worker(
     os.replace(fifo, path)  # an operator's copy tool, a log rotation gone wrong
     with pytest.raises(SourceError, match=f"{path}.*not a regular file"):
         within(10, lambda: source.read(1, "a", 0, ["speed"], 10, 10))
+
+
+def test_a_csv_drive_replaced_by_a_fifo_while_serving_fails_the_read(tmp_path: Path) -> None:
+    import shutil
+
+    from oodida_edge.sources.csvfile import ReplaySensors
+
+    path = tmp_path / "drive.csv"
+    shutil.copy(EXAMPLES.parent / "drives" / "drive.csv", path)
+    source = ReplaySensors(path)
+    source.check([1])
+    fifo = tmp_path / "new.csv"
+    os.mkfifo(fifo)
+    os.replace(fifo, path)
+    with pytest.raises(SourceError, match=f"{path}.*not a regular file"):
+        within(10, lambda: source.read(1, "a", 0, ["speed"], 10, 10))
