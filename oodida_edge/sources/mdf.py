@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import functools
 import hashlib
 from pathlib import Path
 from typing import Any
@@ -147,9 +148,15 @@ def load_mdf(path: Path, mapping: Mapping | None = None) -> Drive:
         entry = Entry(rule.signal, rule.unit, rule.low, rule.high, f"mdf:{channel}")
         values = rule.convert(_numbers(path, entry, signal.samples))
         times = np.asarray(signal.timestamps, dtype=np.float64)
+        where = _sample
+        invalid = getattr(signal, "invalidation_bits", None)
+        if invalid is not None and np.any(invalid):  # samples the logger marked "no value"
+            kept = np.flatnonzero(~np.asarray(invalid, dtype=bool))
+            times, values = times[kept], values[kept]
+            where = functools.partial(_kept_sample, kept)
         if id(times) not in gaps:
             gaps[id(times)] = max_gap_for(times)
-        check_series(path, entry, times, values, _sample, gaps[id(times)])
+        check_series(path, entry, times, values, where, gaps[id(times)])
         series[rule.signal] = Series(times, values)
         entries.append(entry)
     return Drive.of(path, series, entries)
@@ -170,6 +177,10 @@ def release_unread(exc: BaseException) -> None:
 
 def _sample(i: int) -> str:
     return f"sample {i}"
+
+
+def _kept_sample(kept: Any, i: int) -> str:
+    return f"sample {int(kept[i])}"  # the sample's number in the file, invalid ones counted
 
 
 def _numbers(path: Path, entry: Entry, samples: Any) -> FloatArray:

@@ -619,3 +619,34 @@ def test_a_csv_drive_replaced_by_a_fifo_while_serving_fails_the_read(tmp_path: P
     os.replace(fifo, path)
     with pytest.raises(SourceError, match=f"{path}.*not a regular file"):
         within(10, lambda: source.read(1, "a", 0, ["speed"], 10, 10))
+
+
+def write_invalidated(path: Path, values: Any, invalid: Any) -> Path:
+    import numpy as np
+    from asammdf import MDF, Signal
+
+    mdf = MDF(version="4.10")
+    try:
+        t = np.arange(len(values)) / 10.0
+        signal = Signal(samples=values, timestamps=t, name="speed", unit="km/h", invalidation_bits=invalid)
+        mdf.append([signal])
+        mdf.save(path, overwrite=True)
+    finally:
+        mdf.close()
+    return path
+
+
+def test_mdf_samples_marked_invalid_are_not_readings(tmp_path: Path) -> None:
+    import numpy as np
+
+    from oodida_edge.sources.mdf import load_mdf
+
+    values = np.full(100, 50.0)
+    invalid = np.zeros(100, dtype=bool)
+    values[40:45], invalid[40:45] = 0.0, True  # a logger's "no value": 0, flagged invalid
+    drive = load_mdf(write_invalidated(tmp_path / "inv.mf4", values, invalid))
+    assert drive.series["speed"].values.size == 95
+    assert (drive.series["speed"].values == 50.0).all()
+    values[70] = 500.0  # a valid reading out of range, after the invalid ones: its own number
+    with pytest.raises(SourceError, match=r"inv2\.mf4 sample 70: signal 'speed'"):
+        load_mdf(write_invalidated(tmp_path / "inv2.mf4", values, invalid))
