@@ -63,7 +63,9 @@ def _suffix(path: Path) -> str:
 def _reader(path: Path, suffix: str, file: IO[str] | None = None) -> Any:
     (can,) = require("can", "can")
     if suffix == ".mf4":
-        require("mdf", "asammdf")
+        from .mdf import quiet
+
+        quiet(*require("mdf", "asammdf"))
     readers = {
         ".log": can.CanutilsLogReader,
         ".asc": can.ASCReader,

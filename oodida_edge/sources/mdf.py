@@ -28,6 +28,7 @@ import contextlib
 import difflib
 import functools
 import hashlib
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,7 @@ def _listing(channels: list[str], most: int = 12) -> str:
 def load_mdf(path: Path, mapping: Mapping | None = None) -> Drive:
     """The validated drive in the MDF file ``path`` under ``mapping``."""
     (asammdf,) = require("mdf", "asammdf")
+    quiet(asammdf)
     mapping = default_mapping() if mapping is None else mapping
     default = mapping.path is None
     rules = mapping.for_kind("mdf")
@@ -162,15 +164,26 @@ def load_mdf(path: Path, mapping: Mapping | None = None) -> Drive:
     return Drive.of(path, series, entries)
 
 
+def quiet(asammdf: Any) -> None:
+    """asammdf logs to stderr through a handler of its own (an error line for each block of a
+    corrupted file): to the edge's log instead, and never as bare lines beside --check's."""
+    own = logging.getLogger("asammdf")
+    console = getattr(asammdf, "console", None)
+    if console is not None and console in own.handlers:
+        own.removeHandler(console)
+    if not any(isinstance(h, logging.NullHandler) for h in own.handlers):
+        own.addHandler(logging.NullHandler())
+
+
 def release_unread(exc: BaseException) -> None:
     """Close the asammdf objects a failed read left half-built: asammdf 8 deletes ``_file`` of
     a file it cannot read and its ``__del__`` then prints an AttributeError with a traceback."""
     tb = exc.__traceback__
     while tb is not None:
         obj: Any = tb.tb_frame.f_locals.get("self")
-        if obj is not None and type(obj).__module__.startswith("asammdf.") and not hasattr(obj, "_file"):
-            obj._file = None
+        if type(obj).__name__ in ("MDF4", "MDF3") and not hasattr(obj, "_file"):
             with contextlib.suppress(Exception):
+                obj._file = None
                 obj.close()  # sets _closed first: __del__ does nothing more
         tb = tb.tb_next
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import threading
@@ -650,3 +651,33 @@ def test_mdf_samples_marked_invalid_are_not_readings(tmp_path: Path) -> None:
     values[70] = 500.0  # a valid reading out of range, after the invalid ones: its own number
     with pytest.raises(SourceError, match=r"inv2\.mf4 sample 70: signal 'speed'"):
         load_mdf(write_invalidated(tmp_path / "inv2.mf4", values, invalid))
+
+
+def test_corrupted_mdf_files_give_one_error_each_and_print_nothing(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bytes flipped at random in an MDF4 file: a SourceError each time, nothing on stderr
+    (asammdf logs through its own handler to stderr), nothing left for __del__ to print."""
+    import gc
+    import random
+    import sys
+
+    from oodida_edge.sources.mdf import load_mdf
+    from tests.fakes.mdffiles import channels_of, simulated_drive, write_mdf
+
+    data = write_mdf(tmp_path / "whole.mf4", channels_of(*simulated_drive(seconds=30.0))).read_bytes()
+    printed: list[Any] = []
+    monkeypatch.setattr(sys, "unraisablehook", printed.append)
+    rng = random.Random(3)
+    for k in range(150):
+        broken = bytearray(data)
+        for _ in range(rng.choice([1, 4, 16])):
+            broken[rng.randrange(64, len(broken))] = rng.randrange(256)
+        path = tmp_path / f"broken{k}.mf4"
+        path.write_bytes(bytes(broken))
+        with contextlib.suppress(SourceError):  # anything else fails the test
+            load_mdf(path)
+        path.unlink()
+    gc.collect()
+    assert printed == []
+    assert capfd.readouterr().err == ""
