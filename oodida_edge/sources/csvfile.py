@@ -48,6 +48,7 @@ import numpy.typing as npt
 from oodida_core.protocol.signals import SIGNALS
 
 from .base import Entry, SourceError, builtin_entry, resolved
+from .recorded import locate
 
 FloatArray = npt.NDArray[np.float64]
 
@@ -251,20 +252,7 @@ class ReplaySensors:
         found = self._sources.get(client_id)
         if found is not None:
             return found
-        if self.path.is_dir():
-            own = self.path / f"{int(client_id)}.csv"
-            shared = self.path / SHARED_NAME
-            if own.is_file():
-                found = (own, False)
-            elif shared.is_file():
-                found = (shared, True)
-            else:
-                raise ReplayError(
-                    f"client {client_id} has no recorded drive: neither {own.name} nor {SHARED_NAME} "
-                    f"in {self.path}"
-                )
-        else:
-            found = (self.path, True)
+        found = locate(self.path, client_id, [f"{int(client_id)}.csv"], [SHARED_NAME], ReplayError)
         self._sources[client_id] = found
         return found
 

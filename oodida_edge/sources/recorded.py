@@ -35,6 +35,7 @@ __all__ = [
     "RecordedSource",
     "Series",
     "check_series",
+    "locate",
     "max_gap_for",
     "median_step",
 ]
@@ -170,6 +171,28 @@ def check_series(
         )
 
 
+def locate(
+    root: Path,
+    client_id: int,
+    own: Sequence[str],
+    shared: Sequence[str],
+    error: type[SourceError] = SourceError,
+) -> tuple[Path, bool]:
+    """The file client ``client_id`` replays under ``root``, and whether it shares it: ``root``
+    itself when it is a file (shared), else the first of its ``own`` names in the directory,
+    else the first of its ``shared`` names; none raises ``error`` naming what was looked for.
+    Every recorded format's layout (CSV's too)."""
+    if not root.is_dir():
+        return root, True
+    for names, is_shared in ((own, False), (shared, True)):
+        for name in names:
+            if (root / name).is_file():
+                return root / name, is_shared
+    raise error(
+        f"client {client_id} has no recorded drive: neither {' nor '.join([*own, *shared])} in {root}"
+    )
+
+
 _cache: dict[tuple[Path, str], tuple[tuple[int, int], Drive]] = {}
 _cache_lock = threading.Lock()
 
@@ -205,22 +228,12 @@ class RecordedSource:
         found = self._sources.get(client_id)
         if found is not None:
             return found
-        if self.path.is_dir():
-            own = [self.path / f"{int(client_id)}{s}" for s in self.suffixes]
-            shared = [self.path / f"drive{s}" for s in self.suffixes]
-            mine = next((p for p in own if p.is_file()), None)
-            common = next((p for p in shared if p.is_file()), None)
-            if mine is not None:
-                found = (mine, False)
-            elif common is not None:
-                found = (common, True)
-            else:
-                raise SourceError(
-                    f"client {client_id} has no recorded drive in {self.path}: neither "
-                    f"{' nor '.join(p.name for p in own + shared)}"
-                )
-        else:
-            found = (self.path, True)
+        found = locate(
+            self.path,
+            client_id,
+            [f"{client_id}{s}" for s in self.suffixes],
+            [f"drive{s}" for s in self.suffixes],
+        )
         self._sources[client_id] = found
         return found
 

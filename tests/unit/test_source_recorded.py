@@ -113,8 +113,8 @@ def test_replay_reads_each_client_from_its_offset_and_continues_each_iteration(t
 
 def test_a_client_without_a_file_is_refused_naming_the_files_looked_for(tmp_path: Path) -> None:
     src = RecordedSource(tmp_path, "test", [".a", ".b"], drive_of)
-    looked_for = r"neither 4\.a nor 4\.b nor drive\.a nor drive\.b"
-    with pytest.raises(SourceError, match=r"client 4 has no recorded drive in .*: " + looked_for):
+    looked_for = r"neither 4\.a nor 4\.b nor drive\.a nor drive\.b in "
+    with pytest.raises(SourceError, match=r"client 4 has no recorded drive: " + looked_for):
         src.check([4])
     with pytest.raises(SourceError, match=r"no recorded drive at .*missing"):
         RecordedSource(tmp_path / "missing", "test", [".a"], drive_of)
