@@ -18,12 +18,19 @@ import numpy as np
 from oodida_core.methods import AggregationError, OffboardMethod, registry
 from oodida_core.methods.combine import clients
 
-__all__ = ["OFFBOARD_BUILTINS", "AggregationError", "aggregate", "normalise_offboard", "offboard_builtins"]
+__all__ = [
+    "OFFBOARD_BUILTINS",
+    "AggregationError",
+    "aggregate",
+    "needs_previous",
+    "normalise_offboard",
+    "offboard_builtins",
+]
 
 
 def offboard_builtins() -> tuple[str, ...]:
     """The off-board methods that run here (not 'custom'), as registered now."""
-    return tuple(n for n, m in registry.OFFBOARD.items() if not m.elsewhere)
+    return tuple(n for n, m in registry.OFFBOARD.items() if m.runs_here)
 
 
 OFFBOARD_BUILTINS: tuple[str, ...] = offboard_builtins()
@@ -41,9 +48,16 @@ def _offboard(offboard: str) -> OffboardMethod:
             f"unknown off-board method {offboard!r}; the built-in ones are "
             f"{', '.join(offboard_builtins())} ({aliases}), or 'custom' for a deployed module"
         ) from None
-    if method.elsewhere or method.combine is None:
+    if not method.runs_here:
         raise AggregationError(method.elsewhere or f"{method.name!r} has no off-board function")
     return method
+
+
+def needs_previous(offboard: str) -> bool:
+    """Whether a built-in off-board method reads the previous iteration's value (a server
+    optimiser: the model the clients trained from, and its state)."""
+    method = registry.OFFBOARD.get(registry.resolve(offboard))
+    return method is not None and method.combine_from is not None
 
 
 def normalise_offboard(offboard: str) -> str:
@@ -52,17 +66,21 @@ def normalise_offboard(offboard: str) -> str:
 
 
 def aggregate(
-    offboard: str, onboard: str, values: Mapping[int, object], parameters: Mapping[str, Any] | None = None
+    offboard: str,
+    onboard: str,
+    values: Mapping[int, object],
+    parameters: Mapping[str, Any] | None = None,
+    previous: object = None,
 ) -> object:
     """Combine the kept on-board values ({client id: value}) with a built-in off-board method.
 
     `parameters` holds the method's parameters by spec key (`q` for 'quantile'); a parameter
-    not given takes its default."""
+    not given takes its default. `previous` is the previous iteration's value as the cloud
+    stored it (None at the first): the server optimisers (`needs_previous`) read it."""
     method = _offboard(offboard)
-    assert method.combine is not None  # _offboard refuses a method without one
     items = sorted(values.items(), key=lambda kv: kv[0])
     on = registry.ONBOARD.get(registry.resolve(onboard))
-    result = method.combine(items, on, parameters or {})
+    result = method.run(items, on, parameters or {}, previous)
     if _has_nonfinite(result):
         bad = [cid for cid, v in items if _has_nonfinite(v)]
         cause = f"{clients(bad)} sent non-finite values" if bad else "a 64-bit float overflowed"

@@ -3,7 +3,8 @@
 A method is one object (`base.OnboardMethod`, `base.OffboardMethod`): its name and aliases,
 its parameters (spec keys with type, range, default), the modes it is allowed in, what it
 combines with, and its function. One module per method or small family (`reductions`,
-`collect`, `sample`, `histogram`, `threshold`, `federated`, `quantile`, `custom`); `registry`
+`collect`, `sample`, `histogram`, `threshold`, `federated`, `server_opt`, `strategies`,
+`quantile`, `custom`); `registry`
 holds them all. Adding a method is one new module (plus its tests) registered there, or
 listed in `OODIDA_EXTRA_METHODS` (see `registry`).
 """

@@ -79,6 +79,7 @@ class OnboardParams:
     bins: int | None = None
     q: float | None = None
     seed: int = 0
+    proximal_mu: float | None = None
 
     def __post_init__(self) -> None:
         # Accept a single name or any sequence of names; store a tuple (hashable, immutable).
@@ -108,6 +109,10 @@ class Parameter:
     default_from: Callable[[Mapping[str, Any]], object] | None = None
     needs: tuple[str, ...] = ()
     bound: Callable[[Any, Mapping[str, Any]], str | None] | None = None
+    hi_open: bool = False
+    """The range excludes `hi` (beta_1 < 1); a number's range only."""
+    lo_open: bool = False
+    """The range excludes `lo` (tau > 0); a number's range only."""
 
     def check(self, value: object) -> object:
         """The value in canonical form, or `Bad` naming the rule it broke."""
@@ -118,9 +123,10 @@ class Parameter:
             return choice(value, self.choices, self.name)
         if self.lo is None or self.hi is None:
             return number(value, "must be a finite number")
-        rule = f"must be a number from {self.lo:g} to {self.hi:g}"
+        rule = f"must be a number from {self.lo:g}{' (excluded)' if self.lo_open else ''} to {self.hi:g}"
+        rule += " (excluded)" if self.hi_open else ""
         out = number(value, rule)
-        if not self.lo <= out <= self.hi:
+        if not self.lo <= out <= self.hi or (self.lo_open and out == self.lo) or (self.hi_open and out == self.hi):
             raise bad(rule)
         return out
 
@@ -129,12 +135,16 @@ class Parameter:
 
     def field(self) -> Any:
         """The pydantic field of the spec model: optional, with this range and help."""
-        return Field(default=None, ge=self.lo, le=self.hi, description=self.help)
+        lo, hi = {"gt" if self.lo_open else "ge": self.lo}, {"lt" if self.hi_open else "le": self.hi}
+        return Field(default=None, **lo, **hi, description=self.help)
 
 
 PerSignal = Callable[["FloatArray", str, OnboardParams], object]
 Whole = Callable[[OnboardParams, "list[FloatArray]", object], object]
 Combine = Callable[[list[Item], "OnboardMethod | None", Mapping[str, Any]], object]
+CombineFrom = Callable[[list[Item], "OnboardMethod | None", Mapping[str, Any], object], object]
+"""A combine that also reads the previous iteration's value: the model the clients trained from
+(None at the first iteration), as the cloud stored it, never as a client reports it."""
 
 
 @dataclass(frozen=True)
@@ -156,6 +166,9 @@ class OnboardMethod:
     one_iteration_with: tuple[str, ...] = ()
     """Off-board methods whose result cannot feed the next iteration (iterations must be 1)."""
     one_iteration_rule: str = ""
+    least_signals: int = 1
+    """The fewest signals it takes (train: a feature and the target)."""
+    least_signals_rule: str = ""
 
     def compute(self, params: OnboardParams, columns: list[FloatArray], model: object) -> object:
         """`{signal: value}` in `params.signals` order, or what `whole` returns."""
@@ -178,7 +191,24 @@ class OffboardMethod:
     aliases: tuple[str, ...] = ()
     parameters: tuple[Parameter, ...] = ()
     combine: Combine | None = None
+    combine_from: CombineFrom | None = None
+    """Instead of `combine`: a server strategy that also reads the previous iteration's value."""
     elsewhere: str = ""
+
+    @property
+    def runs_here(self) -> bool:
+        """Whether it has a function here (not 'custom', which runs in the sandbox)."""
+        return not self.elsewhere and (self.combine is not None or self.combine_from is not None)
+
+    def run(
+        self, items: list[Item], onboard: OnboardMethod | None, parameters: Mapping[str, Any], previous: object
+    ) -> object:
+        """Combine the kept values; `previous` is the previous iteration's value (None at first)."""
+        if self.combine_from is not None:
+            return self.combine_from(items, onboard, parameters, previous)
+        if self.combine is None:
+            raise AggregationError(self.elsewhere or f"{self.name!r} has no off-board function")
+        return self.combine(items, onboard, parameters)
 
     def fits(self, onboard: OnboardMethod) -> bool:
         """Whether this method can combine what `onboard` outputs."""

@@ -1,5 +1,7 @@
-"""Federated learning: `train` fits a linear model on board (full-batch gradient descent),
-`fedavg` averages the clients' models off board, each weighted by its number of samples."""
+"""Federated learning: `train` fits a linear model on board (full-batch gradient descent, with
+FedProx's proximal term when `proximal_mu` > 0), `fedavg` averages the clients' models off
+board, each weighted by its number of samples. The other strategies: `strategies` (robust
+aggregation) and `server_opt` (server optimisers)."""
 
 from __future__ import annotations
 
@@ -8,28 +10,35 @@ from typing import TYPE_CHECKING, Any
 
 from oodida_core.methods.base import (
     MODEL,
-    AggregationError,
     Item,
     OffboardMethod,
     OnboardError,
     OnboardMethod,
     OnboardParams,
+    Parameter,
 )
-from oodida_core.methods.combine import clients, describe, is_int, kind, most, odd_ones, short
+from oodida_core.methods.models import client_models, model_result, weighted_mean
 from oodida_core.methods.readings import finite, scale
 from oodida_core.protocol.text import shorten
 
 if TYPE_CHECKING:
-    from collections.abc import Hashable
-
-    import numpy as np
-
     from oodida_core.methods.base import FloatArray
 
-__all__ = ["OFFBOARD", "ONBOARD", "TRAIN_LEARNING_RATE", "TRAIN_STEPS"]
+__all__ = ["OFFBOARD", "ONBOARD", "PROXIMAL_MU", "TRAIN_LEARNING_RATE", "TRAIN_STEPS"]
 
 TRAIN_STEPS = 10
 TRAIN_LEARNING_RATE = 0.1
+
+PROXIMAL_MU = Parameter(
+    "proximal_mu",
+    "number",
+    "FedProx: the weight mu of the proximal term mu/2 * ||w - w_received||^2 that onboard "
+    "'train' adds to its loss, pulling the local weights toward the model it received; from 0 "
+    "to 10 (default 0: plain training). flwr's FedProx(proximal_mu=...).",
+    lo=0,
+    hi=10,
+    default=0.0,
+)
 
 
 def _initial_weights(model: object | None, k: int, features: Sequence[str], target: str) -> FloatArray:
@@ -68,6 +77,9 @@ def _train(params: OnboardParams, columns: list[FloatArray], model: object | Non
     import numpy as np
 
     names = params.signals
+    mu = float(params.proximal_mu or 0.0)
+    if not 0.0 <= mu <= float(PROXIMAL_MU.hi or 0):
+        raise OnboardError(f"proximal_mu must be a number from 0 to {PROXIMAL_MU.hi:g}, got {mu!r}")
     if len(names) < 2:
         raise OnboardError(
             "train needs at least two signals: the features, then the target as the last one "
@@ -85,6 +97,7 @@ def _train(params: OnboardParams, columns: list[FloatArray], model: object | Non
         raise OnboardError("train needs at least one reading per signal, got none")
     k = len(features)
     w = _initial_weights(model, k, features, target)
+    received = w.copy()
     scales = [scale(s, "train") for s in names]
     x = np.empty((n, k + 1))
     x[:, 0] = 1.0
@@ -93,12 +106,13 @@ def _train(params: OnboardParams, columns: list[FloatArray], model: object | Non
     y = columns[-1] / scales[-1]
     if not (np.isfinite(x).all() and np.isfinite(y).all()):
         raise OnboardError("train got readings that are NaN or infinite")
-    # MSE(w) = w'Aw - 2w'b + c, gradient 2(Aw - b): the steps need only A and b.
+    # MSE(w) = w'Aw - 2w'b + c, gradient 2(Aw - b): the steps need only A and b. FedProx adds
+    # mu/2 ||w - received||^2, gradient mu (w - received); the loss reported is the MSE alone.
     with np.errstate(all="ignore"):  # overflow shows up as a non-finite loss, reported below
         gram = (x.T @ x) / n
         xty = (x.T @ y) / n
         for _ in range(TRAIN_STEPS):
-            w = w - TRAIN_LEARNING_RATE * 2.0 * (gram @ w - xty)
+            w = w - TRAIN_LEARNING_RATE * (2.0 * (gram @ w - xty) + mu * (w - received))
         residual = x @ w - y
     loss = finite(float(residual @ residual) / n, "the training loss")
     weights = [finite(v, "a trained weight") for v in w.tolist()]
@@ -116,12 +130,16 @@ ONBOARD = OnboardMethod(
     "a linear model of the last signal on the others, trained from the previous iteration's",
     MODEL,
     modes=("federated",),
+    parameters=(PROXIMAL_MU,),
     whole=_train,
     no_reduction="on-board 'train' results are models, not numbers to {op}; "
     "use offboard 'fedavg' to average them, or 'collect'",
     one_iteration_with=("collect",),
     one_iteration_rule="collect gives one model per client, which cannot be the next iteration's "
     "model: use fedavg, or iterations 1",
+    least_signals=2,
+    least_signals_rule="onboard 'train' needs at least 2 signals: the features, then the target "
+    "(the last listed signal is the target)",
 )
 
 
@@ -130,74 +148,12 @@ ONBOARD = OnboardMethod(
 
 def _fedavg(items: list[Item], onboard: OnboardMethod | None, parameters: Mapping[str, Any]) -> object:
     """Average the clients' model weights, each client weighted by its number of samples."""
-    import numpy as np
-
-    if not items:
+    models = client_models("fedavg", items, onboard)
+    if models is None:
         return None
-    trained = onboard is not None and onboard.output == MODEL
-    used: list[Item] = []
-    for cid, v in items:
-        if not isinstance(v, dict) or "weights" not in v or "n_samples" not in v:
-            raise AggregationError(
-                f"fedavg averages models, but client {cid} sent {describe(v)}; use onboard "
-                "'train', or custom code that returns a dict with 'weights' (a list of numbers) "
-                "and 'n_samples' (the number of samples it trained on)"
-            )
-        n = v["n_samples"]
-        if not is_int(n) or n < 0:
-            raise AggregationError(
-                f"fedavg: client {cid} reported n_samples {short(n)}; it must be a non-negative integer"
-            )
-        if n > 0:
-            used.append((cid, v))
-    if not used:
-        raise AggregationError(
-            f"fedavg has nothing to average: every client ({clients([c for c, _ in items])}) "
-            "reported n_samples 0"
-        )
-    arrays: dict[int, np.ndarray] = {}
-    for cid, v in used:
-        try:
-            array = np.asarray(v["weights"])
-        except (ValueError, TypeError):
-            array = np.asarray(None)
-        if not isinstance(v["weights"], (list, tuple)) or array.dtype.kind not in "iuf":
-            raise AggregationError(
-                f"fedavg: client {cid}'s 'weights' must be a list of numbers, got {short(v['weights'])}"
-            )
-        arrays[cid] = array.astype(np.float64)
-    _agree("number of weights", {c: a.shape[0] if a.ndim == 1 else a.shape for c, a in arrays.items()})
-    n_arr = np.asarray([v["n_samples"] for _, v in used], dtype=np.float64)
-    total = int(sum(int(v["n_samples"]) for _, v in used))
-    with np.errstate(all="ignore"):
-        weights = np.tensordot(n_arr, np.stack(list(arrays.values())), axes=1) / n_arr.sum()
-    result: dict[str, Any]
-    if trained:
-        feats = _agree("features", {cid: tuple(v.get("features", ())) for cid, v in used})
-        target = _agree("target", {cid: v.get("target") for cid, v in used})
-        result = {"features": list(feats), "target": target}
-    else:
-        result = dict(used[0][1])
-    result.update(weights=weights.tolist(), n_samples=total)
-    losses = [v.get("loss") for _, v in used]
-    if all(kind(x) == "number" for x in losses):
-        with np.errstate(all="ignore"):
-            result["loss"] = float(np.dot(n_arr, np.asarray(losses, dtype=np.float64)) / n_arr.sum())
-    elif trained:
-        raise AggregationError("fedavg: every 'train' result must report its loss as a number")
-    result["clients"] = len(used)
-    return result
-
-
-def _agree(what: str, found: dict[int, Hashable]) -> Any:
-    common, odd = odd_ones(found)
-    if odd:
-        others = ", ".join(f"client {cid} has {short(x)}" for cid, x in odd.items())
-        raise AggregationError(
-            f"fedavg needs the same {what} on every client: {most(odd, found)} have "
-            f"{short(common)}, but {others}"
-        )
-    return common
+    weights = weighted_mean(models.weights, models.n_samples)
+    loss = None if models.losses is None else float(weighted_mean(models.losses, models.n_samples))
+    return model_result(models, weights, loss)
 
 
 OFFBOARD = OffboardMethod(

@@ -19,7 +19,18 @@ from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from types import MappingProxyType
 
-from oodida_core.methods import collect, custom, federated, histogram, quantile, reductions, sample, threshold
+from oodida_core.methods import (
+    collect,
+    custom,
+    federated,
+    histogram,
+    quantile,
+    reductions,
+    sample,
+    server_opt,
+    strategies,
+    threshold,
+)
 from oodida_core.methods.base import OffboardMethod, OnboardMethod, Parameter
 from oodida_core.protocol.errors import OodidaError
 
@@ -142,6 +153,7 @@ def _builtins() -> Iterable[Method]:
     yield from (collect.ONBOARD, sample.ONBOARD, histogram.ONBOARD, threshold.ONBOARD)
     yield from (federated.ONBOARD, quantile.ONBOARD, custom.ONBOARD)
     yield from (collect.OFFBOARD, *reductions.OFFBOARD, quantile.OFFBOARD, federated.OFFBOARD)
+    yield from (*server_opt.OFFBOARD, *strategies.OFFBOARD)
     yield custom.OFFBOARD
 
 

@@ -49,7 +49,10 @@ def model(weights: list[float], n: int, loss: float = 1.0) -> dict[str, Any]:
 
 
 def test_the_builtin_offboard_methods_are_listed() -> None:
-    assert OFFBOARD_BUILTINS == ("collect", "average", "min", "max", "median", "sum", "quantile", "fedavg")
+    assert OFFBOARD_BUILTINS == (
+        *("collect", "average", "min", "max", "median", "sum", "quantile", "fedavg"),
+        *("fedavgm", "fedadam", "fedyogi", "fedmedian", "fedtrimmedavg", "krum"),
+    )
 
 
 def test_aggregation_error_is_an_oodida_error() -> None:

@@ -43,7 +43,8 @@ def test_every_builtin_is_registered_in_the_order_the_spec_lists_them_custom_las
         *("collect", "sample", "histogram", "threshold", "train", "quantile", "custom"),
     ]
     assert list(OFFBOARD) == [
-        *("collect", "average", "min", "max", "median", "sum", "quantile", "fedavg", "custom")
+        *("collect", "average", "min", "max", "median", "sum", "quantile", "fedavg"),
+        *("fedavgm", "fedadam", "fedyogi", "fedmedian", "fedtrimmedavg", "krum", "custom"),
     ]
 
 
@@ -52,8 +53,14 @@ def test_the_spec_vocabulary_is_a_view_of_the_registry() -> None:
     assert tuple(OFFBOARD) == spec_fields.OFFBOARD_METHODS
     assert spec_fields.METHOD_ALIASES == {"mean": "average"}
     assert tuple(parameters()) == spec_fields.PARAMETER_KEYS
-    assert set(parameters()) == {"threshold", "direction", "sample_size", "bins", "q"}
-    assert spec_fields.OFFBOARD_FOR_ONBOARD["train"] == ("collect", "fedavg")
+    assert set(parameters()) == {
+        *("threshold", "direction", "sample_size", "bins", "q", "proximal_mu"),
+        *("server_learning_rate", "server_momentum", "eta", "beta_1", "beta_2", "tau"),
+        *("beta", "num_malicious_clients", "num_clients_to_keep"),
+    }
+    assert spec_fields.OFFBOARD_FOR_ONBOARD["train"] == (
+        *("collect", "fedavg", "fedavgm", "fedadam", "fedyogi", "fedmedian", "fedtrimmedavg", "krum"),
+    )
     assert spec_fields.OFFBOARD_FOR_ONBOARD["histogram"] == ("collect", "sum")
     assert spec_fields.OFFBOARD_FOR_ONBOARD["custom"] == tuple(OFFBOARD)
 
