@@ -8,7 +8,10 @@ it claims. The cloud believes none of it: it ends an iteration
   result key holds an answer that speaks for it: what the real chord callback finds);
 - at its ``deadline`` only once the iteration's deadline has passed (the deadline the cloud
   stored: the iteration's start plus the spec's timeout);
-- as ``cancel`` only when the assignment was cancelled (the cloud's own cancel does that first).
+- as ``cancel`` only when the assignment was cancelled (the cloud's own cancel does that first);
+- at its ``quorum`` only when the spec sets ``min_clients`` and at least that many selected
+  clients have answered (a client sends it once its answer made the count; ``skipped`` answers
+  do not count, and each client counts once however often its task was delivered).
 
 Otherwise the message is logged in one line and does nothing: the real callback or deadline
 will come. Once an assignment is cancelled, any reason may close its current iteration.
@@ -39,9 +42,11 @@ def refusal(
     clients: Collection[int],
     answered: Collection[int],
     deadline: float,
+    quorum: int | None = None,
 ) -> str | None:
     """Why ending the current iteration for ``reason`` is refused now (None: it may end).
-    A ``deadline`` just short of ``deadline`` (``SETTLE``) is waited out here."""
+    A ``deadline`` just short of ``deadline`` (``SETTLE``) is waited out here. ``quorum`` is
+    the spec's min_clients (None: not set); ``answered`` holds the clients that answered."""
     if status == "cancelled":
         return None
     if reason == "cancel":
@@ -57,5 +62,12 @@ def refusal(
             time.sleep(early)
         elif early > 0:
             return f"its deadline is {early:.1f} s away"
+        return None
+    if reason == "quorum":
+        if quorum is None:
+            return "its assignment sets no min_clients"
+        count = len(set(answered) & set(clients))
+        if count < quorum:
+            return f"only {count} of its min_clients {quorum} have answered"
         return None
     return f"unknown reason {reason!r}"

@@ -29,8 +29,11 @@ def combine(
     cancelled: bool = False,
     deployed_at: Mapping[str, float] | None = None,
     custom_offboard: Callable[[list[object]], tuple[object, str]] | None = None,
+    quorum: bool = False,
 ) -> IterationResult:
-    """Deduplicate answers by client, vote over code versions, aggregate what is kept."""
+    """Deduplicate answers by client, vote over code versions, aggregate what is kept.
+    With ``quorum`` (closed by its min_clients) the clients without an answer are ``late``,
+    not ``missing``: the iteration did not wait for them (unless it was cancelled)."""
     wanted = set(clients)
     by_client: dict[int, OnboardResult] = {}
     for answer in answers:
@@ -66,8 +69,11 @@ def combine(
     except (AggregationError, CustomCodeError) as exc:
         value, error = None, str(exc)
 
-    ended_by: Literal["complete", "deadline", "cancel"] = "complete"
-    if missing:
+    ended_by: Literal["complete", "deadline", "cancel", "quorum"] = "complete"
+    late: tuple[int, ...] = ()
+    if missing and quorum and not cancelled:
+        ended_by, late, missing = "quorum", missing, ()
+    elif missing:
         ended_by = "cancel" if cancelled else "deadline"
     return IterationResult(
         index=index,
@@ -77,6 +83,7 @@ def combine(
         versions={cid: a.version for cid, a in ok.items()},
         discarded=dict(vote.discarded),
         missing=missing,
+        late=late,
         failed=failed,
         error=error,
         offboard_version=offboard_version,

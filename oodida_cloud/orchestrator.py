@@ -48,6 +48,7 @@ from .limits import AssignmentLimits
 from .outcomes import Outcome
 from .planning import (
     check_custom_code,
+    check_min_clients,
     check_signals,
     onboard_tasks,
     select_clients,
@@ -113,6 +114,7 @@ class Orchestrator:
             known = self.registry.known() if isinstance(spec.clients, (list, tuple)) else set()
             clients = select_clients(spec, live, known, seed=aid)
             check_signals(spec, clients, live)
+            check_min_clients(spec, clients)
             if "custom" in (spec.onboard, spec.offboard):
                 check_custom_code(
                     spec,
@@ -205,7 +207,10 @@ class Orchestrator:
         answers = self._read_answers(aid, index, clients)
         answered = [a["client_id"] for a in answers]  # each speaks for its client
         deadline = ending.iteration_deadline(raw, spec.timeout)
-        refused = ending.refusal(reason, status, clients, answered, deadline)
+        counted = [a["client_id"] for a in answers if a.get("status") != "skipped"]
+        refused = ending.refusal(
+            reason, status, clients, counted if reason == "quorum" else answered, deadline, spec.min_clients
+        )
         if refused is not None:  # anyone may send finish_iteration: only the cloud decides (ending.py)
             log.warning("assignment %s iteration %d: a %r ending ignored: %s", aid, index, reason, refused)
             return Outcome.REFUSED
@@ -237,10 +242,11 @@ class Orchestrator:
             cancelled=status == "cancelled",
             deployed_at=deployed_at,
             custom_offboard=self._offboard_runner(record.user) if spec.offboard == "custom" else None,
+            quorum=reason == "quorum",
         )
         last = bool(spec.iterations) and index + 1 >= spec.iterations
         next_deadline = None if last else now + spec.timeout
-        if result.missing:  # the chord cannot complete: close it before anyone is told
+        if result.missing or result.late:  # the chord will not complete: close it before anyone is told
             discard_chord(self.app, chord_group_id(aid, index))
         payload = result.to_json()
         refusal = self.limits.over(index, raw.get("bytes"), payload)
@@ -267,12 +273,13 @@ class Orchestrator:
                 clean(result.error, 600),
             )
         log.info(
-            "assignment %s iteration %d: %d kept, %d discarded, %d missing, %d failed (%s)",
+            "assignment %s iteration %d: %d kept, %d discarded, %d missing, %d late, %d failed (%s)",
             aid,
             index,
             len(result.onboard),
             len(result.discarded),
             len(result.missing),
+            len(result.late),
             len(result.failed),
             reason,
         )

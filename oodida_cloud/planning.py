@@ -114,6 +114,13 @@ def check_custom_code(
         raise SpecError(issues)
 
 
+def check_min_clients(spec: AssignmentSpec, selected: Sequence[int]) -> None:
+    """A quorum (``min_clients``) of at most the clients the assignment runs on."""
+    if spec.min_clients is not None and spec.min_clients > len(selected):
+        rule = f"must be at most the number of selected clients ({len(selected)}: {_ranges(selected)})"
+        raise SpecError([SpecIssue("min_clients", spec.min_clients, rule)])
+
+
 def onboard_tasks(
     spec: AssignmentSpec,
     assignment_id: str,
@@ -136,5 +143,6 @@ def onboard_tasks(
         "model": model,
         "federated": spec.mode == "federated",
         "deadline": deadline,
+        "quorum": spec.min_clients,
     }
     return [OnboardTask(client_id=cid, **common) for cid in clients]

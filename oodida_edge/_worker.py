@@ -39,7 +39,7 @@ from oodida_core.state.registry import Registry
 from .bootsteps import Heartbeat
 from .install import Installer
 from .pool import EdgePool
-from .runner import OnboardRunner
+from .runner import OnboardRunner, edge_delay
 from .sources.base import Source, SourceError, resolved
 from .sources.live import LiveSource
 from .sources.select import SourceSpec, build_source, parse_source
@@ -65,8 +65,9 @@ CUSTOM_WINDOW = 4
 
 def pool_for(realtime: bool) -> str:
     """solo runs one task at a time, right in the consumer; a real-time client spends most of
-    a task waiting for its readings, so there each process runs its clients in threads."""
-    return "threads" if realtime else EDGE_POOL
+    a task waiting for its readings, so there each process runs its clients in threads (as
+    it does for clients slowed down by $OODIDA_EDGE_DELAY, a test and benchmark aid)."""
+    return "threads" if realtime or edge_delay() else EDGE_POOL
 
 
 REALTIME_THREADS = 8  # at least this many readings at once: a live vehicle serves several assignments
@@ -349,6 +350,10 @@ def main(argv: list[str] | None = None) -> None:
     processes = args.processes or default_processes(len(ids))
     if processes < 1:
         parser.error("--processes must be at least 1")
+    try:
+        edge_delay()
+    except ValueError as exc:
+        parser.error(str(exc))
 
     try:
         spec = parse_source(f"csv:{args.replay}" if args.replay is not None else (args.source or "sim"))

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
+import os
 import time
+from collections.abc import Callable, Mapping
 from contextvars import ContextVar
 from typing import Any
 
@@ -31,6 +34,22 @@ PINNED: ContextVar[tuple[str, int, str | None] | None] = ContextVar("oodida_pinn
 
 log = logging.getLogger("oodida.edge")
 
+DELAY_ENV = "OODIDA_EDGE_DELAY"
+MAX_DELAY = 3600.0
+
+
+def edge_delay(environ: Mapping[str, str] = os.environ) -> float:
+    """``$OODIDA_EDGE_DELAY``: seconds every on-board task of this edge waits before it reads,
+    as a slow vehicle would (a test and benchmark aid, default 0); ValueError when it is bad."""
+    raw = environ.get(DELAY_ENV, "").strip()
+    try:
+        delay = float(raw) if raw else 0.0
+    except ValueError:
+        delay = math.nan
+    if not 0 <= delay <= MAX_DELAY:
+        raise ValueError(f"${DELAY_ENV} must be a number of seconds from 0 to {MAX_DELAY:g}, not {raw!r}")
+    return delay
+
 
 class OnboardRunner:
     def __init__(
@@ -47,6 +66,9 @@ class OnboardRunner:
         self.code = code
         self.codestore = code.store
         self.realtime = realtime
+        self.delay = edge_delay()  # a slow vehicle: a test and benchmark aid
+        # whether an iteration's chord was closed (quorum.py; set with the edge's tasks)
+        self.closed: Callable[[str, int], bool] | None = None
 
     def run(self, message: object, task_id: str | None = None) -> dict[str, Any]:
         started = time.time()
@@ -58,8 +80,12 @@ class OnboardRunner:
         try:
             if started > task.deadline:  # the iteration is over: a redelivered or stale task
                 return self._answer(task, "skipped", started, error="the iteration's deadline passed")
+            if task.quorum is not None and self.closed and self.closed(task.assignment_id, task.iteration):
+                return self._answer(task, "skipped", started, error="the iteration closed at its quorum")
             if task.method == "custom" and self._no_longer_wanted(task):  # it waited for its lane
                 return self._answer(task, "skipped", started, error="the assignment ended before its turn")
+            if self.delay:
+                time.sleep(self.delay)
             value, version = self._compute(task)
         except (_Abandoned, Stopped):
             return self._answer(task, "skipped", started, error="assignment ended while reading")

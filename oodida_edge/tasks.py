@@ -17,6 +17,7 @@ from oodida_core.protocol.text import printable
 from oodida_core.protocol.wire import TASK_INSTALL, TASK_ONBOARD
 
 from .install import Installer
+from .quorum import QuorumWatch, quorum_of
 from .runner import OnboardRunner, answer_for_bad_message
 
 log = logging.getLogger("oodida.edge")
@@ -31,10 +32,11 @@ class Answer:
     ``FAILED`` when the task failed, so that an operator sees failures at a glance without a
     header task raising (which would fail the whole chord)."""
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "quorum")
 
-    def __init__(self, data: dict[str, Any]) -> None:
+    def __init__(self, data: dict[str, Any], quorum: int | None = None) -> None:
         self.data = data
+        self.quorum = quorum  # the task's min_clients: announced after the answer is stored
 
     def __json__(self) -> dict[str, Any]:
         return self.data
@@ -47,7 +49,7 @@ class Answer:
         return f"{d.get('status', '?')} ({d.get('version', 'builtin')}): {d.get('value')!r:.120}"
 
 
-def label_failure(task: Task, answer: dict[str, Any]) -> Answer:
+def label_failure(task: Task, answer: dict[str, Any], quorum: int | None = None) -> Answer:
     """The answer as the task returns it; a failed answer also sends a ``task-onboard-failed``
     event (with the code version and whether it was custom code) when task events are on."""
     if answer.get("status") == "failed" and task.app.conf.worker_send_task_events:
@@ -56,18 +58,26 @@ def label_failure(task: Task, answer: dict[str, Any]) -> Answer:
             task.send_event(FAILED_EVENT, name=task.name, version=version, custom=version != "builtin")
         except Exception as exc:  # monitoring must never fail the answer
             log.warning("could not send %s for task %s: %s", FAILED_EVENT, task.request.id, exc)
-    return Answer(answer)
+    return Answer(answer, quorum)
 
 
 def register_edge_tasks(app: Celery, runner: OnboardRunner, installer: Installer) -> None:
-    @app.task(name=TASK_ONBOARD, acks_late=True, bind=True)
+    watch = QuorumWatch(app)
+    runner.closed = watch.closed  # a quorum task of an iteration closed before its turn: skipped
+
+    def announce(self: Task, retval: object, task_id: str, args: Any, kwargs: Any) -> None:
+        """Celery calls it once the answer is stored and joined to the chord (quorum.py)."""
+        if isinstance(retval, Answer) and retval.quorum is not None:
+            watch.answered(retval.data, retval.quorum)
+
+    @app.task(name=TASK_ONBOARD, acks_late=True, bind=True, on_success=announce)
     def onboard(self: Task, *args: Any, **kwargs: Any) -> Answer:
         try:
             message = single_argument(TASK_ONBOARD, args, kwargs)
         except MessageError as exc:
             log_rejected(log, "an on-board", readable_part(args, kwargs), exc, self.request.id)
             return label_failure(self, answer_for_bad_message(readable_part(args, kwargs), str(exc)))
-        return label_failure(self, runner.run(message, self.request.id))
+        return label_failure(self, runner.run(message, self.request.id), quorum_of(message))
 
     @app.task(name=TASK_INSTALL, acks_late=True, ignore_result=True, bind=True)
     def install(self: Task, *args: Any, **kwargs: Any) -> dict[str, object]:

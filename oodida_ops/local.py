@@ -281,6 +281,7 @@ class LocalSystem:
         source: str | None = None,
         dbc: str | os.PathLike[str] | None = None,
         mapping: str | os.PathLike[str] | None = None,
+        delay: float = 0.0,
     ) -> subprocess.Popen[bytes]:
         """Start ``oodida-edge`` for ``clients``; with ``replay`` they replay recorded drives from
         that file or directory, with ``source`` they read it (``oodida-edge --source``, with
@@ -305,6 +306,8 @@ class LocalSystem:
         if replay is not None or (source is not None and source.strip().lower() != "sim"):
             self._check_edge_options(cmd)
         extra = self._vehicle_env(name, parse_id_ranges(clients)) if self.acl else None
+        if delay:  # slow vehicles: each task waits this long ($OODIDA_EDGE_DELAY, a test aid)
+            extra = {**(extra or {}), "OODIDA_EDGE_DELAY": str(delay)}
         return self._spawn(name, cmd, extra, role="edge")
 
     def _vehicle_env(self, name: str, ids: list[int]) -> dict[str, str]:

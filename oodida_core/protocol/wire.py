@@ -148,7 +148,7 @@ class FinishIteration(Wire):
 
     assignment_id: WireId
     iteration: int = Field(ge=0)
-    reason: Literal["complete", "deadline", "cancel"] = "complete"
+    reason: Literal["complete", "deadline", "cancel", "quorum"] = "complete"
     answers: list[Any] | None = None
 
 
@@ -203,6 +203,8 @@ class OnboardTask(Wire):
     model: Any = None
     federated: bool = False
     deadline: float
+    # the spec's min_clients: the client announces the quorum once that many answered
+    quorum: int | None = Field(default=None, ge=1)
 
 
 class OnboardResult(Wire):
@@ -231,10 +233,13 @@ class IterationResult(Wire):
     versions: dict[int, str] = Field(default_factory=dict)
     discarded: dict[int, Text] = Field(default_factory=dict)
     missing: tuple[int, ...] = ()
+    # closed by its quorum (min_clients): the clients that had not answered then; their
+    # answers are kept out of this iteration whenever they come (``missing``: at a deadline)
+    late: tuple[int, ...] = ()
     failed: dict[int, Text] = Field(default_factory=dict)
     error: Text | None = None  # the off-board step's error, if it failed
     offboard_version: str = "builtin"
-    ended_by: Literal["complete", "deadline", "cancel"] = "complete"
+    ended_by: Literal["complete", "deadline", "cancel", "quorum"] = "complete"
     started_at: float
     finished_at: float
 

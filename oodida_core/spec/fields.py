@@ -67,6 +67,7 @@ ANALYTIC_KEYS = (
     "iterations",
     "keep",
     "timeout",
+    "min_clients",
     *PARAMETER_KEYS,
 )
 DEPLOY_KEYS = ("mode", "filename", "clients", "name", "description")
@@ -267,6 +268,7 @@ CHECKS: dict[str, Callable[[object], object]] = {
     "iterations": lambda v: _integer(v, 0, 1_000_000),
     "keep": lambda v: _integer(v, 1, 1_000_000),
     "timeout": _timeout,
+    "min_clients": lambda v: _integer(v, 1, 1_000_000),
     **{key: p.check for key, p in registry.parameters().items()},
     "filename": _filename,
 }

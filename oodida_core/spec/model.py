@@ -106,6 +106,13 @@ class AssignmentSpec(BaseModel):
     timeout: float = Field(
         default=60.0, gt=0, le=86_400, description="Seconds an iteration waits for its clients to answer."
     )
+    min_clients: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="An iteration closes as soon as this many selected clients answered (at most "
+        "the number selected); the others are late and their answers are kept out of it.",
+    )
     # The method parameters: range and help from the method registry (oodida_core.methods).
     sample_size: int | None = _PARAMETERS["sample_size"].field()
     bins: int | None = _PARAMETERS["bins"].field()

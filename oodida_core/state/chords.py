@@ -47,3 +47,20 @@ def answered(app: Celery, client: redis.Redis, assignment_id: str, iteration: in
     if closed in (b"done", "done") and not count:
         return None
     return int(count or 0)
+
+
+def progress(app: Celery, client: redis.Redis, assignment_id: str, iteration: int) -> tuple[int, bool]:
+    """How many answers iteration ``iteration``'s chord joined so far, and whether it was closed
+    (completed, or closed at its deadline or quorum: an answer joining after that is not
+    counted for anything)."""
+    backend: Any = app.backend
+    group = chord_group_id(assignment_id, iteration)
+    join_key = backend.get_key_for_group(group, ".j")
+    pipe = client.pipeline(transaction=False)
+    if bool(getattr(backend, "_chord_zset", True)):
+        pipe.zcard(join_key)
+    else:
+        pipe.llen(join_key)
+    pipe.get(backend.get_key_for_group(group, DONE_SUFFIX))
+    count, closed = pipe.execute()
+    return int(count or 0), closed in (b"done", "done")
