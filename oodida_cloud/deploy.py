@@ -153,6 +153,8 @@ class Deployer:
         try:
             if req.role == "offboard":
                 value: object = self.store.rollback_offboard(req.user)
+            elif req.deploy_id is not None:
+                value = self._undo(req, req.deploy_id)
             else:
                 value = {str(c): v for c, v in self.store.rollback_onboard(req.user, req.clients).items()}
         except OodidaError as exc:
@@ -161,6 +163,21 @@ class Deployer:
         log.info("rollback of %s's %s code: now %s", req.user, req.role, value)
         self.gate.ok(req, value)
         return Outcome.DONE
+
+    def _undo(self, req: RollbackRequest, deploy_id: str) -> dict[str, object]:
+        """Undo the user's own on-board deployment ``deploy_id`` on some of its targets:
+        {client: {"action": rolled back / withdrawn / untouched, "version": now current}}."""
+        record = self.store.deployment(deploy_id)
+        if record is None or record.user != req.user or record.role != "onboard" or not record.version:
+            raise OodidaError(f"no on-board deployment {deploy_id!r} of user {req.user!r} to undo")
+        strangers = sorted(set(req.clients) - set(record.targets))
+        if strangers:
+            raise OodidaError(f"deployment {deploy_id} was not sent to clients {strangers}: nothing to undo")
+        out: dict[str, object] = {}
+        for cid in req.clients:
+            action, now = self.store.undo_install(req.user, deploy_id, record.version, cid)
+            out[str(cid)] = {"action": action, "version": now}
+        return out
 
     def versions(self, req: VersionsRequest) -> Outcome:
         """The requesting user's current versions: off-board, and on the clients asked for."""

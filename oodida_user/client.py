@@ -14,7 +14,7 @@ import redis
 from celery import Celery
 
 from oodida_core.customcode.check import CodePolicy
-from oodida_core.protocol.errors import UnknownAssignment
+from oodida_core.protocol.errors import SpecError, SpecIssue, UnknownAssignment
 from oodida_core.protocol.keys import Keys, request_task_id
 from oodida_core.protocol.wire import (
     TASK_AUTHENTICATE,
@@ -41,6 +41,8 @@ from oodida_core.state.store import AssignmentStore
 
 from ._args import client_ids, finite_or_inf
 from .assignment import Assignment
+from .canary import run_canary
+from .canary_rules import CanaryReport, Guard
 from .connection import Connection, analyst_settings
 from .deploy import Deployment, LocalCheck
 from .requests import CloudRequests, Credentials
@@ -145,11 +147,46 @@ class Oodida:
         return handle
 
     # -- custom code -------------------------------------------------------------------------
+    @overload
     def deploy_onboard(
-        self, filename: str | os.PathLike[str], clients: str | int | list[int] = "all"
-    ) -> Deployment:
+        self,
+        filename: str | os.PathLike[str],
+        clients: str | int | list[int] | Mapping[str, Any] = "all",
+        *,
+        canary: None = None,
+    ) -> Deployment: ...
+    @overload
+    def deploy_onboard(
+        self,
+        filename: str | os.PathLike[str],
+        clients: str | int | list[int] | Mapping[str, Any] = "all",
+        *,
+        canary: float | int,
+        guard: Guard,
+        seed: int | None = None,
+        deploy_timeout: float = 60.0,
+    ) -> CanaryReport: ...
+
+    def deploy_onboard(
+        self,
+        filename: str | os.PathLike[str],
+        clients: str | int | list[int] | Mapping[str, Any] = "all",
+        *,
+        canary: float | int | None = None,
+        guard: Guard | None = None,
+        seed: int | None = None,
+        deploy_timeout: float = 60.0,
+    ) -> Deployment | CanaryReport:
         """Check a module here, then deploy it as your on-board code on ``clients`` ("all", a
-        list of ids, or k live clients). It takes effect for the next task on each client."""
+        list of ids, or k live clients). It takes effect for the next task on each client.
+
+        With ``canary`` (a fraction 0 < canary < 1 of the live selected vehicles, or a count)
+        and a ``guard``: a canary deployment (canary.py), which returns its CanaryReport once the
+        module was promoted to every selected vehicle or rolled back on the canary vehicles."""
+        if canary is not None or guard is not None:
+            if canary is None:
+                raise SpecError([SpecIssue("canary", None, "a guard needs a canary: a fraction or a count")])
+            return run_canary(self, filename, clients, canary, guard, seed, deploy_timeout)
         raw = validate_spec({"mode": "deploy_onboard", "filename": str(filename), "clients": clients})
         assert isinstance(raw, DeploySpec)
         wanted = raw.clients if not isinstance(raw.clients, list) else tuple(raw.clients)

@@ -167,6 +167,9 @@ class RollbackRequest(Request):
 
     role: Role
     clients: tuple[int, ...] = ()
+    # Undo this on-board deployment on ``clients`` (a canary rolled back): pop it where it is
+    # current, withdraw it where it is not installed yet (codestore.py undo_install).
+    deploy_id: WireId | None = None
 
 
 class VersionsRequest(Request):

@@ -21,6 +21,7 @@ from oodida_core.protocol.wire import DeploymentRecord, InstallTask, PendingInst
 from oodida_core.state.lua import load
 
 HISTORY = 10  # versions kept per pointer
+WITHDRAWN = "withdrawn by a rollback before this client installed it"
 
 
 def _s(value: Any) -> Any:
@@ -98,6 +99,46 @@ class CodeStore:
             _ok, now = self._rollback(keys=[self.keys.onboard_pointer(user, cid)])
             out[cid] = _s(now)
         return out
+
+    def undo_install(self, user: str, deploy_id: str, version: str, client_id: int) -> tuple[str, str | None]:
+        """Undo one on-board deployment on one client (a canary's roll back): ``("rolled back",
+        now)`` when the client installed it and it is still current (the pointer's head popped:
+        the version before, or none if it had none); ``("withdrawn", now)`` when the client has
+        not installed it yet (offline): its pending install is dropped and a refusing verdict
+        recorded, so neither the pending list nor the install message still queued for it
+        installs it when it comes back; ``("untouched", now)`` otherwise (refused, or a later
+        deployment is current). One transaction against the client's own install."""
+        pointer = self.keys.onboard_pointer(user, client_id)
+        verdict_key = self.keys.deployment_verdict(deploy_id, client_id)
+        pending = self.keys.pending_installs(client_id)
+        with self.redis.pipeline() as pipe:
+            while True:
+                try:
+                    pipe.watch(pointer, verdict_key, pending)
+                    raw = pipe.get(verdict_key)
+                    head = _s(pipe.lindex(pointer, 0))
+                    if raw is None:
+                        withdrawn = Verdict(accepted=False, reason=WITHDRAWN, at=time.time())
+                        pipe.multi()
+                        pipe.hdel(pending, deploy_id)
+                        pipe.set(verdict_key, withdrawn.to_json(), ex=self.ttl)
+                        pipe.xadd(self.keys.deployment_events(deploy_id), {"type": "verdict"})
+                        pipe.execute()
+                        return "withdrawn", head
+                    try:
+                        accepted = decode(Verdict, _s(raw)).accepted
+                    except MessageError:
+                        accepted = False
+                    if not (accepted and head == version):
+                        pipe.unwatch()
+                        return "untouched", head
+                    pipe.multi()
+                    pipe.lpop(pointer)
+                    pipe.lindex(pointer, 0)
+                    now = pipe.execute()[1]
+                    return "rolled back", _s(now)
+                except redis.WatchError:
+                    continue
 
     def rollback_offboard(self, user: str) -> str | None:
         ok, now = self._rollback(keys=[self.keys.offboard_pointer(user)])

@@ -1,0 +1,210 @@
+"""Canary deployments on a live simulated fleet: a module that fails on some vehicles is rolled
+back on the canary and never reaches the others, a healthy one is promoted, within one run of
+the same processes; a vehicle offline during the canary gets the outcome when it returns."""
+
+from __future__ import annotations
+
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from fault_kit import fault_settings, kill, wait_for, wait_gone, wait_live
+
+from oodida_ops.local import LocalSystem
+from oodida_user import Oodida
+from oodida_user.canary_rules import CanaryReport, Guard, canary_size, pick_canary
+
+pytestmark = pytest.mark.slow
+
+MEAN = """
+def custom_code(x):
+    return sum(x) / len(x)
+"""
+# The same figures as MEAN, another version (the text differs).
+MEAN_TOO = """
+def custom_code(x):
+    # a refactoring: the same mean
+    total = 0.0
+    for v in x:
+        total += v
+    return total / len(x)
+"""
+# Fails where the vehicle's alternator charges below 14.0 V (client 1 of the simulated fleet,
+# on every drive; clients 2, 4 and 5 on some), answers the mean elsewhere.
+FAILS_ON_LOW_VOLTAGE = """
+def custom_code(x):
+    if max(x) < 14.0:
+        raise ValueError("battery voltage under 14.0 V: cannot calibrate")
+    return sum(x) / len(x)
+"""
+# Off by 20 % everywhere: computes, never fails.
+SCALED = """
+def custom_code(x):
+    return 1.2 * sum(x) / len(x)
+"""
+# Passes the dry run (100 numbers) and fails on every vehicle (GUARD_SPEC reads 120 samples).
+ALWAYS_FAILS = """
+def custom_code(x):
+    if len(x) != 100:
+        raise RuntimeError("this build is broken")
+    return 0.0
+"""
+
+GUARD_SPEC = {
+    "name": "canary guard",
+    "mode": "measurement",
+    "signals": ["battery_voltage"],
+    "onboard": "custom",
+    "offboard": "collect",
+    "frequency": 1,
+    "samples": 120,
+    "timeout": 20,
+}
+
+
+def _module(tmp_path: Path, name: str, source: str) -> Path:
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(source))
+    return path
+
+
+def _seed_with(live: list[int], size: int, inside: int | None = None, outside: int | None = None) -> int:
+    """A seed whose canary of ``size`` holds ``inside`` and leaves out ``outside``."""
+    for seed in range(10_000):
+        canary, _ = pick_canary(live, size, seed)
+        if (inside is None or inside in canary) and (outside is None or outside not in canary):
+            return seed
+    raise AssertionError("no such seed")
+
+
+def _guard(**rules: object) -> Guard:
+    return Guard(spec=GUARD_SPEC, iterations=2, **rules)  # type: ignore[arg-type]
+
+
+def test_failing_canary_is_rolled_back_and_healthy_one_promoted_in_one_run(tmp_path: Path) -> None:
+    with LocalSystem(5, data_dir=tmp_path / "sys") as system:
+        procs = dict(system.procs)
+        with Oodida(system.url, user="tester", token=system.token("tester")) as o:
+            wait_live(o, range(1, 6))
+            base = o.deploy_onboard(_module(tmp_path, "mean.py", MEAN), clients="all").wait(timeout=60)
+            assert sorted(base.accepted) == [1, 2, 3, 4, 5]
+            live = [1, 2, 3, 4, 5]
+            size = canary_size(0.4, 5)
+            assert size == 2
+            guard = _guard(max_failure_rate=0.0, metric=None, tolerance=1.0)
+
+            # 1. fails on client 1 (its data), which the seed puts in the canary
+            seed = _seed_with(live, size, inside=1)
+            bad = _module(tmp_path, "fails.py", FAILS_ON_LOW_VOLTAGE)
+            report = o.deploy_onboard(bad, clients="all", canary=0.4, guard=guard, seed=seed)
+            print(report)
+            assert isinstance(report, CanaryReport)
+            assert report.outcome == "rolled_back" and not report.promoted
+            assert 1 in report.canary and len(report.canary) == 2
+            assert sorted(report.control) == sorted(set(live) - set(report.canary))
+            assert report.seed == seed
+            assert any(r.startswith("failure rate: FAIL") for r in report.reasons), report.reasons
+            assert "ROLLED BACK" in str(report) and "calibrate" in str(report)
+            assert set(report.guard_assignments) == {"canary", "others"}
+            canary_run = o.assignment(report.guard_assignments["canary"]).result()
+            assert 1 in canary_run.iterations[0].failed
+            # back where they were, and the new code never reached the others
+            assert o.code_versions(live)["onboard"] == dict.fromkeys(live, base.version)
+            assert sorted(report.deploy_reports["canary"].accepted) == sorted(report.canary)
+            assert "promotion" not in report.deploy_reports
+            others_run = o.assignment(report.guard_assignments["others"]).result()
+            assert set(others_run.iterations[0].versions.values()) == {base.version}
+
+            # 2. computes something else: the metric's distance rolls it back
+            scaled = _module(tmp_path, "scaled.py", SCALED)
+            seed2 = _seed_with(live, size, outside=1)
+            report = o.deploy_onboard(scaled, clients="all", canary=2, guard=_guard(tolerance=1.0), seed=seed2)
+            print(report)
+            assert report.outcome == "rolled_back"
+            assert any(r.startswith("metric distance: FAIL") for r in report.reasons), report.reasons
+            assert o.code_versions(live)["onboard"] == dict.fromkeys(live, base.version)
+
+            # 3. healthy: the same figures by other code; promoted to every selected vehicle
+            good = _module(tmp_path, "mean_too.py", MEAN_TOO)
+            report = o.deploy_onboard(good, clients="all", canary=0.4, guard=guard, seed=seed2)
+            print(report)
+            assert report.outcome == "promoted", str(report)
+            assert "PROMOTED" in str(report)
+            assert o.code_versions(live)["onboard"] == dict.fromkeys(live, report.version)
+            assert sorted(report.deploy_reports["promotion"].accepted) == sorted(report.control)
+            assert report.now == dict.fromkeys(live, report.version)
+        # nothing was restarted: the same worker processes throughout
+        assert system.procs == procs and all(p.poll() is None for p in procs.values())
+
+
+def test_vehicle_without_code_is_left_with_none_after_rollback(tmp_path: Path) -> None:
+    with LocalSystem(3, data_dir=tmp_path / "sys") as system:
+        with Oodida(system.url, user="fresh", token=system.token("fresh")) as o:
+            wait_live(o, [1, 2, 3])
+            guard = _guard(fallback="average", tolerance=1e9)
+            report = o.deploy_onboard(
+                _module(tmp_path, "broken.py", ALWAYS_FAILS), clients=[1, 2, 3], canary=1, guard=guard, seed=7
+            )
+            print(report)
+            assert report.outcome == "rolled_back"
+            assert set(report.guard_assignments) == {"canary", "others (builtin)"}
+            assert o.code_versions([1, 2, 3])["onboard"] == {1: None, 2: None, 3: None}
+
+
+def test_vehicle_offline_during_the_canary_gets_the_outcome_when_it_returns(tmp_path: Path) -> None:
+    with LocalSystem(3, data_dir=tmp_path / "sys", settings=fault_settings()) as system:
+        system.start_edge("client-7", "7")
+        with Oodida(system.url, user="tester", token=system.token("tester")) as o:
+            wait_live(o, [1, 2, 3, 7])
+            ids = [1, 2, 3, 7]
+            base = o.deploy_onboard(_module(tmp_path, "mean.py", MEAN), clients=ids).wait(timeout=60)
+            assert sorted(base.accepted) == ids
+            spec = {**GUARD_SPEC, "timeout": 6}
+            guard = Guard(spec=spec, iterations=2, max_failure_rate=0.0, timeout=90)
+
+            # A canary vehicle stops once it installed the new code, during the guard; the
+            # canary fails and is rolled back while 7 is offline.
+            seed = _seed_with(ids, 2, inside=7)
+            bad = _module(tmp_path, "broken.py", ALWAYS_FAILS)
+            stopped = threading.Event()
+
+            def stop_seven() -> None:
+                history = o.code_versions([7])["onboard"][7]
+                deadline = time.monotonic() + 60
+                while time.monotonic() < deadline:
+                    if o.code_versions([7])["onboard"][7] != history:
+                        kill(system, "client-7")
+                        stopped.set()
+                        return
+                    time.sleep(0.05)
+
+            watcher = threading.Thread(target=stop_seven)
+            watcher.start()
+            report = o.deploy_onboard(bad, clients=ids, canary=2, guard=guard, seed=seed)
+            watcher.join()
+            print(report)
+            assert stopped.is_set() and 7 in report.canary
+            assert report.outcome == "rolled_back"
+            wait_gone(o, [7])
+            assert o.code_versions([7])["onboard"] == {7: base.version}  # undone while offline
+            system.start_edge("client-7", "7")
+            wait_live(o, [7])
+            check = o.submit({**spec, "clients": [7], "iterations": 1}).wait(timeout=60, progress=False)
+            assert check.iterations[0].versions == {7: base.version}
+
+            # A vehicle offline during a promoted canary installs the promoted version when back.
+            kill(system, "client-7")
+            wait_gone(o, [7])
+            good = _module(tmp_path, "mean_too.py", MEAN_TOO)
+            report = o.deploy_onboard(good, clients=ids, canary=1, guard=guard, seed=seed, deploy_timeout=5)
+            print(report)
+            assert report.outcome == "promoted", str(report)
+            assert 7 in report.control and 7 not in report.canary and 7 in report.pending
+            assert o.code_versions([7])["onboard"] == {7: base.version}
+            system.start_edge("client-7", "7")
+            wait_live(o, [7])
+            wait_for(lambda: o.code_versions([7])["onboard"][7] == report.version, 30, "7 installs it")
+            check = o.submit({**spec, "clients": [7], "iterations": 1}).wait(timeout=60, progress=False)
+            assert check.iterations[0].versions == {7: report.version}
