@@ -95,6 +95,7 @@ def fold(summary: FoldedIterations | None, it: IterationResult) -> FoldedIterati
         kept=base.kept + len(it.onboard),
         discarded=base.discarded + len(it.discarded),
         missing=base.missing + len(it.missing),
+        late=base.late + len(it.late),
         failed=base.failed + len(it.failed),
         failed_iterations=base.failed_iterations + (it.status == "failed"),
         values=values,

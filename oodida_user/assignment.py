@@ -332,7 +332,7 @@ class Assignment:
 
             for index in self._finished_indices(timeout, _BAR_POLL_MS, show_answers):
                 it = self.o.store.iteration(self.id, index)
-                bar.iteration_done(clients - len(it.missing) if it else None, clients)
+                bar.iteration_done(clients - len(it.missing) - len(it.late) if it else None, clients)
         return self._checked(self.result())
 
     def _checked(self, result: Result) -> Result:

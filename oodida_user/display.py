@@ -37,6 +37,7 @@ COLUMNS = (
     "kept",
     "discarded",
     "missing",
+    "late",
     "failed",
     "code",
     "took",
@@ -71,6 +72,7 @@ def _row(it: IterationResult, width: int) -> str:
         c.kept,
         c.discarded,
         c.missing,
+        c.late,
         c.failed,
         analysis.code_label(it),
         f"{it.finished_at - it.started_at:.2f}s",
@@ -112,6 +114,8 @@ def result_html(result: Result, max_rows: int = 30, width: int = 80, failures: i
             f"<br>in all: kept {t['kept']}, discarded {t['discarded']}, missing {t['missing']}, "
             f"failed {t['failed']}"
         )
+        if t["late"]:
+            head += f", late {t['late']}"
         if t["failed_iterations"]:
             head += f"; <span style='color:#b00'>{t['failed_iterations']} failed iteration(s)</span>"
     its = result.iterations

@@ -36,7 +36,8 @@ FAILURES_SHOWN = 5  # per iteration, in the text and the HTML renderings; then "
 class IterationCounts:
     """How one iteration's clients fared: results kept, discarded by the vote over code
     versions, clients that did not answer in time (missing) and tasks that failed; and the
-    iteration's status (``failed``: no value, because every answer or the off-board step failed)."""
+    iteration's status (``failed``: no value, because every answer or the off-board step failed).
+    ``late``: clients that had not answered when the iteration's quorum (min_clients) closed it."""
 
     index: int
     kept: int
@@ -45,6 +46,7 @@ class IterationCounts:
     failed: int
     ended_by: str = "complete"
     status: str = "ok"
+    late: int = 0
 
     @classmethod
     def of(cls, it: IterationResult) -> IterationCounts:
@@ -56,6 +58,7 @@ class IterationCounts:
             len(it.failed),
             it.ended_by,
             it.status,
+            len(it.late),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,11 +69,13 @@ class IterationCounts:
             "discarded": self.discarded,
             "missing": self.missing,
             "failed": self.failed,
+            "late": self.late,
             "ended_by": self.ended_by,
         }
 
     def __str__(self) -> str:
-        return f"kept {self.kept}, discarded {self.discarded}, missing {self.missing}, failed {self.failed}"
+        text = f"kept {self.kept}, discarded {self.discarded}, missing {self.missing}, failed {self.failed}"
+        return text + (f", late {self.late}" if self.late else "")
 
 
 @dataclass(frozen=True)
@@ -125,8 +130,8 @@ class Result:
     def totals(self) -> dict[str, int]:
         """The counts summed over every finished iteration, folded ones included:
         ``iterations`` = ``folded_iterations`` + ``kept_iterations`` (kept one by one), of which
-        ``failed_iterations`` failed; ``kept``, ``discarded``, ``missing`` and ``failed`` count
-        client results."""
+        ``failed_iterations`` failed; ``kept``, ``discarded``, ``missing``, ``failed`` and ``late``
+        (not answered when a quorum closed the iteration) count client results."""
         counts = self.counts
         f = self.folded or FoldedIterations()
         return {
@@ -138,6 +143,7 @@ class Result:
             "discarded": f.discarded + sum(c.discarded for c in counts),
             "missing": f.missing + sum(c.missing for c in counts),
             "failed": f.failed + sum(c.failed for c in counts),
+            "late": f.late + sum(c.late for c in counts),
         }
 
     @property
@@ -207,6 +213,8 @@ class Result:
                 f"  in all: kept {t['kept']}, discarded {t['discarded']}, missing {t['missing']}, "
                 f"failed {t['failed']}"
             )
+            if t["late"]:
+                line += f", late {t['late']}"
             if t["failed_iterations"]:
                 line += f"; {t['failed_iterations']} failed iteration(s)"
             lines.append(line)
@@ -226,6 +234,8 @@ class Result:
             lines.extend(f"    {line}" for line in failure_lines(it, width, failures))
             if it.missing:
                 lines.append(f"    missing: {list(it.missing)}")
+            if it.late:
+                lines.append(f"    late: {list(it.late)} (not answered when the quorum closed it; kept out)")
         return printable("\n".join(lines), newlines=True)  # names and errors come from others
 
     def __str__(self) -> str:
@@ -270,6 +280,7 @@ def folded_line(f: FoldedIterations) -> str:
     parts = [
         f"iterations {f.first}-{f.last} folded: {f.count} iteration(s), kept {f.kept}, "
         f"discarded {f.discarded}, missing {f.missing}, failed {f.failed}"
+        + (f", late {f.late}" if f.late else "")
     ]
     if f.failed_iterations:
         parts.append(f"{f.failed_iterations} failed iteration(s)")

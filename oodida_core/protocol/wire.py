@@ -273,6 +273,7 @@ class FoldedIterations(Wire):
     kept: int = 0
     discarded: int = 0
     missing: int = 0
+    late: int = 0  # clients not answered when a quorum closed their iteration
     failed: int = 0
     failed_iterations: int = 0
     values: dict[Annotated[str, Field(max_length=200)], NumberSummary] = Field(

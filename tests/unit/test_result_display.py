@@ -80,6 +80,7 @@ def test_build_takes_the_folded_summary_and_totals_count_folded_and_kept_iterati
         "discarded": 1,
         "missing": 1,
         "failed": 2 + 7,
+        "late": 0,
     }
     assert Result.build(record(), [iteration(0)]).folded is None
     assert Result.build(record(folded=FoldedIterations()), []).folded is None  # nothing folded yet
