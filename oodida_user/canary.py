@@ -239,6 +239,7 @@ def observations(results: Mapping[str, Result], rejected: dict[int, str]) -> Gua
     control_values: dict[int, list[Any]] = {}
     failures: dict[int, list[str]] = {}
     asked = 0
+    missing: dict[int, int] = {}
     errors: list[str] = []
     for role, result in results.items():
         for it in result.iterations:
@@ -249,11 +250,13 @@ def observations(results: Mapping[str, Result], rejected: dict[int, str]) -> Gua
                 asked += len(it.onboard) + len(it.failed) + len(it.discarded)
                 for cid, error in it.failed.items():
                     failures.setdefault(cid, []).append(str(error))
+                for cid in it.missing:
+                    missing[cid] = missing.get(cid, 0) + 1
         if role == "canary" and result.status != "done" and not failures:
             errors.append(f"the canary's guard assignment {result.id} ended {result.status}: {result.error}")
     iterations = len(results["canary"].iterations) if "canary" in results else 0
     return GuardObservations(
-        canary_values, control_values, failures, rejected, asked, iterations, tuple(errors)
+        canary_values, control_values, failures, rejected, asked, iterations, tuple(errors), missing
     )
 
 

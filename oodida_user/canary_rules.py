@@ -44,15 +44,16 @@ class Guard:
     """What the canary must pass before its code reaches every selected vehicle.
 
     ``spec``: the assignment the guard runs (its ``clients`` and ``iterations`` are set by the
-    canary; ``onboard`` must be ``custom``), ``iterations`` of it. Rules: ``max_failure_rate``
-    (failed / asked on the canary vehicles, a vehicle that refused the module failing every
-    iteration); ``metric`` (a callable on an on-board value, or the key of a dict value such as
-    a signal name; None: the value itself) whose mean on the canary vehicles may differ from its
-    mean on the other vehicles, run at the same time with their current code, by at most
-    ``tolerance`` (absolute) or ``rel_tolerance`` (relative to the others' mean), passing when
-    within either one given; ``rule``: a callable on the GuardObservations returning None (pass)
-    or a reason. ``fallback``: the built-in on-board method the other vehicles without any
-    custom code of yours run for the comparison (None: they are left out of it).
+    canary; ``onboard`` must be ``custom``), ``iterations`` of it, within ``timeout`` seconds.
+    Rules: ``max_failure_rate`` (failed / asked on the canary vehicles, a vehicle that refused
+    the module failing every iteration); ``metric`` (a callable on an on-board value, or the key
+    of a dict value such as a signal name, a number value being taken as it is; None: the value
+    itself) whose mean on the canary vehicles may differ from its mean on the other vehicles,
+    run at the same time with their current code, by at most ``tolerance`` (absolute) or
+    ``rel_tolerance`` (relative to the others' mean), passing when within either one given;
+    ``rule``: a callable on the GuardObservations returning None (pass) or a reason.
+    ``fallback``: the built-in on-board method the other vehicles without any custom code of
+    yours run for the comparison (None: they are left out of it).
     """
 
     spec: Mapping[str, Any]
@@ -212,6 +213,7 @@ class GuardObservations:
     asked: int = 0
     iterations: int = 0
     errors: tuple[str, ...] = ()  # the guard's assignments that ended failed, and why
+    missing: dict[int, int] = field(default_factory=dict)  # canary vehicle -> tasks unanswered
 
     @property
     def failed(self) -> int:
@@ -247,6 +249,8 @@ def failure_rule(obs: GuardObservations, max_rate: float) -> RuleResult:
         detail += f"; client {cid}: {len(errors)} failed, e.g. {printable(errors[0])[:120]}"
     for cid, why in sorted(obs.rejected.items())[:3]:
         detail += f"; client {cid} refused the module: {printable(why)[:120]}"
+    if obs.missing:
+        detail += f"; not counted, no answer in time: {dict(sorted(obs.missing.items()))}"
     return RuleResult("failure rate", rate <= max_rate, detail)
 
 
@@ -259,8 +263,8 @@ def metric_values(values: Mapping[int, Sequence[Any]], metric: Metric) -> list[f
             try:
                 if metric is None:
                     got: Any = value
-                elif isinstance(metric, str):
-                    got = value[metric] if isinstance(value, Mapping) else None
+                elif isinstance(metric, str):  # a dict value's key; a number is taken as it is
+                    got = value.get(metric) if isinstance(value, Mapping) else value
                     if got is None:
                         raise ValueError(f"the value has no key {metric!r}")
                 else:

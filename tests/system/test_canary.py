@@ -10,9 +10,16 @@ import time
 from pathlib import Path
 
 import pytest
+import redis
 from fault_kit import fault_settings, kill, wait_for, wait_gone, wait_live
 
+from oodida_core.customcode.check import CodePolicy, check_source
+from oodida_core.protocol.keys import Keys
+from oodida_core.protocol.wire import InstallTask
+from oodida_core.state.codestore import CodeStore
+from oodida_edge.install import Installer
 from oodida_ops.local import LocalSystem
+from oodida_ops.redis_server import EmbeddedRedis
 from oodida_user import Oodida
 from oodida_user.canary_rules import CanaryReport, Guard, canary_size, pick_canary
 
@@ -39,10 +46,10 @@ def custom_code(x):
         raise ValueError("battery voltage under 14.0 V: cannot calibrate")
     return sum(x) / len(x)
 """
-# Off by 20 % everywhere: computes, never fails.
+# Off by half everywhere: computes, never fails.
 SCALED = """
 def custom_code(x):
-    return 1.2 * sum(x) / len(x)
+    return 1.5 * sum(x) / len(x)
 """
 # Passes the dry run (100 numbers) and fails on every vehicle (GUARD_SPEC reads 120 samples).
 ALWAYS_FAILS = """
@@ -52,6 +59,9 @@ def custom_code(x):
     return 0.0
 """
 
+# Vehicles differ: the mean battery voltage of one drive is 12.5-14.2 V. Half as much again
+# (SCALED) is 6 V or more off.
+TOLERANCE = 1.5
 GUARD_SPEC = {
     "name": "canary guard",
     "mode": "measurement",
@@ -80,7 +90,7 @@ def _seed_with(live: list[int], size: int, inside: int | None = None, outside: i
 
 
 def _guard(**rules: object) -> Guard:
-    return Guard(spec=GUARD_SPEC, iterations=2, **rules)  # type: ignore[arg-type]
+    return Guard(spec=GUARD_SPEC, iterations=3, **rules)  # type: ignore[arg-type]
 
 
 def test_failing_canary_is_rolled_back_and_healthy_one_promoted_in_one_run(tmp_path: Path) -> None:
@@ -93,7 +103,7 @@ def test_failing_canary_is_rolled_back_and_healthy_one_promoted_in_one_run(tmp_p
             live = [1, 2, 3, 4, 5]
             size = canary_size(0.4, 5)
             assert size == 2
-            guard = _guard(max_failure_rate=0.0, metric=None, tolerance=1.0)
+            guard = _guard(max_failure_rate=0.0, metric=None, tolerance=TOLERANCE)
 
             # 1. fails on client 1 (its data), which the seed puts in the canary
             seed = _seed_with(live, size, inside=1)
@@ -120,7 +130,9 @@ def test_failing_canary_is_rolled_back_and_healthy_one_promoted_in_one_run(tmp_p
             # 2. computes something else: the metric's distance rolls it back
             scaled = _module(tmp_path, "scaled.py", SCALED)
             seed2 = _seed_with(live, size, outside=1)
-            report = o.deploy_onboard(scaled, clients="all", canary=2, guard=_guard(tolerance=1.0), seed=seed2)
+            report = o.deploy_onboard(
+                scaled, clients="all", canary=2, guard=_guard(tolerance=TOLERANCE), seed=seed2
+            )
             print(report)
             assert report.outcome == "rolled_back"
             assert any(r.startswith("metric distance: FAIL") for r in report.reasons), report.reasons
@@ -139,18 +151,29 @@ def test_failing_canary_is_rolled_back_and_healthy_one_promoted_in_one_run(tmp_p
         assert system.procs == procs and all(p.poll() is None for p in procs.values())
 
 
-def test_vehicle_without_code_is_left_with_none_after_rollback(tmp_path: Path) -> None:
-    with LocalSystem(3, data_dir=tmp_path / "sys") as system:
-        with Oodida(system.url, user="fresh", token=system.token("fresh")) as o:
-            wait_live(o, [1, 2, 3])
-            guard = _guard(fallback="average", tolerance=1e9)
-            report = o.deploy_onboard(
-                _module(tmp_path, "broken.py", ALWAYS_FAILS), clients=[1, 2, 3], canary=1, guard=guard, seed=7
-            )
-            print(report)
-            assert report.outcome == "rolled_back"
-            assert set(report.guard_assignments) == {"canary", "others (builtin)"}
-            assert o.code_versions([1, 2, 3])["onboard"] == {1: None, 2: None, 3: None}
+def test_first_deployment_compares_with_a_builtin_and_a_rollback_leaves_no_code(tmp_path: Path) -> None:
+    with (
+        LocalSystem(3, data_dir=tmp_path / "sys") as system,
+        Oodida(system.url, user="fresh", token=system.token("fresh")) as o,
+    ):
+        wait_live(o, [1, 2, 3])
+        # the others have no code of this user: they run the built-in average for the comparison
+        guard = _guard(fallback="average", metric="battery_voltage", tolerance=TOLERANCE)
+        report = o.deploy_onboard(
+            _module(tmp_path, "broken.py", ALWAYS_FAILS), clients=[1, 2, 3], canary=1, guard=guard, seed=7
+        )
+        print(report)
+        assert report.outcome == "rolled_back"
+        assert set(report.guard_assignments) == {"canary", "others (builtin)"}
+        assert o.code_versions([1, 2, 3])["onboard"] == {1: None, 2: None, 3: None}
+
+        report = o.deploy_onboard(
+            _module(tmp_path, "mean.py", MEAN), clients="all", canary=1, guard=guard, seed=7
+        )
+        print(report)
+        assert report.outcome == "promoted", str(report)
+        assert any(r.startswith("metric distance: pass") for r in report.reasons)
+        assert o.code_versions([1, 2, 3])["onboard"] == dict.fromkeys([1, 2, 3], report.version)
 
 
 def test_vehicle_offline_during_the_canary_gets_the_outcome_when_it_returns(tmp_path: Path) -> None:
@@ -208,3 +231,43 @@ def test_vehicle_offline_during_the_canary_gets_the_outcome_when_it_returns(tmp_
             wait_for(lambda: o.code_versions([7])["onboard"][7] == report.version, 30, "7 installs it")
             check = o.submit({**spec, "clients": [7], "iterations": 1}).wait(timeout=60, progress=False)
             assert check.iterations[0].versions == {7: report.version}
+
+
+def test_undo_withdraws_an_install_not_made_yet_and_pops_one_that_was(tmp_path: Path) -> None:
+    """The cloud's half of a rollback, on a real Redis with a vehicle's installer: a vehicle
+    that installed the canary's version is back at its previous one (none if it had none); one
+    that was offline never installs it when it returns, neither from its pending list nor from
+    the install message still queued for it."""
+    with EmbeddedRedis(tmp_path / "redis") as server:
+        r = redis.Redis.from_url(server.url)
+        store = CodeStore(r, Keys())
+        policy = CodePolicy()
+        old, new = (check_source(src, "m.py", policy) for src in (MEAN, MEAN_TOO))
+        for checked in (old, new):
+            store.put_source(checked.version, checked.source, "m.py")
+        store.point_onboard("u", 7, old.version)
+        tasks = [
+            InstallTask(deploy_id="d1", user="u", client_id=c, version=new.version, filename="m.py")
+            for c in (7, 8)
+        ]
+        store.create_deployment("d1", "u", "onboard", "m.py")
+        store.deployment_sent("d1", new.version, [7, 8])
+        store.add_pending(tasks)
+        installer = Installer(store, policy, {7, 8})
+        assert installer.install(tasks[1].to_wire())["accepted"] is True  # 8 is online
+        assert store.onboard_version("u", 8) == new.version
+
+        assert store.undo_install("u", "d1", new.version, 8) == ("rolled back", None)
+        assert store.undo_install("u", "d1", new.version, 7) == ("withdrawn", old.version)
+        assert store.onboard_version("u", 8) is None
+
+        # 7 comes back: first its pending list, then the install message that waited in its queue
+        assert installer.install_pending(7) == 0
+        installer.install(tasks[0].to_wire())
+        assert store.onboard_version("u", 7) == old.version
+        assert store.history("u", 7) == [old.version]
+        assert store.undo_install("u", "d1", new.version, 7)[0] == "untouched"  # twice is harmless
+        record = store.deployment("d1")
+        assert record is not None and not record.verdicts[7].accepted
+        assert "withdrawn" in record.verdicts[7].reason
+        r.close()
