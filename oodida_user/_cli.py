@@ -35,6 +35,7 @@ from ._waiting import (
 from ._waiting import print_json as _print_json
 from ._waiting import say as _say
 from .assignment import AssignmentInterrupted
+from .canary_rules import Guard
 from .client import Oodida
 from .demo import add_demo_parser
 
@@ -120,6 +121,8 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     if args.role == "offboard" and args.clients is not None:
         raise OodidaError("--clients is for on-board code; off-board code runs in the cloud")
     clients = _clients_arg(args.clients)  # checked before anything is read or sent
+    if args.canary is not None or args.guard is not None:
+        return cmd_canary(args, clients)
     with _connect(args) as o:
         if args.role == "offboard":
             deployment = o.deploy_offboard(args.file)
@@ -128,6 +131,34 @@ def cmd_deploy(args: argparse.Namespace) -> int:
         report = deployment.wait(timeout=args.timeout)
         _say(report)
     return 0 if not report.rejected else 3
+
+
+def cmd_canary(args: argparse.Namespace, clients: Any) -> int:
+    """``deploy onboard FILE --canary 0.1 --guard GUARD.json``: the report; exit 5 if rolled back."""
+    if args.role != "onboard" or args.canary is None or args.guard is None:
+        raise OodidaError("a canary deployment is on-board and needs both --canary and --guard GUARD.json")
+    text = args.canary.strip()
+    try:
+        canary: float | int = int(text) if text.isascii() and text.isdigit() else float(text)
+    except ValueError:
+        raise OodidaError(
+            f"--canary: a fraction such as 0.1 or a count such as 2, not {text!r:.40}"
+        ) from None
+    try:
+        with open(args.guard, encoding="utf-8") as fh:
+            guard = Guard.from_json(json.load(fh))
+    except OSError as exc:
+        raise OodidaError(f"--guard {args.guard}: cannot read it ({exc.strerror})") from None
+    except ValueError as exc:  # not JSON (SpecError is raised as it is)
+        if isinstance(exc, SpecError):
+            raise
+        raise OodidaError(f"--guard {args.guard}: not a JSON file ({exc})") from None
+    with _connect(args) as o:
+        report = o.deploy_onboard(
+            args.file, clients, canary=canary, guard=guard, seed=args.seed, deploy_timeout=args.timeout
+        )
+        _say(report)
+    return 0 if report.promoted else 5
 
 
 def cmd_rollback(args: argparse.Namespace) -> int:
@@ -360,6 +391,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("file")
     p.add_argument("--clients", help="all (default), ids like 1-3,7, or k=N for N live clients")
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the clients' answers")
+    p.add_argument("--canary", help="deploy to this fraction (0.1) or count (2) of them first, then decide")
+    p.add_argument("--guard", metavar="GUARD.json", help="the canary's guard: spec and rules (see README)")
+    p.add_argument("--seed", type=int, help="the seed of the canary's random group (default: drawn)")
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("rollback", parents=[common], help="restore your previous custom module")

@@ -22,6 +22,7 @@ EXIT_CODES = """exit codes:
   2    a bad assignment spec
   3    a deployment that some clients rejected
   4    the assignment ended failed (submit, results): the summary lists every failure
+  5    a canary deployment rolled back (deploy onboard --canary): the report says why
   130  interrupted (Ctrl-C); the assignment goes on unless --cancel-on-interrupt"""
 
 
