@@ -30,6 +30,7 @@ def combine(
     deployed_at: Mapping[str, float] | None = None,
     custom_offboard: Callable[[list[object]], tuple[object, str]] | None = None,
     quorum: bool = False,
+    previous_value: object = None,
 ) -> IterationResult:
     """Deduplicate answers by client, vote over code versions, aggregate what is kept.
     With ``quorum`` (closed by its min_clients) the clients without an answer are ``late``,
@@ -65,7 +66,8 @@ def combine(
             # The user's module gets the kept values as a list ordered by client id.
             value, offboard_version = custom_offboard([kept[cid] for cid in sorted(kept)])
         else:
-            value = aggregate(spec.offboard, spec.onboard, kept, method_parameters(spec))
+            # previous_value: the cloud's stored value of the previous iteration (server optimisers)
+            value = aggregate(spec.offboard, spec.onboard, kept, method_parameters(spec), previous_value)
     except (AggregationError, CustomCodeError) as exc:
         value, error = None, str(exc)
 

@@ -40,6 +40,7 @@ from oodida_core.state.registry import Registry
 from oodida_core.state.store import AssignmentStore, Completion, Finish, Redispatch, Start, record_from_hash
 
 from . import ending
+from .aggregate import needs_previous
 from .dispatch import HeaderTask, discard_chord, publish_chord
 from .folding import fold_older, kept_iterations
 from .gate import Gate
@@ -243,6 +244,7 @@ class Orchestrator:
             deployed_at=deployed_at,
             custom_offboard=self._offboard_runner(record.user) if spec.offboard == "custom" else None,
             quorum=reason == "quorum",
+            previous_value=self._previous_value(aid, index) if needs_previous(spec.offboard) else None,
         )
         last = bool(spec.iterations) and index + 1 >= spec.iterations
         next_deadline = None if last else now + spec.timeout
@@ -305,6 +307,12 @@ class Orchestrator:
         log.warning("assignment %s of %s: iteration %d was never sent; sending it now", aid, user, index)
         self.dispatch(aid, user, spec, clients, index, previous.value if previous else None, deadline)
         return Outcome.REDISPATCHED
+
+    def _previous_value(self, aid: str, index: int) -> object:
+        """The value of iteration ``index - 1`` as this cloud stored it (None at the first):
+        the model the clients of ``index`` trained from, for the server optimisers."""
+        previous = self.store.iteration(aid, index - 1) if index > 0 else None
+        return previous.value if previous is not None else None
 
     def _offboard_runner(self, user: str) -> Callable[[list[object]], tuple[object, str]]:
         def run(values: list[object]) -> tuple[object, str]:

@@ -14,7 +14,7 @@ from oodida_core.protocol.errors import SpecError, SpecIssue
 from oodida_core.protocol.ids import format_ranges
 from oodida_core.protocol.signals import canonical, vss_path
 from oodida_core.protocol.wire import ClientInfo, OnboardTask
-from oodida_core.spec.model import AssignmentSpec, method_parameters
+from oodida_core.spec.model import AssignmentSpec, onboard_parameters
 
 
 def _ranges(ids: Sequence[int]) -> str:
@@ -139,7 +139,7 @@ def onboard_tasks(
         "signals": tuple(spec.signals),
         "samples": spec.samples,
         "frequency": spec.frequency,
-        **method_parameters(spec),  # threshold, direction, sample_size, bins, q: those set
+        **onboard_parameters(spec),  # threshold, bins, q, proximal_mu...: the on-board method's, those set
         "model": model,
         "federated": spec.mode == "federated",
         "deadline": deadline,

@@ -145,6 +145,7 @@ class OnboardRunner:
             bins=task.bins,
             q=task.q,
             seed=_seed(task),
+            proximal_mu=task.proximal_mu,
         )
         return run_builtin(params, data, task.model), "builtin"
 

@@ -126,7 +126,11 @@ class Parameter:
         rule = f"must be a number from {self.lo:g}{' (excluded)' if self.lo_open else ''} to {self.hi:g}"
         rule += " (excluded)" if self.hi_open else ""
         out = number(value, rule)
-        if not self.lo <= out <= self.hi or (self.lo_open and out == self.lo) or (self.hi_open and out == self.hi):
+        if (
+            not self.lo <= out <= self.hi
+            or (self.lo_open and out == self.lo)
+            or (self.hi_open and out == self.hi)
+        ):
             raise bad(rule)
         return out
 
@@ -135,8 +139,9 @@ class Parameter:
 
     def field(self) -> Any:
         """The pydantic field of the spec model: optional, with this range and help."""
-        lo, hi = {"gt" if self.lo_open else "ge": self.lo}, {"lt" if self.hi_open else "le": self.hi}
-        return Field(default=None, **lo, **hi, description=self.help)
+        lo, hi = (None, self.lo) if self.lo_open else (self.lo, None)
+        below, top = (self.hi, None) if self.hi_open else (None, self.hi)
+        return Field(default=None, ge=lo, gt=hi, lt=below, le=top, description=self.help)
 
 
 PerSignal = Callable[["FloatArray", str, OnboardParams], object]
@@ -201,7 +206,11 @@ class OffboardMethod:
         return not self.elsewhere and (self.combine is not None or self.combine_from is not None)
 
     def run(
-        self, items: list[Item], onboard: OnboardMethod | None, parameters: Mapping[str, Any], previous: object
+        self,
+        items: list[Item],
+        onboard: OnboardMethod | None,
+        parameters: Mapping[str, Any],
+        previous: object,
     ) -> object:
         """Combine the kept values; `previous` is the previous iteration's value (None at first)."""
         if self.combine_from is not None:

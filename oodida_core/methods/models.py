@@ -106,7 +106,9 @@ def client_models(strategy: str, items: list[Item], onboard: OnboardMethod | Non
     )
 
 
-def model_result(models: ClientModels, weights: FloatArray, loss: float | None, **extra: object) -> dict[str, Any]:
+def model_result(
+    models: ClientModels, weights: FloatArray, loss: float | None, **extra: object
+) -> dict[str, Any]:
     """The strategy's value: the meta, the new weights, the clients' total n_samples, the loss
     (when every client reported one) and how many clients took part, then `extra`."""
     result: dict[str, Any] = dict(models.meta)

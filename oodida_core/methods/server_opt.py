@@ -110,7 +110,9 @@ def _number(strategy: str, parameters: Mapping[str, Any], p: Parameter) -> float
     return float(value)
 
 
-def _start(models: ClientModels, previous: object, names: tuple[str, ...]) -> tuple[FloatArray, int, dict[str, Any]]:
+def _start(
+    models: ClientModels, previous: object, names: tuple[str, ...]
+) -> tuple[FloatArray, int, dict[str, Any]]:
     """x (the model the clients trained from), the last round and the state's arrays by name."""
     import numpy as np
 
@@ -150,7 +152,9 @@ def _result(models: ClientModels, x: FloatArray, t: int, state: dict[str, FloatA
 # ---------------------------------------------------------------------------------- FedAvgM
 
 
-def _avgm(items: list[Item], onboard: OnboardMethod | None, parameters: Mapping[str, Any], previous: object) -> object:
+def _avgm(
+    items: list[Item], onboard: OnboardMethod | None, parameters: Mapping[str, Any], previous: object
+) -> object:
     import numpy as np
 
     lr = _number("fedavgm", parameters, SERVER_LEARNING_RATE)
@@ -168,8 +172,7 @@ def _avgm(items: list[Item], onboard: OnboardMethod | None, parameters: Mapping[
 
 AVGM = OffboardMethod(
     "fedavgm",
-    "FedAvg with server momentum: x - lr * m, m = momentum * m + (x - the weighted average) "
-    "(flwr FedAvgM)",
+    "FedAvg with server momentum: x - lr * m, m = momentum * m + (x - the weighted average) (flwr FedAvgM)",
     (MODEL,),
     parameters=(SERVER_LEARNING_RATE, SERVER_MOMENTUM),
     combine_from=_avgm,
@@ -180,7 +183,11 @@ AVGM = OffboardMethod(
 
 
 def _adaptive(
-    strategy: str, items: list[Item], onboard: OnboardMethod | None, parameters: Mapping[str, Any], previous: object
+    strategy: str,
+    items: list[Item],
+    onboard: OnboardMethod | None,
+    parameters: Mapping[str, Any],
+    previous: object,
 ) -> object:
     import numpy as np
 
@@ -206,11 +213,15 @@ def _adaptive(
     return _result(models, x, t, {"m": m, "v": v})
 
 
-def _adam(items: list[Item], onboard: OnboardMethod | None, parameters: Mapping[str, Any], previous: object) -> object:
+def _adam(
+    items: list[Item], onboard: OnboardMethod | None, parameters: Mapping[str, Any], previous: object
+) -> object:
     return _adaptive("fedadam", items, onboard, parameters, previous)
 
 
-def _yogi(items: list[Item], onboard: OnboardMethod | None, parameters: Mapping[str, Any], previous: object) -> object:
+def _yogi(
+    items: list[Item], onboard: OnboardMethod | None, parameters: Mapping[str, Any], previous: object
+) -> object:
     return _adaptive("fedyogi", items, onboard, parameters, previous)
 
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from oodida_core.methods.base import MODEL, AggregationError, Item, OffboardMethod, OnboardMethod, Parameter
-from oodida_core.methods.combine import clients
+from oodida_core.methods.combine import clients, is_int, short
 from oodida_core.methods.models import ClientModels, client_models, model_result, weighted_mean
 
 if TYPE_CHECKING:
@@ -90,7 +90,6 @@ def trim_mean(rows: FloatArray, beta: float) -> FloatArray:
 
 
 def _trimmed(items: list[Item], onboard: OnboardMethod | None, parameters: Mapping[str, Any]) -> object:
-    import numpy as np
 
     beta = parameters.get("beta", BETA.default)
     if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not 0 <= beta < 0.5:
@@ -139,9 +138,15 @@ def krum_choice(rows: FloatArray, num_malicious: int, to_keep: int) -> list[int]
     return [int(np.argmin(scores))]
 
 
+def _count(parameters: Mapping[str, Any], p: Parameter) -> int:
+    value = parameters.get(p.name, p.default)
+    if not is_int(value) or value < 0:
+        raise AggregationError(f"krum: {p.name} must be a non-negative integer, got {short(value)}")
+    return int(value)
+
+
 def _krum(items: list[Item], onboard: OnboardMethod | None, parameters: Mapping[str, Any]) -> object:
-    f = int(parameters.get("num_malicious_clients", NUM_MALICIOUS_CLIENTS.default))  # type: ignore[call-overload]
-    keep = int(parameters.get("num_clients_to_keep", NUM_CLIENTS_TO_KEEP.default))  # type: ignore[call-overload]
+    f, keep = (_count(parameters, p) for p in (NUM_MALICIOUS_CLIENTS, NUM_CLIENTS_TO_KEEP))
     models = client_models("krum", items, onboard)
     if models is None:
         return None
@@ -169,8 +174,7 @@ def _krum(items: list[Item], onboard: OnboardMethod | None, parameters: Mapping[
 
 KRUM = OffboardMethod(
     "krum",
-    "the client model with the best Krum score, or the average of the best m (multi-Krum; "
-    "flwr Krum)",
+    "the client model with the best Krum score, or the average of the best m (multi-Krum; flwr Krum)",
     (MODEL,),
     parameters=(NUM_MALICIOUS_CLIENTS, NUM_CLIENTS_TO_KEEP),
     combine=_krum,

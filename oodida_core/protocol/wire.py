@@ -203,6 +203,7 @@ class OnboardTask(Wire):
     sample_size: int | None = None
     bins: int | None = None
     q: float | None = None
+    proximal_mu: float | None = Field(default=None, ge=0)  # FedProx, on-board 'train'
     model: Any = None
     federated: bool = False
     deadline: float

@@ -57,6 +57,7 @@ __all__ = [
     "DeploySpec",
     "key_label",
     "method_parameters",
+    "onboard_parameters",
     "spec_json_schema",
     "spec_to_wire",
     "validate_spec",
@@ -119,6 +120,17 @@ class AssignmentSpec(BaseModel):
     threshold: float | None = _PARAMETERS["threshold"].field()
     direction: Literal["above", "below"] | None = _PARAMETERS["direction"].field()
     q: float | None = _PARAMETERS["q"].field()
+    proximal_mu: float | None = _PARAMETERS["proximal_mu"].field()
+    server_learning_rate: float | None = _PARAMETERS["server_learning_rate"].field()
+    server_momentum: float | None = _PARAMETERS["server_momentum"].field()
+    eta: float | None = _PARAMETERS["eta"].field()
+    beta_1: float | None = _PARAMETERS["beta_1"].field()
+    beta_2: float | None = _PARAMETERS["beta_2"].field()
+    tau: float | None = _PARAMETERS["tau"].field()
+    beta: float | None = _PARAMETERS["beta"].field()
+    num_malicious_clients: int | None = _PARAMETERS["num_malicious_clients"].field()
+    num_clients_to_keep: int | None = _PARAMETERS["num_clients_to_keep"].field()
+
 
 
 class DeploySpec(BaseModel):
@@ -249,9 +261,9 @@ def _check_combinations(c: _Checker, data: dict[str, object]) -> None:
         and ok.get("iterations", 1) != 1
     ):
         c.fail("offboard", off.name, on.one_iteration_rule)
-    if mode == "federated" and "signals" in ok and len(ok["signals"]) < 2:
-        rule = "federated mode needs at least 2 signals: the features, then the target"
-        c.fail("signals", data["signals"], rule + " (the last listed signal is the target)")
+    if on is not None and mode in on.modes and "signals" in ok and len(ok["signals"]) < on.least_signals:
+        rule = on.least_signals_rule or f"onboard {on.name!r} needs at least {on.least_signals} signals"
+        c.fail("signals", data["signals"], rule)
     if on is not None:
         _check_parameters(c, data, on, off)
 
@@ -330,6 +342,13 @@ def method_parameters(spec: AssignmentSpec) -> dict[str, Any]:
     """The method parameters the spec sets ({key: value}, e.g. {"q": 0.9}), for the methods."""
     values = {key: getattr(spec, key) for key in registry.parameters() if key in AssignmentSpec.model_fields}
     return {key: value for key, value in values.items() if value is not None}
+
+
+def onboard_parameters(spec: AssignmentSpec) -> dict[str, Any]:
+    """The parameters of the spec's on-board method it sets: what an on-board task carries."""
+    on = registry.ONBOARD.get(spec.onboard)
+    keys = {p.name for p in on.parameters} if on is not None else set()
+    return {key: value for key, value in method_parameters(spec).items() if key in keys}
 
 
 def spec_to_wire(spec: AssignmentSpec | DeploySpec) -> dict[str, Any]:

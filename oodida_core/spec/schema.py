@@ -266,14 +266,15 @@ def _branches(properties: Mapping[str, Schema]) -> list[Schema]:
     keys = list(registry.parameters())
     groups: dict[tuple[Any, ...], list[str]] = {}
     for mode in ANALYTIC_MODES:
-        least = next(
-            n
-            for n in range(1, len(SIGNAL_NAMES) + 1)
-            if "signals" not in _issues({**LISTING_1_1, "mode": mode, "signals": list(SIGNAL_NAMES[:n])})
-        )
         for on in registry.ONBOARD.values():
             if mode not in on.modes:
                 continue
+            probe = {**LISTING_1_1, "mode": mode, "onboard": on.name}
+            least = next(
+                n
+                for n in range(1, len(SIGNAL_NAMES) + 1)
+                if "signals" not in _issues({**probe, "signals": list(SIGNAL_NAMES[:n])})
+            )
             rules: dict[tuple[Any, ...], list[str | None]] = {}
             for off in registry.OFFBOARD.values():
                 if mode not in off.modes or not off.fits(on):

@@ -72,7 +72,9 @@ def run_rounds(
         assert isinstance(value, dict)
         got = np.asarray(value["weights"])
         assert got.shape == expected.shape
-        np.testing.assert_allclose(got, expected, rtol=RTOL, atol=ATOL, err_msg=f"{name} round {server_round}")
+        np.testing.assert_allclose(
+            got, expected, rtol=RTOL, atol=ATOL, err_msg=f"{name} round {server_round}"
+        )
         previous, x = value, got  # the value of iteration i is the model of iteration i+1
         values.append(value)
     return values
@@ -94,7 +96,11 @@ def test_fedavg_is_flwr_fedavg_and_fedprox_server_side(flwr_name: str) -> None:
 def test_fedavg_is_flwr_aggregate_on_a_model_of_several_dimensions() -> None:
     rng = np.random.default_rng(3)
     updates = [(rng.normal(size=(2, 3)), n) for n in (10, 200, 35)]
-    value = aggregate("fedavg", "custom", {i: {"weights": w.tolist(), "n_samples": n} for i, (w, n) in enumerate(updates, 1)})
+    value = aggregate(
+        "fedavg",
+        "custom",
+        {i: {"weights": w.tolist(), "n_samples": n} for i, (w, n) in enumerate(updates, 1)},
+    )
     (expected,) = flwr_aggregate.aggregate([([w], n) for w, n in updates])
     np.testing.assert_allclose(np.asarray(value["weights"]), expected, rtol=RTOL)  # type: ignore[index]
 
@@ -121,17 +127,19 @@ def test_fedprox_train_results_average_like_flwr_fedprox() -> None:
 
 
 @pytest.mark.parametrize(
-    ("ours", "theirs"),
+    "hyper",
     [
-        ({}, {}),
-        ({"server_learning_rate": 1.0, "server_momentum": 0.9}, {"server_learning_rate": 1.0, "server_momentum": 0.9}),
-        ({"server_learning_rate": 0.5, "server_momentum": 0.0}, {"server_learning_rate": 0.5, "server_momentum": 0.0}),
-        ({"server_learning_rate": 0.7, "server_momentum": 0.5}, {"server_learning_rate": 0.7, "server_momentum": 0.5}),
+        {},
+        {"server_learning_rate": 1.0, "server_momentum": 0.9},
+        {"server_learning_rate": 0.5, "server_momentum": 0.0},
+        {"server_learning_rate": 0.7, "server_momentum": 0.5},
     ],
     ids=["defaults", "momentum", "learning-rate", "both"],
 )
-def test_fedavgm_is_flwr_fedavgm_over_rounds(ours: dict[str, float], theirs: dict[str, float]) -> None:
-    values = run_rounds("fedavgm", ours, lambda init: flwr_strategy.FedAvgM(initial_parameters=init, **theirs))
+def test_fedavgm_is_flwr_fedavgm_over_rounds(hyper: dict[str, float]) -> None:
+    values = run_rounds(
+        "fedavgm", hyper, lambda init: flwr_strategy.FedAvgM(initial_parameters=init, **hyper)
+    )
     assert [v["server"]["round"] for v in values] == [1, 2, 3, 4]
 
 
