@@ -15,6 +15,7 @@ from oodida_core.protocol.errors import (
 from oodida_core.protocol.wire import ClientInfo, IterationResult
 
 from .assignment import AssignmentInterrupted
+from .canary_rules import CanaryReport, Guard
 from .client import Assignment, Oodida, StreamWarning
 from .deploy import Deployment, DeployReport
 from .progress import AssignmentProgress
@@ -27,10 +28,12 @@ __all__ = [
     "AssignmentTimeout",
     "AuthError",
     "BadArgument",
+    "CanaryReport",
     "ClientInfo",
     "CustomCodeError",
     "DeployReport",
     "Deployment",
+    "Guard",
     "IterationCounts",
     "IterationResult",
     "Oodida",

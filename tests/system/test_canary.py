@@ -4,6 +4,10 @@ the same processes; a vehicle offline during the canary gets the outcome when it
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import textwrap
 import threading
 import time
@@ -38,12 +42,12 @@ def custom_code(x):
         total += v
     return total / len(x)
 """
-# Fails where the vehicle's alternator charges below 14.0 V (client 1 of the simulated fleet,
+# Fails where the vehicle's alternator charges below 14.05 V (client 1 of the simulated fleet,
 # on every drive; clients 2, 4 and 5 on some), answers the mean elsewhere.
 FAILS_ON_LOW_VOLTAGE = """
 def custom_code(x):
-    if max(x) < 14.0:
-        raise ValueError("battery voltage under 14.0 V: cannot calibrate")
+    if max(x) < 14.05:
+        raise ValueError("battery voltage under 14.05 V: cannot calibrate")
     return sum(x) / len(x)
 """
 # Off by half everywhere: computes, never fails.
@@ -271,3 +275,49 @@ def test_undo_withdraws_an_install_not_made_yet_and_pops_one_that_was(tmp_path: 
         assert record is not None and not record.verdicts[7].accepted
         assert "withdrawn" in record.verdicts[7].reason
         r.close()
+
+
+def test_cli_prints_the_report_and_exits_non_zero_when_rolled_back(tmp_path: Path) -> None:
+    guard_file = tmp_path / "guard.json"
+    guard_file.write_text(
+        json.dumps({"spec": GUARD_SPEC, "iterations": 2, "max_failure_rate": 0.0, "tolerance": TOLERANCE})
+    )
+    with LocalSystem(3, data_dir=tmp_path / "sys") as system:
+        env = {
+            **os.environ,
+            "OODIDA_REDIS_URL": system.url,
+            "OODIDA_USER": "cli",
+            "OODIDA_TOKEN": system.token("cli"),
+        }
+
+        def oodida(*args: str) -> subprocess.CompletedProcess[str]:
+            cmd = [sys.executable, "-m", "oodida_user._cli", *args]
+            return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=120)
+
+        with Oodida(system.url, user="cli", token=env["OODIDA_TOKEN"]) as o:
+            wait_live(o, [1, 2, 3])
+            base = o.deploy_onboard(_module(tmp_path, "mean.py", MEAN)).wait(timeout=60)
+        canary = ["--canary", "1", "--guard", str(guard_file), "--seed", "3", "--clients", "1-3"]
+        done = oodida("deploy", "onboard", str(_module(tmp_path, "scaled.py", SCALED)), *canary)
+        assert done.returncode == 5, done.stderr
+        assert "ROLLED BACK" in done.stdout and "metric distance: FAIL" in done.stdout
+        done = oodida("deploy", "onboard", str(_module(tmp_path, "mean_too.py", MEAN_TOO)), *canary)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert "PROMOTED" in done.stdout and "deployment (promotion)" in done.stdout
+        with Oodida(system.url, user="cli", token=env["OODIDA_TOKEN"]) as o:
+            versions = o.code_versions([1, 2, 3])["onboard"]
+        assert base.version not in versions.values() and len(set(versions.values())) == 1
+
+        module = str(tmp_path / "mean.py")
+        bad = oodida("deploy", "onboard", module, "--canary", "a tenth", "--guard", str(guard_file))
+        assert bad.returncode == 1 and "--canary: a fraction such as 0.1" in bad.stderr
+        bad = oodida("deploy", "onboard", module, "--canary", "0.5", "--guard", str(tmp_path / "none.json"))
+        assert bad.returncode == 1 and "cannot read it" in bad.stderr
+        bad = oodida("deploy", "onboard", module, "--canary", "0.5")
+        assert bad.returncode == 1 and "needs both --canary and --guard" in bad.stderr
+        guard_file.write_text(json.dumps({"spec": GUARD_SPEC, "max_failure_rate": 2}))
+        bad = oodida("deploy", "onboard", module, "--canary", "0.5", "--guard", str(guard_file))
+        assert bad.returncode == 2 and "guard.max_failure_rate" in bad.stderr
+        guard_file.write_text(json.dumps({"spec": GUARD_SPEC}))
+        bad = oodida("deploy", "onboard", module, "--canary", "3", "--guard", str(guard_file))
+        assert bad.returncode == 2 and "a count must be from 1 to 2" in bad.stderr

@@ -30,6 +30,12 @@ EXPECTED: dict[str, list[str]] = {
         "on [4, 5, 6] and discards [1, 2, 3]",
         "A/B test done",
     ],
+    "canary": [
+        "voltage_calibrated.py: rolled_back; on vehicles now: none",
+        "canary vehicles back at voltage_mean.py: yes",
+        "never reached the others: yes",
+        "voltage_mean_v2.py: promoted; every vehicle runs it: yes",
+    ],
     "federated_custom": [
         "federated learning as custom code: done, 6 iterations; "
         "every vehicle started from the previous iteration's fleet model: yes"
