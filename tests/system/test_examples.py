@@ -53,6 +53,10 @@ EXPECTED: dict[str, list[str]] = {
         "fleet model of fuel_rate from speed, rpm: loss",
         f"federated learning done (done): 5 rounds on {CLIENTS} vehicles",
     ],
+    "quorum": [
+        "min_clients 4 of 6 vehicles",
+        "every iteration closed with at least 4 answers, late ones kept out: yes (done)",
+    ],
     "results_analysis": [
         f"done, 6 iteration(s) on {CLIENTS} client(s)",
         f"to_frame(): {CLIENTS * 6 * 2} rows, columns ['client', 'iteration', 'signal', 'value', 'version']",
