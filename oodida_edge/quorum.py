@@ -55,7 +55,7 @@ class QuorumWatch:
 
     @property
     def client(self) -> redis.Redis:
-        client: redis.Redis = self.app.backend.client  # type: ignore[attr-defined]
+        client: redis.Redis = self.app.backend.client
         return client
 
     def closed(self, assignment_id: str, iteration: int) -> bool:
