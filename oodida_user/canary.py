@@ -23,7 +23,6 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from oodida_core.protocol.errors import OodidaError, SpecError, SpecIssue
-from oodida_core.protocol.wire import TASK_ROLLBACK, RollbackRequest
 from oodida_core.spec.model import DeploySpec, validate_spec
 
 from .canary_rules import (
@@ -99,7 +98,7 @@ class CanaryRun:
         self.canary, others_live = pick_canary(live, size, self.seed)
         self.control = tuple(c for c in selected if c not in self.canary)
         self.previous = dict(self.o.code_versions(list(selected))["onboard"])
-        deployment = self.o._deploy("onboard", self.filename, self.canary)  # checked here first
+        deployment = self.o.deploy_onboard(self.filename, clients=list(self.canary))  # checked here first
         self.version, self.deploy_id = deployment.version, deployment.id
         try:
             first = deployment.wait(timeout=self.deploy_timeout)
@@ -166,7 +165,7 @@ class CanaryRun:
         reasons = tuple(str(r) for r in rules)
         if remaining:
             try:
-                promoted = self.o._deploy("onboard", self.filename, remaining).wait(
+                promoted = self.o.deploy_onboard(self.filename, clients=list(remaining)).wait(
                     timeout=self.deploy_timeout
                 )
             except OodidaError as exc:
@@ -188,10 +187,7 @@ class CanaryRun:
         for _ in range(UNDO_ATTEMPTS):
             if not wrong:
                 break
-            request = RollbackRequest(
-                role="onboard", clients=tuple(wrong), deploy_id=self.deploy_id, **self.o._credentials()
-            )
-            self.o._request(TASK_ROLLBACK, request, "rollback")
+            self.o.rollback_onboard(wrong, deployment=self.deploy_id)
             now = self.o.code_versions(list(self.canary))["onboard"]
             wrong = [c for c in targets if now.get(c) == self.version]
             if wrong:

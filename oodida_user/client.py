@@ -14,7 +14,7 @@ import redis
 from celery import Celery
 
 from oodida_core.customcode.check import CodePolicy
-from oodida_core.protocol.errors import SpecError, SpecIssue, UnknownAssignment
+from oodida_core.protocol.errors import BadArgument, SpecError, SpecIssue, UnknownAssignment
 from oodida_core.protocol.keys import Keys, request_task_id
 from oodida_core.protocol.wire import (
     TASK_AUTHENTICATE,
@@ -211,12 +211,18 @@ class Oodida:
         self._send(TASK_DEPLOY, request, request_task_id(deploy_id, TASK_DEPLOY))
         return Deployment(self, deploy_id, checked.version, role, checked.filename, request.request_id)
 
-    def rollback_onboard(self, clients: list[int]) -> dict[int, str | None]:
+    def rollback_onboard(self, clients: list[int], deployment: str | None = None) -> dict[int, str | None]:
         """Restore the previous on-board version on each client: {client: version now}.
-        The cloud does it, for the user the token proves (OodidaError: nothing to roll back)."""
-        request = RollbackRequest(role="onboard", clients=tuple(client_ids(clients)), **self._credentials())
+        With ``deployment`` (a deployment's id): undo that one deployment on those of its
+        targets, where it is still current, and withdraw it where a client has not installed it
+        yet (a canary rolled back). The cloud does it, for the user the token proves
+        (OodidaError: nothing to roll back)."""
+        if deployment is not None and not (isinstance(deployment, str) and ASSIGNMENT_ID.match(deployment)):
+            raise BadArgument(f"deployment must be a deployment's id, not {deployment!r:.60}")
+        ids = tuple(client_ids(clients))
+        request = RollbackRequest(role="onboard", clients=ids, deploy_id=deployment, **self._credentials())
         value = self._request(TASK_ROLLBACK, request, "rollback")
-        return {int(c): v for c, v in dict(value or {}).items()}
+        return {int(c): v.get("version") if isinstance(v, dict) else v for c, v in dict(value or {}).items()}
 
     def rollback_offboard(self) -> str | None:
         """Restore the previous off-board version; the version now current."""
