@@ -74,7 +74,11 @@ class QuorumWatch:
         aid, index = answer.get("assignment_id"), answer.get("iteration")
         if answer.get("status") not in COUNTED or not isinstance(aid, str) or not isinstance(index, int):
             return False
-        count, closed = progress(self.app, self.client, aid, index)
+        try:
+            count, closed = progress(self.app, self.client, aid, index)
+        except redis.exceptions.RedisError as exc:  # the chord's callback or the deadline ends it
+            log.warning("assignment %s iteration %d: quorum not checked: %s", aid, index, exc)
+            return False
         if not reached(count, closed, quorum):
             return False
         argsrepr, kwargsrepr = finish_labels(aid, index, reason="quorum")

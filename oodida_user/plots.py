@@ -2,7 +2,7 @@
 
 * One iteration: a bar per client (clients on the x axis, by id) and, when the off-board method
   reduces to a number, the fleet value as a horizontal black line. A client of the iteration
-  without a kept value (missing, discarded by the vote, failed) is an ``x`` on the zero line.
+  without a kept value (missing, late, discarded by the vote, failed) is an ``x`` on the zero line.
 * Several iterations: a line per client over an integer ``iteration`` axis, broken where the
   client has no kept value, the fleet value as a thick black line, failed iterations shaded.
   Beyond ``MAX_CLIENT_ENTRIES`` clients the lines share one colour and one legend entry.
@@ -190,7 +190,8 @@ def _bars(
     axis: Axes, it: IterationResult, points: list[Point], fleet: float | None, fleet_label: str | None
 ) -> None:
     values = {p.client: p.value for p in points}
-    clients = sorted(set(values) | set(it.onboard) | set(it.discarded) | set(it.failed) | set(it.missing))
+    kept_out = set(it.discarded) | set(it.failed) | set(it.missing) | set(it.late)
+    clients = sorted(set(values) | set(it.onboard) | kept_out)
     at = {cid: n for n, cid in enumerate(clients)}
     axis.bar(
         [at[c] for c in values], list(values.values()), width=0.7, color="tab:blue", label="client value"
