@@ -22,7 +22,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from oodida_core.protocol.errors import OodidaError, SpecError, SpecIssue
+from oodida_core.protocol.errors import CustomCodeError, OodidaError, SpecError, SpecIssue
 from oodida_core.spec.model import DeploySpec, validate_spec
 
 from .canary_rules import (
@@ -102,8 +102,10 @@ class CanaryRun:
         self.version, self.deploy_id = deployment.version, deployment.id
         try:
             first = deployment.wait(timeout=self.deploy_timeout)
-        except OodidaError as exc:  # the cloud refused the module: it reached no vehicle
+        except CustomCodeError as exc:  # the cloud refused the module: it reached no vehicle
             return self._report("rolled_back", (f"the canary deployment failed: {exc}",))
+        except OodidaError as exc:  # no cloud worker took it in time: undo whatever it does
+            return self._roll_back((f"the canary deployment did not complete: {exc}",))
         self.reports["canary"] = first
         accepted = tuple(sorted(int(c) for c in first.accepted))
         if not accepted:
@@ -116,6 +118,10 @@ class CanaryRun:
             obs = self._guard(accepted, tuple(c for c in others_live), first.rejected)
         except OodidaError as exc:  # refused, timed out, broker gone: roll back, say why
             return self._roll_back((f"the guard could not run: {exc}",), pending=first.pending)
+        except BaseException:  # interrupted (Ctrl-C): the canary does not keep the new code
+            with contextlib.suppress(OodidaError):
+                self._roll_back(("interrupted",), pending=first.pending)
+            raise
         outcome, rules = decide(obs, self.guard)
         if outcome == "rolled_back":
             return self._roll_back(tuple(str(r) for r in rules if not r.passed), rules, first.pending)

@@ -171,9 +171,16 @@ def test_first_deployment_compares_with_a_builtin_and_a_rollback_leaves_no_code(
         assert set(report.guard_assignments) == {"canary", "others (builtin)"}
         assert o.code_versions([1, 2, 3])["onboard"] == {1: None, 2: None, 3: None}
 
-        report = o.deploy_onboard(
-            _module(tmp_path, "mean.py", MEAN), clients="all", canary=1, guard=guard, seed=7
-        )
+        # a guard assignment the cloud refuses (no off-board code of this user): rolled back, said why
+        refused = Guard(spec={**GUARD_SPEC, "offboard": "custom"}, iterations=1)
+        mean = _module(tmp_path, "mean.py", MEAN)
+        report = o.deploy_onboard(mean, clients="all", canary=1, guard=refused, seed=7)
+        print(report)
+        assert report.outcome == "rolled_back" and report.guard_assignments == {}
+        assert "the guard could not run" in report.reasons[0] and "no off-board code" in report.reasons[0]
+        assert o.code_versions([1, 2, 3])["onboard"] == {1: None, 2: None, 3: None}
+
+        report = o.deploy_onboard(mean, clients="all", canary=1, guard=guard, seed=7)
         print(report)
         assert report.outcome == "promoted", str(report)
         assert any(r.startswith("metric distance: pass") for r in report.reasons)
