@@ -18,8 +18,10 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from oodida_core.protocol.errors import CustomCodeError, OodidaError, SpecError, SpecIssue
@@ -282,4 +284,21 @@ def run_canary(
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise SpecError([SpecIssue("seed", seed, "must be a whole number, or None for a random one")])
     chosen = random.SystemRandom().randrange(2**32) if seed is None else seed
-    return CanaryRun(o, filename, guard, chosen, deploy_timeout).run(clients, canary)
+    with tempfile.TemporaryDirectory(prefix="oodida-canary-") as tmp:
+        module = snapshot(filename, Path(tmp), o.deploy_check.policy.max_source_bytes)
+        return CanaryRun(o, module, guard, chosen, deploy_timeout).run(clients, canary)
+
+
+def snapshot(filename: str | os.PathLike[str], into: Path, limit: int) -> str | os.PathLike[str]:
+    """A copy of the module (same file name) in ``into``, so that the promotion deploys the
+    very source the canary ran even if the file changes meanwhile; the file itself when it
+    cannot be read (the deployment then says why, as any deployment does)."""
+    src = Path(filename)
+    try:
+        with src.open("rb") as fh:
+            data = fh.read(limit + 1)
+    except (OSError, ValueError):
+        return filename
+    copy = into / src.name
+    copy.write_bytes(data)
+    return copy

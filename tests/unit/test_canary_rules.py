@@ -4,13 +4,14 @@ the failure-rate, metric-distance and custom rules, the decision, the report."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from oodida_core.protocol.errors import SpecError
 from oodida_core.protocol.wire import IterationResult
-from oodida_user.canary import observations
+from oodida_user.canary import observations, snapshot
 from oodida_user.canary_rules import (
     CanaryReport,
     Guard,
@@ -274,3 +275,21 @@ def test_report_reads_well() -> None:
         "get the outcome when they come back: [7]",
     ):
         assert part in text
+
+
+def test_the_canary_deploys_a_snapshot_of_the_module_so_promotion_sends_what_was_tested(
+    tmp_path: Path,
+) -> None:
+    module = tmp_path / "src" / "mine.py"
+    module.parent.mkdir()
+    module.write_text("def custom_code(x):\n    return 1\n")
+    into = tmp_path / "snap"
+    into.mkdir()
+    copy = snapshot(module, into, 1000)
+    module.write_text("def custom_code(x):\n    return 2\n")  # edited while the canary runs
+    assert Path(copy).name == "mine.py" and Path(copy).read_text() == "def custom_code(x):\n    return 1\n"
+    missing = tmp_path / "none.py"
+    assert snapshot(missing, into, 1000) == missing  # the deployment says why, as always
+    big = tmp_path / "big.py"
+    big.write_bytes(b"#" * 5000)
+    assert len(Path(snapshot(big, into, 100)).read_bytes()) == 101  # over the limit: still refused
