@@ -328,3 +328,23 @@ def test_cli_prints_the_report_and_exits_non_zero_when_rolled_back(tmp_path: Pat
         guard_file.write_text(json.dumps({"spec": GUARD_SPEC}))
         bad = oodida("deploy", "onboard", module, "--canary", "3", "--guard", str(guard_file))
         assert bad.returncode == 2 and "a count must be from 1 to 2" in bad.stderr
+
+
+def test_canary_among_vehicles_chosen_by_tags_never_touches_the_others(tmp_path: Path) -> None:
+    with (
+        LocalSystem(4, data_dir=tmp_path / "sys", tags=["1-3:powertrain=ev", "4:powertrain=ice"]) as system,
+        Oodida(system.url, user="tags", token=system.token("tags")) as o,
+    ):
+        wait_live(o, [1, 2, 3, 4])
+        guard = _guard(fallback="average", metric="battery_voltage", tolerance=TOLERANCE)
+        evs = {"tags": {"powertrain": "ev"}}
+        report = o.deploy_onboard(
+            _module(tmp_path, "mean.py", MEAN), clients=evs, canary=1, guard=guard, seed=1
+        )
+        print(report)
+        assert report.outcome == "promoted", str(report)
+        assert sorted((*report.canary, *report.control)) == [1, 2, 3]
+        assert o.code_versions([1, 2, 3, 4])["onboard"] == {
+            **dict.fromkeys([1, 2, 3], report.version),
+            4: None,
+        }
