@@ -57,6 +57,10 @@ EXPECTED: dict[str, list[str]] = {
         "min_clients 4 of 6 vehicles",
         "every iteration closed with at least 4 answers, late ones kept out: yes (done)",
     ],
+    "federated_strategies": [
+        f"federated strategies: 8 of 8 runs done, 4 rounds each on {CLIENTS} vehicles",
+        "fedadam carried its optimiser state through round 4",
+    ],
     "results_analysis": [
         f"done, 6 iteration(s) on {CLIENTS} client(s)",
         f"to_frame(): {CLIENTS * 6 * 2} rows, columns ['client', 'iteration', 'signal', 'value', 'version']",
