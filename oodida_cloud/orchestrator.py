@@ -41,6 +41,7 @@ from oodida_core.state.store import AssignmentStore, Completion, Finish, Redispa
 
 from . import ending
 from .aggregate import needs_previous
+from .buffered import VERSIONS, Buffered
 from .dispatch import HeaderTask, discard_chord, publish_chord
 from .folding import fold_older, kept_iterations
 from .gate import Gate
@@ -88,6 +89,7 @@ class Orchestrator:
         self.codestore = code.store
         self.gate = gate
         self.limits = limits
+        self.buffered = Buffered(self)  # asynchronous aggregation (the spec's buffer)
 
     # -- start -------------------------------------------------------------------------------
     def claim(self, request: SubmitRequest) -> str | None:
@@ -135,7 +137,10 @@ class Orchestrator:
         if outcome is not Start.STARTED:
             return Outcome.DUPLICATE  # a redelivered start: already handled
         log.info("assignment %s of %s: %s on %d clients", aid, user, spec.name, len(clients))
-        self.dispatch(aid, user, spec, clients, 0, None, deadline)
+        if spec.buffer is not None:
+            self.buffered.start(aid, user, spec, clients, deadline)
+        else:
+            self.dispatch(aid, user, spec, clients, 0, None, deadline)
         return Outcome.RUNNING
 
     def _reject(self, aid: str, user: str, raw_spec: dict[str, Any], exc: SpecError) -> Outcome:
@@ -198,6 +203,8 @@ class Orchestrator:
             self.store.drop_deadline(aid, index)
             return Outcome.UNKNOWN
         status, current = raw.get("status"), int(raw.get("current") or 0)
+        if VERSIONS in raw:  # asynchronous aggregation: no chord, no iteration waits for all
+            return self.buffered.finish(aid, index, reason)
         if index != current or status not in ("running", "cancelled"):
             return Outcome.STALE
         record = record_from_hash(aid, raw)

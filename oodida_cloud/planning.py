@@ -115,10 +115,24 @@ def check_custom_code(
 
 
 def check_min_clients(spec: AssignmentSpec, selected: Sequence[int]) -> None:
-    """A quorum (``min_clients``) of at most the clients the assignment runs on."""
+    """A quorum (``min_clients``) of at most the clients the assignment runs on; a ``buffer``
+    (asynchronous aggregation) as well, only in federated mode and not with a quorum."""
     if spec.min_clients is not None and spec.min_clients > len(selected):
         rule = f"must be at most the number of selected clients ({len(selected)}: {_ranges(selected)})"
         raise SpecError([SpecIssue("min_clients", spec.min_clients, rule)])
+    if spec.buffer is None:
+        return
+    issues = []
+    if spec.mode != "federated":
+        issues.append(SpecIssue("buffer", spec.buffer, "only allowed in federated mode"))
+    if spec.buffer > len(selected):
+        rule = f"must be at most the number of selected clients ({len(selected)}: {_ranges(selected)})"
+        issues.append(SpecIssue("buffer", spec.buffer, rule))
+    if spec.min_clients is not None:
+        rule = "not with buffer: an asynchronous aggregation takes every buffer answers"
+        issues.append(SpecIssue("min_clients", spec.min_clients, rule))
+    if issues:
+        raise SpecError(issues)
 
 
 def onboard_tasks(
@@ -144,5 +158,6 @@ def onboard_tasks(
         "federated": spec.mode == "federated",
         "deadline": deadline,
         "quorum": spec.min_clients,
+        "buffered": spec.buffer is not None,
     }
     return [OnboardTask(client_id=cid, **common) for cid in clients]

@@ -81,15 +81,28 @@ class QuorumWatch:
             return False
         if not reached(count, closed, quorum):
             return False
-        argsrepr, kwargsrepr = finish_labels(aid, index, reason="quorum")
+        self._finish(aid, index, "quorum")
+        log.info("assignment %s iteration %d: quorum of %d reached (%d answered)", aid, index, quorum, count)
+        return True
+
+    def buffered(self, answer: Mapping[str, Any]) -> bool:
+        """After ``answer`` of an asynchronous aggregation (the spec's buffer) was stored: tell
+        the cloud, which aggregates once the buffer is full (``oodida_cloud/buffered.py``; a
+        task there has no chord). Whether a ``finish_iteration`` was sent."""
+        aid, index = answer.get("assignment_id"), answer.get("iteration")
+        if answer.get("status") not in COUNTED or not isinstance(aid, str) or not isinstance(index, int):
+            return False
+        self._finish(aid, index, "buffer")
+        return True
+
+    def _finish(self, aid: str, index: int, reason: str) -> None:
+        argsrepr, kwargsrepr = finish_labels(aid, index, reason=reason)
         self.app.send_task(
             TASK_FINISH_ITERATION,
             args=(None,),
-            kwargs={"assignment_id": aid, "iteration": index, "reason": "quorum"},
+            kwargs={"assignment_id": aid, "iteration": index, "reason": reason},
             queue=CLOUD_QUEUE,
             argsrepr=argsrepr,
             kwargsrepr=kwargsrepr,
             ignore_result=True,
         )
-        log.info("assignment %s iteration %d: quorum of %d reached (%d answered)", aid, index, quorum, count)
-        return True

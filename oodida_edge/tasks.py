@@ -32,11 +32,12 @@ class Answer:
     ``FAILED`` when the task failed, so that an operator sees failures at a glance without a
     header task raising (which would fail the whole chord)."""
 
-    __slots__ = ("data", "quorum")
+    __slots__ = ("buffered", "data", "quorum")
 
-    def __init__(self, data: dict[str, Any], quorum: int | None = None) -> None:
+    def __init__(self, data: dict[str, Any], quorum: int | None = None, buffered: bool = False) -> None:
         self.data = data
         self.quorum = quorum  # the task's min_clients: announced after the answer is stored
+        self.buffered = buffered  # asynchronous aggregation: every stored answer is announced
 
     def __json__(self) -> dict[str, Any]:
         return self.data
@@ -49,7 +50,9 @@ class Answer:
         return f"{d.get('status', '?')} ({d.get('version', 'builtin')}): {d.get('value')!r:.120}"
 
 
-def label_failure(task: Task, answer: dict[str, Any], quorum: int | None = None) -> Answer:
+def label_failure(
+    task: Task, answer: dict[str, Any], quorum: int | None = None, buffered: bool = False
+) -> Answer:
     """The answer as the task returns it; a failed answer also sends a ``task-onboard-failed``
     event (with the code version and whether it was custom code) when task events are on."""
     if answer.get("status") == "failed" and task.app.conf.worker_send_task_events:
@@ -58,7 +61,7 @@ def label_failure(task: Task, answer: dict[str, Any], quorum: int | None = None)
             task.send_event(FAILED_EVENT, name=task.name, version=version, custom=version != "builtin")
         except Exception as exc:  # monitoring must never fail the answer
             log.warning("could not send %s for task %s: %s", FAILED_EVENT, task.request.id, exc)
-    return Answer(answer, quorum)
+    return Answer(answer, quorum, buffered)
 
 
 def register_edge_tasks(app: Celery, runner: OnboardRunner, installer: Installer) -> None:
@@ -69,6 +72,8 @@ def register_edge_tasks(app: Celery, runner: OnboardRunner, installer: Installer
         """Celery calls it once the answer is stored and joined to the chord (quorum.py)."""
         if isinstance(retval, Answer) and retval.quorum is not None:
             watch.answered(retval.data, retval.quorum)
+        elif isinstance(retval, Answer) and retval.buffered:
+            watch.buffered(retval.data)
 
     @app.task(name=TASK_ONBOARD, acks_late=True, bind=True, on_success=announce)
     def onboard(self: Task, *args: Any, **kwargs: Any) -> Answer:
@@ -77,7 +82,8 @@ def register_edge_tasks(app: Celery, runner: OnboardRunner, installer: Installer
         except MessageError as exc:
             log_rejected(log, "an on-board", readable_part(args, kwargs), exc, self.request.id)
             return label_failure(self, answer_for_bad_message(readable_part(args, kwargs), str(exc)))
-        return label_failure(self, runner.run(message, self.request.id), quorum_of(message))
+        buffered = isinstance(message, dict) and message.get("buffered") is True
+        return label_failure(self, runner.run(message, self.request.id), quorum_of(message), buffered)
 
     @app.task(name=TASK_INSTALL, acks_late=True, ignore_result=True, bind=True)
     def install(self: Task, *args: Any, **kwargs: Any) -> dict[str, object]:

@@ -236,6 +236,9 @@ class Result:
                 lines.append(f"    missing: {list(it.missing)}")
             if it.late:
                 lines.append(f"    late: {list(it.late)} (not answered when the quorum closed it; kept out)")
+            if any(it.staleness.values()):  # asynchronous aggregation: models of older versions
+                stale = ", ".join(f"{cid}: {n}" for cid, n in sorted(it.staleness.items()) if n)
+                lines.append(f"    staleness: {stale} (versions behind; the others 0)")
         return printable("\n".join(lines), newlines=True)  # names and errors come from others
 
     def __str__(self) -> str:

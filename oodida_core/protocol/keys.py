@@ -133,6 +133,11 @@ class Keys:
         """stream: one entry per finished iteration and one when the assignment ends."""
         return f"{self.prefix}:a:{assignment_id}:ev"
 
+    def aggregation_lock(self, assignment_id: str) -> str:
+        """string: held (a few seconds, expiring) by the cloud worker that aggregates an
+        asynchronous assignment (the spec's buffer) now (oodida_cloud/buffered.py)."""
+        return f"{self.prefix}:a:{assignment_id}:lock"
+
     def user_assignments(self, user: str) -> str:
         """sorted set: a user's assignment ids scored by submission time."""
         return f"{self.prefix}:u:{user}:assignments"

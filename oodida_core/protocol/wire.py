@@ -148,7 +148,7 @@ class FinishIteration(Wire):
 
     assignment_id: WireId
     iteration: int = Field(ge=0)
-    reason: Literal["complete", "deadline", "cancel", "quorum"] = "complete"
+    reason: Literal["complete", "deadline", "cancel", "quorum", "buffer"] = "complete"
     answers: list[Any] | None = None
 
 
@@ -209,6 +209,8 @@ class OnboardTask(Wire):
     deadline: float
     # the spec's min_clients: the client announces the quorum once that many answered
     quorum: int | None = Field(default=None, ge=1)
+    # asynchronous aggregation (the spec's buffer): the client announces every answer it stores
+    buffered: bool = False
 
 
 class OnboardResult(Wire):
@@ -240,10 +242,12 @@ class IterationResult(Wire):
     # closed by its quorum (min_clients): the clients that had not answered then; their
     # answers are kept out of this iteration whenever they come (``missing``: at a deadline)
     late: tuple[int, ...] = ()
+    # asynchronous aggregation: per aggregated client, how many model versions old its model was
+    staleness: dict[int, int] = Field(default_factory=dict)
     failed: dict[int, Text] = Field(default_factory=dict)
     error: Text | None = None  # the off-board step's error, if it failed
     offboard_version: str = "builtin"
-    ended_by: Literal["complete", "deadline", "cancel", "quorum"] = "complete"
+    ended_by: Literal["complete", "deadline", "cancel", "quorum", "buffer"] = "complete"
     started_at: float
     finished_at: float
 

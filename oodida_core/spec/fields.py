@@ -68,6 +68,7 @@ ANALYTIC_KEYS = (
     "keep",
     "timeout",
     "min_clients",
+    "buffer",
     *PARAMETER_KEYS,
 )
 DEPLOY_KEYS = ("mode", "filename", "clients", "name", "description")
@@ -269,6 +270,7 @@ CHECKS: dict[str, Callable[[object], object]] = {
     "keep": lambda v: _integer(v, 1, 1_000_000),
     "timeout": _timeout,
     "min_clients": lambda v: _integer(v, 1, 1_000_000),
+    "buffer": lambda v: _integer(v, 1, 1_000_000),
     **{key: p.check for key, p in registry.parameters().items()},
     "filename": _filename,
 }

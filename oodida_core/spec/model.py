@@ -114,6 +114,13 @@ class AssignmentSpec(BaseModel):
         description="An iteration closes as soon as this many selected clients answered (at most "
         "the number selected); the others are late and their answers are kept out of it.",
     )
+    buffer: int | None = Field(
+        default=None,
+        ge=1,
+        le=1_000_000,
+        description="Federated mode: aggregate asynchronously, every time this many answers arrived "
+        "(at most the number selected), and send the new model to those clients only (FedBuff).",
+    )
     # The method parameters: range and help from the method registry (oodida_core.methods).
     sample_size: int | None = _PARAMETERS["sample_size"].field()
     bins: int | None = _PARAMETERS["bins"].field()

@@ -61,6 +61,10 @@ EXPECTED: dict[str, list[str]] = {
         f"federated strategies: 8 of 8 runs done, 4 rounds each on {CLIENTS} vehicles",
         "fedadam carried its optimiser state through round 4",
     ],
+    "fedbuff": [
+        "asynchronous federated learning (done): 8 aggregations of at least 2 answers each;",
+        "staleness recorded: yes",
+    ],
     "results_analysis": [
         f"done, 6 iteration(s) on {CLIENTS} client(s)",
         f"to_frame(): {CLIENTS * 6 * 2} rows, columns ['client', 'iteration', 'signal', 'value', 'version']",

@@ -118,9 +118,7 @@ def test_the_other_reasons_ignore_the_quorum() -> None:
 
 
 def test_a_quorum_iteration_lists_the_clients_without_an_answer_as_late_not_missing() -> None:
-    result = combine(
-        spec(min_clients=2), "a", 0, [1, 2, 3, 4], [answer(2), answer(1)], 0.0, 1.0, quorum=True
-    )
+    result = combine(spec(min_clients=2), "a", 0, [1, 2, 3, 4], [answer(2), answer(1)], 0.0, 1.0, quorum=True)
     assert result.ended_by == "quorum"
     assert result.late == (3, 4) and result.missing == ()
     assert result.onboard == {1: {"speed": 1.0}, 2: {"speed": 2.0}}
@@ -176,7 +174,9 @@ def test_a_client_announces_the_quorum_only_when_reached_and_the_chord_is_open()
     [({"quorum": 3}, 3), ({"quorum": None}, None), ({}, None), ({"quorum": 0}, None),
      ({"quorum": True}, None), ({"quorum": "3"}, None), ("not a dict", None)],
 )  # fmt: skip
-def test_the_quorum_of_a_task_message_is_a_positive_integer_or_none(message: object, quorum: int | None) -> None:
+def test_the_quorum_of_a_task_message_is_a_positive_integer_or_none(
+    message: object, quorum: int | None
+) -> None:
     assert quorum_of(message) == quorum
 
 

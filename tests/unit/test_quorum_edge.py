@@ -152,3 +152,12 @@ def test_the_edge_delay_is_read_from_its_variable(raw: str, seconds: float) -> N
 def test_a_bad_edge_delay_is_refused_naming_the_variable(raw: str) -> None:
     with pytest.raises(ValueError, match=r"\$OODIDA_EDGE_DELAY must be a number of seconds from 0 to 3600"):
         edge_delay({"OODIDA_EDGE_DELAY": raw})
+
+
+def test_a_buffered_answer_is_announced_every_time_and_a_skipped_one_never(app: Celery) -> None:
+    watch = QuorumWatch(app)
+    assert watch.buffered(answer(index=4))
+    assert watch.buffered(answer(index=4, status="failed"))
+    assert not watch.buffered(answer(index=5, status="skipped"))
+    sent = finish_messages(app)
+    assert len(sent) == 2 and all("'reason': 'buffer'" in m["kwargsrepr"] for m in sent)
