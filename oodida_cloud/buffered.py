@@ -35,6 +35,7 @@ from oodida_core.spec.model import AssignmentSpec
 from oodida_core.state.store import Completion
 
 from . import ending
+from .aggregate import needs_previous
 from .folding import fold_older, kept_iterations
 from .iteration import combine, failure_summary
 from .outcomes import Outcome
@@ -186,7 +187,9 @@ class Buffered:
             float(raw.get("current_started") or now),
             now,
             cancelled=status == "cancelled",
+            deployed_at=o.codestore.deployed_at(user) if spec.onboard == "custom" else None,
             custom_offboard=o._offboard_runner(user) if spec.offboard == "custom" else None,
+            previous_value=self._model(aid, current) if needs_previous(spec.offboard) else None,
         )
         ended_by = result.ended_by if closing else "buffer"
         if closing and not result.missing:
@@ -223,7 +226,8 @@ class Buffered:
         return Outcome.STORED
 
     def _model(self, aid: str, current: int) -> Any:
-        """The latest model: the value of the last iteration that aggregated any answer."""
+        """The latest model: the value of the last iteration before ``current`` that
+        aggregated any answer (what a server optimiser continues from)."""
         for index in range(current - 1, -1, -1):
             it = self.o.store.iteration(aid, index)
             if it is None or it.onboard:
