@@ -131,3 +131,20 @@ def test_a_buffer_that_cannot_run_is_refused_at_start(
 ) -> None:
     with Oodida(settings=system.client_settings("alice")) as o, pytest.raises(SpecError, match=rule):
         o.submit({**SPEC, "iterations": 1, **change}).wait(timeout=30, progress=False)
+
+
+def test_an_aggregation_whose_buffer_does_not_fill_in_time_closes_at_its_deadline(
+    system: LocalSystem,
+) -> None:
+    """buffer 4 with a 0.5 s timeout: client 4 takes 1 s, so each aggregation closes at its
+    deadline with the three fast answers, client 4 missing, and the model goes on."""
+    with Oodida(settings=system.client_settings("alice")) as o:
+        result = o.submit({**SPEC, "iterations": 2, "buffer": 4, "timeout": 0.5}).wait(
+            timeout=60, progress=False
+        )
+    assert result.status == "done"
+    for it in result.iterations:
+        assert it.ended_by == "deadline" and it.missing == (4,), it
+        assert sorted(it.onboard) == [1, 2, 3] and it.staleness == {1: 0, 2: 0, 3: 0}
+        assert 0.5 <= it.finished_at - it.started_at < 5
+    assert result.iterations[1].value != result.iterations[0].value  # trained on from the new model
