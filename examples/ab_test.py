@@ -1,22 +1,23 @@
-"""A/B testing: module A on one half of the fleet, module B on the other, compared.
+"""A/B testing with o.experiment: module A on one random half of the fleet, module B on the
+other, compared with a confidence interval and a test.
 
     python examples/ab_test.py [--redis-url URL]
 
 A (examples/modules/mean_speed.py) averages every speed reading; B
-(examples/modules/moving_mean_speed.py) leaves out the readings taken standing still. Each
-half runs its own assignment: within one assignment the majority vote over code versions
-would keep only one version and discard the other half's results, as the last step shows.
+(examples/modules/moving_mean_speed.py) leaves out the readings taken standing still, so B's
+values should come out higher. ``o.experiment`` splits the vehicles at random (seeded), deploys
+each module to its group, runs one assignment per variant at the same time, and compares them
+per iteration and overall (one value per vehicle; Welch's t-test).
 """
 
 from __future__ import annotations
 
-import statistics
-
-from common import connect, halves, live_clients, module, short
+from common import connect, module
 
 SPEC = {
     "name": "A/B: typical speed",
     "mode": "measurement",
+    "clients": "all",
     "signals": "speed",
     "onboard": "custom",
     "offboard": "collect",
@@ -28,41 +29,35 @@ SPEC = {
 
 def main() -> None:
     with connect(__doc__ or "") as o:
-        group_a, group_b = halves(live_clients(o))
-        a = o.deploy_onboard(module("mean_speed.py"), clients=group_a).wait(timeout=60)
-        b = o.deploy_onboard(module("moving_mean_speed.py"), clients=group_b).wait(timeout=60)
-        print(f"A = mean_speed.py        {short(a.version)} on clients {list(a.accepted)}")
-        print(f"B = moving_mean_speed.py {short(b.version)} on clients {list(b.accepted)}")
+        variants = {"A": module("mean_speed.py"), "B": module("moving_mean_speed.py")}
+        experiment = o.experiment(SPEC, variants, seed=2019)
+        a, b = experiment.groups["A"], experiment.groups["B"]
+        print(f"experiment {experiment.id}, seed {experiment.seed}: A on {list(a)}, B on {list(b)}")
+        disjoint = "yes" if not set(a) & set(b) else "no"
+        print(f"groups: A on {len(a)} vehicles, B on {len(b)} vehicles, disjoint: {disjoint}")
 
-        # One assignment per half, running at the same time.
-        runs = {
-            "A": o.submit({**SPEC, "name": "A/B test: A", "clients": group_a}),
-            "B": o.submit({**SPEC, "name": "A/B test: B", "clients": group_b}),
-        }
-        means = {}
-        for arm, handle in runs.items():
-            result = handle.wait(timeout=120, progress=False)
-            values = [v for it in result.iterations for v in it.onboard.values()]
-            failed = sum(len(it.failed) for it in result.iterations)
-            versions = {short(v) for it in result.iterations for v in it.versions.values()}
-            means[arm] = statistics.mean(values)
-            print(
-                f"arm {arm}: {len(values)} results, {failed} failed, from vehicles {list(result.clients)} "
-                f"on {', '.join(sorted(versions))}: mean {means[arm]:.1f} km/h, "
-                f"spread {statistics.pstdev(values):.1f}"
-            )
-        # The halves are different vehicles: in a real test split the fleet at random, or swap
-        # the halves in a second round so that every vehicle runs both versions.
-        print(f"compare: A {means['A']:.1f} km/h vs B {means['B']:.1f} km/h ({means['B'] - means['A']:+.1f})")
+        result = experiment.wait(timeout=180)
+        print(result)  # per iteration and overall: n, mean, median, B - A with its interval and p
 
-        # Why not one assignment over the whole fleet: the vote keeps a single version.
-        whole = o.submit({**SPEC, "name": "A/B in one assignment", "clients": "all", "iterations": 1})
-        it = whole.wait(timeout=120, progress=False).iterations[0]
-        kept = {short(v) for c, v in it.versions.items() if c in it.onboard}
+        c = result.overall.comparisons[0]
+        verdict = "a real difference" if c.significant else "no evidence of a difference"
+        interval = "n/a" if c.low is None or c.high is None else f"[{c.low:+.1f}, {c.high:+.1f}]"
+        p = "n/a" if c.pvalue is None else f"{c.pvalue:.3f}"
         print(
-            f"one assignment over both halves keeps only {', '.join(kept)} "
-            f"on {sorted(it.onboard)} and discards {sorted(it.discarded)}"
+            f"B - A overall: {c.difference:+.1f} km/h, {c.confidence:.0%} CI {interval}, p = {p}: {verdict}"
         )
+
+        # Each variant ran as an assignment of its own: the vote over code versions had one
+        # version to count in each, so nothing was discarded, and every row names its variant.
+        discarded = sum(len(it.discarded) for r in result.results.values() for it in r.iterations)
+        print(f"none discarded by the vote: {'yes' if discarded == 0 else f'no ({discarded})'}")
+        frame = result.to_frame()
+        print(frame.groupby(["variant", "version"])["metric"].agg(["count", "mean"]).round(1))
+
+        # Found again later (here, or with `oodida experiment results ID`) from the stored assignments.
+        again = o.experiment_result(experiment.id)
+        same = again.groups == result.groups and again.overall.comparisons[0].pvalue == c.pvalue
+        print(f"found again from the stored assignments: {'yes' if same else 'no'}")
         print("A/B test done")
 
 

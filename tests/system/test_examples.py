@@ -25,9 +25,11 @@ EXPECTED: dict[str, list[str]] = {
     "custom_onboard": [f"custom on-board ran on {CLIENTS} vehicles: done"],
     "custom_offboard": [f"custom off-board combined {CLIENTS} vehicles: done", "speed  over 1200 readings"],
     "ab_test": [
-        "arm A: 9 results, 0 failed, from vehicles [1, 2, 3]",
-        "arm B: 9 results, 0 failed, from vehicles [4, 5, 6]",
-        "on [4, 5, 6] and discards [1, 2, 3]",
+        "groups: A on 3 vehicles, B on 3 vehicles, disjoint: yes",
+        "overall: one value per vehicle, its metric averaged over the iterations",
+        "B - A overall: ",
+        "none discarded by the vote: yes",
+        "found again from the stored assignments: yes",
         "A/B test done",
     ],
     "canary": [
