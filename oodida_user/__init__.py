@@ -18,6 +18,8 @@ from .assignment import AssignmentInterrupted
 from .canary_rules import CanaryReport, Guard
 from .client import Assignment, Oodida, StreamWarning
 from .deploy import Deployment, DeployReport
+from .experiment import Experiment
+from .experiment_result import ExperimentResult
 from .progress import AssignmentProgress
 from .results import IterationCounts, Result
 
@@ -33,6 +35,8 @@ __all__ = [
     "CustomCodeError",
     "DeployReport",
     "Deployment",
+    "Experiment",
+    "ExperimentResult",
     "Guard",
     "IterationCounts",
     "IterationResult",

@@ -20,6 +20,7 @@ from oodida_core.spec.model import spec_json_schema
 from oodida_ops.health import check_health
 from oodida_ops.local import LocalSystem
 
+from ._experiment_cli import add_experiment_parser
 from ._listing import add_listing_parsers
 from ._operator import add_operator_commands
 from ._waiting import (
@@ -402,6 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_rollback)
 
     add_listing_parsers(sub, common)
+    add_experiment_parser(sub, common)
 
     p = sub.add_parser(
         "health",

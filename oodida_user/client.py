@@ -45,6 +45,8 @@ from .canary import run_canary
 from .canary_rules import CanaryReport, Guard
 from .connection import Connection, analyst_settings
 from .deploy import Deployment, LocalCheck
+from .experiment import Experiment, find_experiment, plan_experiment, run_experiment
+from .experiment_result import ExperimentResult, Metric
 from .requests import CloudRequests, Credentials
 
 ASSIGNMENT_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -240,6 +242,43 @@ class Oodida:
             "offboard": value.get("offboard"),
             "onboard": {int(c): v for c, v in dict(value.get("onboard") or {}).items()},
         }
+
+    # -- experiments -------------------------------------------------------------------------
+    def experiment(
+        self,
+        spec: Mapping[str, Any] | AssignmentSpec,
+        variants: Mapping[str, str | os.PathLike[str]] | None = None,
+        *,
+        split: Mapping[str, float] | None = None,
+        metric: Metric = None,
+        seed: int | None = None,
+        test: str = "welch",
+        confidence: float = 0.95,
+        deploy_timeout: float = 30.0,
+    ) -> Experiment:
+        """An A/B experiment: one assignment per variant ({name: module path or "builtin"}, the
+        first is the control), each over its own random, disjoint group of the selected live
+        vehicles (``split``: {name: fraction}, equal by default; ``seed``: drawn and recorded if
+        None). ``metric``: a signal name, a function of one on-board value, or None for numbers.
+        ``test``: "welch" or "mannwhitney". ``.wait()`` gives the ExperimentResult.
+        ``spec`` alone may be the JSON form (an ``experiment`` block with ``variants``)."""
+        plan = plan_experiment(
+            spec, variants, split=split, metric=metric, seed=seed, test=test, confidence=confidence
+        )
+        return run_experiment(self, plan, deploy_timeout)
+
+    def experiment_result(
+        self,
+        experiment_id: str,
+        *,
+        metric: Metric = None,
+        test: str | None = None,
+        confidence: float | None = None,
+    ) -> ExperimentResult:
+        """An experiment's statistics recomputed from its stored assignments (the metric, test
+        and confidence it recorded unless given here). UnknownAssignment when none is found."""
+        self.authenticate()
+        return find_experiment(self, experiment_id, metric, test, confidence)
 
     def assignment(self, assignment_id: str) -> Assignment:
         """A handle to one of this user's assignments, by id."""

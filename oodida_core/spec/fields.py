@@ -28,6 +28,7 @@ from oodida_core.methods.values import integer as _integer
 from oodida_core.methods.values import number as _number
 from oodida_core.protocol.signals import SIGNAL_NAMES, canonical, spelt
 from oodida_core.protocol.text import shorten
+from oodida_core.spec.experiment import experiment_tag
 
 MAX_SIGNALS = 100
 DEPLOY_MODES = ("deploy_onboard", "deploy_offboard")
@@ -69,6 +70,7 @@ ANALYTIC_KEYS = (
     "timeout",
     "min_clients",
     "buffer",
+    "experiment",
     *PARAMETER_KEYS,
 )
 DEPLOY_KEYS = ("mode", "filename", "clients", "name", "description")
@@ -271,6 +273,7 @@ CHECKS: dict[str, Callable[[object], object]] = {
     "timeout": _timeout,
     "min_clients": lambda v: _integer(v, 1, 1_000_000),
     "buffer": lambda v: _integer(v, 1, 1_000_000),
+    "experiment": experiment_tag,
     **{key: p.check for key, p in registry.parameters().items()},
     "filename": _filename,
 }

@@ -17,6 +17,7 @@ from oodida_core.methods.base import OffboardMethod, OnboardMethod
 from oodida_core.protocol.errors import MISSING, SpecError, SpecIssue
 from oodida_core.protocol.signals import SIGNAL_NAMES
 from oodida_core.protocol.text import shorten
+from oodida_core.spec.experiment import EXPERIMENT_HELP, ExperimentTag
 from oodida_core.spec.fields import (
     ALL_KEYS,
     ANALYTIC_KEYS,
@@ -121,6 +122,7 @@ class AssignmentSpec(BaseModel):
         description="Federated mode: aggregate asynchronously, every time this many answers arrived "
         "(at most the number selected), and send the new model to those clients only (FedBuff).",
     )
+    experiment: ExperimentTag | None = Field(default=None, description=EXPERIMENT_HELP)
     # The method parameters: range and help from the method registry (oodida_core.methods).
     sample_size: int | None = _PARAMETERS["sample_size"].field()
     bins: int | None = _PARAMETERS["bins"].field()

@@ -29,6 +29,7 @@ from typing import Any
 from oodida_core.methods import registry
 from oodida_core.protocol.errors import SpecError
 from oodida_core.protocol.signals import MAX_SIGNAL_NAME, SIGNAL_NAMES, SIGNALS, VSS_PATTERN
+from oodida_core.spec.experiment import experiment_schema
 from oodida_core.spec.fields import (
     ANALYTIC_KEYS,
     ANALYTIC_MODES,
@@ -200,6 +201,7 @@ def _input_forms() -> dict[str, Schema]:
             if p.kind == "number" and p.lo is None  # any finite number
         },
         "filename": {"$ref": "#/$defs/Filename"},
+        "experiment": experiment_schema(),
     }
 
 
@@ -209,6 +211,7 @@ _EXAMPLES: dict[str, object] = {
     "direction": "above",
     "description": "",
     "filename": "module.py",
+    "experiment": {"id": "3f2a9c1b7d4e", "variant": "A", "variants": ["A", "B"], "seed": 1},
 }
 
 
