@@ -18,9 +18,11 @@ from oodida_core.customcode.check import CodePolicy, check_source
 from oodida_core.customcode.sandbox import Sandbox, dry_run
 from oodida_core.protocol.errors import CustomCodeError, OodidaError, SpecError
 from oodida_core.protocol.keys import install_task_id
+from oodida_core.protocol.tags import TagFilter
 from oodida_core.protocol.text import one_line, storable
 from oodida_core.protocol.wire import (
     TASK_INSTALL,
+    ClientInfo,
     DeploymentRecord,
     DeployRequest,
     InstallTask,
@@ -28,6 +30,7 @@ from oodida_core.protocol.wire import (
     VersionsRequest,
 )
 from oodida_core.spec.model import validate_spec
+from oodida_core.spec.tags import select_tagged
 from oodida_core.state.codestore import CodeStore
 from oodida_core.state.registry import Registry
 
@@ -38,9 +41,10 @@ from .outcomes import Outcome
 log = logging.getLogger("oodida.cloud")
 
 
-def deploy_targets(wanted: str | tuple[int, ...] | int, live: list[int], seed: str) -> list[int]:
+def deploy_targets(wanted: str | tuple[int, ...] | int | TagFilter, live: list[int], seed: str) -> list[int]:
     """``all``: every live client; a list: exactly those (offline ones get it when back);
-    ``k``: k live clients picked reproducibly at random, or all of them if fewer."""
+    ``k``: k live clients picked reproducibly at random, or all of them if fewer. (A tag
+    filter is resolved against the live clients' tags: ``Deployer._tagged``.)"""
     if wanted == "all":
         return sorted(live)
     if isinstance(wanted, int):
@@ -78,6 +82,8 @@ class Deployer:
             log.warning("deployment %s of %s refused: %s", req.deploy_id, req.user, one_line(str(exc), 600))
             self.gate.refuse(req, "refused", str(exc))
             return Outcome.REJECTED
+        if (record is None or record.status == "pending") and self._no_tagged_target(req):
+            return Outcome.REJECTED  # a tag filter that no live client matches
         if (record is None or record.status == "pending") and self.limits.refused(req):
             return Outcome.REJECTED  # past a limit of the user's or Redis's maxmemory
         if record is None:
@@ -109,8 +115,11 @@ class Deployer:
             self.store.deployment_sent(req.deploy_id, checked.version, [], status="done")
             log.info("off-board code of %s is now %s", req.user, checked.version)
             return Outcome.DONE
-        live = [c.client_id for c in self.registry.live()]
-        targets = deploy_targets(req.clients, live, req.deploy_id)
+        infos = self.registry.live()
+        if isinstance(req.clients, TagFilter):
+            targets = self._tagged(req.clients, infos, req.deploy_id)
+        else:
+            targets = deploy_targets(req.clients, [c.client_id for c in infos], req.deploy_id)
         self.store.deployment_sent(req.deploy_id, checked.version, targets)
         tasks = [
             InstallTask(
@@ -146,6 +155,27 @@ class Deployer:
             time.time(),
         )
         return Outcome.SENT
+
+    def _no_tagged_target(self, req: DeployRequest) -> bool:
+        """True (and the request refused, saying which tags are live) when ``clients`` is a tag
+        filter that no live client matches."""
+        if req.role != "onboard" or not isinstance(req.clients, TagFilter):
+            return False
+        try:
+            select_tagged(req.clients, self.registry.live(), req.deploy_id)
+        except SpecError as exc:
+            log.warning("deployment %s of %s refused: %s", req.deploy_id, req.user, one_line(str(exc), 600))
+            self.gate.refuse(req, "refused", str(exc))
+            return True
+        return False
+
+    @staticmethod
+    def _tagged(wanted: TagFilter, live: list[ClientInfo], seed: str) -> list[int]:
+        """The live clients a tag filter chooses (none if they all left since it was checked)."""
+        try:
+            return select_tagged(wanted, live, seed)
+        except SpecError:
+            return []
 
     # -- the user's code pointers ------------------------------------------------------------
     def rollback(self, req: RollbackRequest) -> Outcome:

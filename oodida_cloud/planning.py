@@ -13,8 +13,10 @@ from typing import Any
 from oodida_core.protocol.errors import SpecError, SpecIssue
 from oodida_core.protocol.ids import format_ranges
 from oodida_core.protocol.signals import canonical, vss_path
+from oodida_core.protocol.tags import TagFilter
 from oodida_core.protocol.wire import ClientInfo, OnboardTask
 from oodida_core.spec.model import AssignmentSpec, onboard_parameters
+from oodida_core.spec.tags import select_tagged
 
 
 def _ranges(ids: Sequence[int]) -> str:
@@ -26,6 +28,7 @@ def select_clients(spec: AssignmentSpec, live: Sequence[ClientInfo], known: set[
 
     ``all``: every live client. A list: exactly those, each of which must be live.
     ``k``: k live clients picked at random (reproducibly from ``seed``), or all if fewer.
+    A tag filter: the live clients whose tags match, or k of them (``oodida_core.spec.tags``).
     """
     live_ids = sorted(c.client_id for c in live)
     if not live_ids:
@@ -33,6 +36,8 @@ def select_clients(spec: AssignmentSpec, live: Sequence[ClientInfo], known: set[
     wanted = spec.clients
     if wanted == "all":
         return live_ids
+    if isinstance(wanted, TagFilter):
+        return select_tagged(wanted, live, seed)
     if isinstance(wanted, int):
         if wanted >= len(live_ids):
             return live_ids

@@ -31,6 +31,8 @@ from oodida_core.procs import die_with_parent
 from oodida_core.protocol.ids import format_ranges, parse_id_ranges
 from oodida_core.protocol.keys import Keys, client_queue
 from oodida_core.protocol.logs import setup_logging
+from oodida_core.protocol.tags import ENV_VAR as TAGS_ENV
+from oodida_core.protocol.tags import OPTION_FORM, split_items, tags_for_clients
 from oodida_core.protocol.wire import CatalogueEntry, ClientInfo
 from oodida_core.settings import Settings
 from oodida_core.state.codestore import CodeStore
@@ -136,9 +138,11 @@ def serve(
     concurrency: int,
     loglevel: str,
     sensors: Source,
+    tags: dict[int, dict[str, str]] | None = None,
 ) -> None:
     """Run one Celery worker process for the clients ``ids``, reading ``sensors`` (checked);
-    returns when it shut down. Each client registers the catalogue its source delivers."""
+    returns when it shut down. Each client registers the catalogue its source delivers and
+    its ``tags`` (checked: protocol/tags.py)."""
     catalogues = {c: sensors.catalogue(c) for c in ids}
     if isinstance(sensors, LiveSource):
         sensors.start()  # the devices connect while the worker starts, not at the first task
@@ -185,6 +189,7 @@ def serve(
                 )
                 for e in catalogues[c]
             ),
+            tags=(tags or {}).get(c, {}),
             worker=name,
             hostname=host,
             pid=os.getpid(),
@@ -327,6 +332,16 @@ def build_parser() -> argparse.ArgumentParser:
         "unit conversions and signals beyond the six (default: $OODIDA_MAPPING)",
     )
     parser.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="[IDS:]KEY=VALUE",
+        help=f"a tag the clients advertise (repeatable), after those of ${TAGS_ENV} (items separated "
+        "by commas): powertrain=ev for every client served, 1-50:region=eu for clients 1-50 only; "
+        "a later value of a key replaces an earlier one",
+    )
+    parser.add_argument("--tags-checked", action="store_true", help=argparse.SUPPRESS)  # a child
+    parser.add_argument(
         "--check", action="store_true", help="only check the options and the source, then exit"
     )
     parser.add_argument("--redis-url", help="broker URL (default: $OODIDA_REDIS_URL)")
@@ -347,6 +362,11 @@ def main(argv: list[str] | None = None) -> None:
             ids = parse_id_ranges(args.clients)
         except ValueError as exc:
             parser.error(str(exc))
+    try:
+        items = [*split_items(os.environ.get(TAGS_ENV, "")), *args.tag]
+        tags = tags_for_clients(items, ids, strict=not args.tags_checked)
+    except ValueError as exc:
+        parser.error(f"--tag / ${TAGS_ENV} ({OPTION_FORM}): {exc}")
     processes = args.processes or default_processes(len(ids))
     if processes < 1:
         parser.error("--processes must be at least 1")
@@ -387,11 +407,12 @@ def main(argv: list[str] | None = None) -> None:
     setup_logging(args.loglevel)
     if processes == 1:
         assert sensors is not None
-        serve(ids, settings, realtime, args.concurrency, args.loglevel, sensors)
+        serve(ids, settings, realtime, args.concurrency, args.loglevel, sensors, tags)
         return
     if sensors is not None:
         sensors.close()
     child_args = ["--loglevel", args.loglevel, "--concurrency", str(args.concurrency), "--source", str(spec)]
+    child_args += [*(f"--tag={item}" for item in args.tag), "--tags-checked"]
     if realtime:
         child_args.append("--realtime")
     child_args += [*(["--dbc", str(dbc)] if dbc else []), *(["--mapping", str(mapping)] if mapping else [])]

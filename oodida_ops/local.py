@@ -28,6 +28,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -37,6 +38,7 @@ from oodida_core.procs import die_with_parent
 from oodida_core.protocol.errors import OodidaError
 from oodida_core.protocol.ids import parse_id_ranges
 from oodida_core.protocol.keys import Keys
+from oodida_core.protocol.tags import parse_item
 from oodida_core.security import acl as acl_rules
 from oodida_core.security.auth import UserStore
 from oodida_core.security.tls import TlsFiles, tls_url
@@ -66,6 +68,7 @@ class LocalSystem:
         source: str | None = None,
         dbc: str | os.PathLike[str] | None = None,
         mapping: str | os.PathLike[str] | None = None,
+        tags: Sequence[str] = (),
         settings: Settings | None = None,
         auth: bool | None = None,
         acl: bool = False,
@@ -102,6 +105,12 @@ class LocalSystem:
         self.source = source
         self.dbc = str(Path(dbc).resolve()) if dbc is not None else None
         self.mapping = str(Path(mapping).resolve()) if mapping is not None else None
+        self.tags = tuple(tags)  # the fleet's tags, oodida-edge --tag items ([IDS:]key=value)
+        for item in self.tags:
+            try:
+                parse_item(item)
+            except ValueError as exc:
+                raise OodidaError(f"tags: {exc}") from None
         self.base_settings = settings or Settings.from_env()
         if auth is not None:
             self.base_settings = self.base_settings.model_copy(update={"auth": auth})
@@ -281,16 +290,21 @@ class LocalSystem:
         source: str | None = None,
         dbc: str | os.PathLike[str] | None = None,
         mapping: str | os.PathLike[str] | None = None,
+        tags: Sequence[str] | None = None,
         delay: float = 0.0,
     ) -> subprocess.Popen[bytes]:
         """Start ``oodida-edge`` for ``clients``; with ``replay`` they replay recorded drives from
         that file or directory, with ``source`` they read it (``oodida-edge --source``, with
         ``dbc`` and ``mapping``); each defaults to the system's, and without any they simulate.
         A source other than sim is checked first (``--check``), so that a bad file or a missing
-        device is refused with the edge's own message."""
+        device is refused with the edge's own message. ``tags``: the clients' tags as
+        ``oodida-edge --tag`` items (default: the system's)."""
         cmd = [sys.executable, "-m", "oodida_edge", "--clients", clients, "--loglevel", self.loglevel]
         if processes:
             cmd += ["--processes", str(processes)]
+        cmd += [f"--tag={item}" for item in (self.tags if tags is None else tags)]
+        if tags is None and self.tags:
+            cmd.append("--tags-checked")  # the system's items: each applies where its ids are served
         if self.realtime:
             cmd.append("--realtime")
         if replay is None and source is None:

@@ -207,6 +207,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         source=args.source,
         dbc=args.dbc,
         mapping=args.mapping,
+        tags=args.tag,
         loglevel=args.loglevel,
         auth=False if args.no_auth else None,
         acl=args.acl,
@@ -321,6 +322,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--mapping",
         metavar="FILE",
         help="the signal mapping (YAML or JSON) of an mdf, canlog, obd or can source",
+    )
+    p.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="[IDS:]KEY=VALUE",
+        help="a tag of the simulated clients (repeatable, as oodida-edge --tag): powertrain=ev for "
+        "all, 1-3:powertrain=ev for clients 1-3 only",
     )
     p.add_argument("--loglevel", default="WARNING")
     p.add_argument(

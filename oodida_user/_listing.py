@@ -8,8 +8,9 @@ import sys
 import time
 from typing import Any
 
-from oodida_core.protocol.errors import MessageError
+from oodida_core.protocol.errors import MessageError, OodidaError
 from oodida_core.protocol.ids import format_ranges
+from oodida_core.protocol.tags import format_tags, parse_item
 from oodida_core.protocol.text import one_line, printable
 from oodida_core.protocol.wire import AssignmentRecord, ClientInfo
 from oodida_core.state.store import record_from_hash
@@ -148,23 +149,45 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def tag_filters(items: list[str]) -> dict[str, list[str]] | None:
+    """``--tag key=value`` options as a filter: the values of one key repeated are alternatives."""
+    wanted: dict[str, list[str]] = {}
+    for item in items:
+        try:
+            where, key, value = parse_item(item)
+        except ValueError as exc:
+            raise OodidaError(f"--tag: {exc}") from None
+        if where is not None:
+            raise OodidaError(f"--tag {item[:80]!r}: a filter is key=value, without client ids")
+        if value not in wanted.setdefault(key, []):
+            wanted[key].append(value)
+    return wanted or None
+
+
 def cmd_clients(args: argparse.Namespace) -> int:
+    wanted = tag_filters(args.tag)  # checked before anything is read
     with _connect(args) as o:
-        clients = o.clients()
+        clients = o.clients(tags=wanted)
     if args.json:
         print(json.dumps([c.to_wire() for c in clients], indent=2, default=str))
         return 0
     if args.catalogue:
         return _catalogues(clients)
     now = time.time()
-    print(f"{len(clients)} live client(s)")
+    print(f"{len(clients)} live client(s)" + (f" with the tags {_shown(wanted)}" if wanted else ""))
+    width = max([4, *(len(format_tags(c.tags)) for c in clients)])
     if clients:
-        print(f"  {'CLIENT':>6}  {'WORKER':<32}  {'LAST SEEN':>9}  {'SOURCE':<9}  SIGNALS")
+        print(f"  {'CLIENT':>6}  {'WORKER':<32}  {'LAST SEEN':>9}  {'SOURCE':<9}  {'TAGS':<{width}}  SIGNALS")
     for c in clients:
         seen = f"{now - c.last_seen:.1f}s ago"
-        line = f"  {c.client_id:>6}  {c.worker:<32}  {seen:>9}  {c.source or '-':<9}  {','.join(c.signals)}"
-        print(printable(line))
+        tags = format_tags(c.tags)
+        line = f"  {c.client_id:>6}  {c.worker:<32}  {seen:>9}  {c.source or '-':<9}  {tags:<{width}}  "
+        print(printable(line + ",".join(c.signals)))
     return 0
+
+
+def _shown(wanted: dict[str, list[str]]) -> str:
+    return ", ".join(f"{k}={'|'.join(v)}" for k, v in wanted.items())
 
 
 def _catalogues(clients: list[ClientInfo]) -> int:
@@ -212,5 +235,13 @@ def add_listing_parsers(sub: Any, common: argparse.ArgumentParser) -> None:
         "--catalog",
         action="store_true",
         help="each vehicle's catalogue: every signal with its VSS path, unit, range and where it comes from",
+    )
+    p.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only clients with this tag (repeatable: every key must match; one key repeated "
+        "matches any of its values)",
     )
     p.set_defaults(func=cmd_clients)

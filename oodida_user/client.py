@@ -16,6 +16,7 @@ from celery import Celery
 from oodida_core.customcode.check import CodePolicy
 from oodida_core.protocol.errors import BadArgument, SpecError, SpecIssue, UnknownAssignment
 from oodida_core.protocol.keys import Keys, request_task_id
+from oodida_core.protocol.tags import TagFilter
 from oodida_core.protocol.wire import (
     TASK_AUTHENTICATE,
     TASK_DEPLOY,
@@ -35,6 +36,7 @@ from oodida_core.protocol.wire import (
 )
 from oodida_core.settings import Settings
 from oodida_core.spec.model import AssignmentSpec, DeploySpec, spec_to_wire, validate_spec
+from oodida_core.spec.tags import filter_of, select_tagged
 from oodida_core.state.codestore import CodeStore
 from oodida_core.state.registry import Registry
 from oodida_core.state.store import AssignmentStore
@@ -180,7 +182,8 @@ class Oodida:
         deploy_timeout: float = 60.0,
     ) -> Deployment | CanaryReport:
         """Check a module here, then deploy it as your on-board code on ``clients`` ("all", a
-        list of ids, or k live clients). It takes effect for the next task on each client.
+        list of ids, k live clients, or a tag filter such as ``{"tags": {"powertrain": "ev"}}``).
+        It takes effect for the next task on each client.
 
         With ``canary`` (a fraction 0 < canary < 1 of the live selected vehicles, or a count)
         and a ``guard``: a canary deployment (canary.py), which returns its CanaryReport once the
@@ -192,6 +195,8 @@ class Oodida:
         raw = validate_spec({"mode": "deploy_onboard", "filename": str(filename), "clients": clients})
         assert isinstance(raw, DeploySpec)
         wanted = raw.clients if not isinstance(raw.clients, list) else tuple(raw.clients)
+        if isinstance(wanted, TagFilter):  # SpecError now if no live client matches (the cloud checks too)
+            select_tagged(wanted, self.clients(), "check")
         return self._deploy("onboard", filename, wanted)
 
     def deploy_offboard(self, filename: str | os.PathLike[str]) -> Deployment:
@@ -304,10 +309,14 @@ class Oodida:
         self.authenticate()
         return self.store.user_assignments(self.user)
 
-    def clients(self) -> list[ClientInfo]:
-        """Live clients: id, signals, worker, last heartbeat."""
+    def clients(self, tags: Mapping[str, str | list[str]] | None = None) -> list[ClientInfo]:
+        """Live clients: id, signals, tags, worker, last heartbeat. With ``tags`` (each key one
+        value or a list of them, e.g. ``{"powertrain": "ev", "region": ["eu", "us"]}``), only
+        those whose tags match; SpecError for a malformed filter."""
+        wanted = filter_of(tags) if tags is not None else None
         self.authenticate()
-        return self.registry.live()
+        live = self.registry.live()
+        return live if wanted is None else [c for c in live if wanted.matches(c.tags)]
 
     def _check_id(self, assignment_id: object) -> None:
         """An id that cannot exist is an UnknownAssignment before anything is read or sent."""

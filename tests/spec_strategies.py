@@ -32,10 +32,23 @@ def _integral(lo: int, hi: int) -> st.SearchStrategy[int | float]:
 
 
 _client_id = st.integers(1, 2**63 - 1)
+_tag_value = st.from_regex(r"\A[A-Za-z0-9_.:/+@-]{1,12}\Z")
+_tag_filter = st.fixed_dictionaries(
+    {
+        "tags": st.dictionaries(
+            st.from_regex(r"\A[A-Za-z][A-Za-z0-9_.-]{0,10}\Z"),
+            _tag_value | st.lists(_tag_value, min_size=1, max_size=3, unique=True),
+            min_size=1,
+            max_size=3,
+        )
+    },
+    optional={"k": st.none() | _client_id},
+)  # vehicles chosen by tags (oodida_core.spec.tags)
 clients = st.one_of(
     _any_case("all"),
     st.lists(_client_id, min_size=1, max_size=8, unique=True),
     _client_id,
+    _tag_filter,
 )
 
 

@@ -23,6 +23,7 @@ from pydantic_core import PydanticSerializationError
 
 from oodida_core.protocol.errors import MessageError
 from oodida_core.protocol.signals import canonical, is_vss_path
+from oodida_core.protocol.tags import TagFilter, VehicleTags
 from oodida_core.protocol.text import storable, storable_data
 
 # Celery task names: the contract between the library, the cloud and the clients.
@@ -329,6 +330,7 @@ class ClientInfo(Wire):
     signals: tuple[SignalId, ...] = Field(max_length=1000)
     source: Annotated[str, Field(max_length=300)] = ""  # "simulated", "csv", "mdf", "canlog", "obd", "can"
     catalogue: tuple[CatalogueEntry, ...] = Field(default=(), max_length=1000)
+    tags: VehicleTags = Field(default_factory=dict)  # key=value, set by the operator (protocol/tags.py)
     worker: Annotated[str, Field(max_length=1024)]
     hostname: Annotated[str, Field(max_length=255)]
     pid: int
@@ -362,7 +364,7 @@ class DeployRequest(Request):
     role: Role
     filename: str = Field(min_length=1, max_length=255)
     source: str = Field(max_length=4 * 1024 * 1024)
-    clients: Literal["all"] | tuple[int, ...] | int = "all"
+    clients: Literal["all"] | tuple[int, ...] | int | TagFilter = "all"
 
 
 class InstallTask(Wire):

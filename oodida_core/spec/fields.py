@@ -27,8 +27,10 @@ from oodida_core.methods.values import did_you_mean as did_you_mean
 from oodida_core.methods.values import integer as _integer
 from oodida_core.methods.values import number as _number
 from oodida_core.protocol.signals import SIGNAL_NAMES, canonical, spelt
+from oodida_core.protocol.tags import TagFilter
 from oodida_core.protocol.text import shorten
 from oodida_core.spec.experiment import experiment_tag
+from oodida_core.spec.tags import check_clients_filter
 
 MAX_SIGNALS = 100
 DEPLOY_MODES = ("deploy_onboard", "deploy_offboard")
@@ -82,11 +84,13 @@ MAX_CLIENT_ID = 2**63 - 1
 
 ClientId = Annotated[int, Field(gt=0, le=MAX_CLIENT_ID)]
 Clients = Union[  # noqa: UP007 - a runtime alias, kept readable
-    Literal["all"], Annotated[tuple[ClientId, ...], Field(min_length=1)], ClientId
+    Literal["all"], Annotated[tuple[ClientId, ...], Field(min_length=1)], ClientId, TagFilter
 ]
 CLIENTS_HELP = (
     '"all", a non-empty list of distinct client ids, or a positive integer k '
-    "(k live clients, or all of them if fewer are live)"
+    "(k live clients, or all of them if fewer are live), or a tag filter "
+    '{"tags": {key: value or [values]}} with an optional "k": N (the live clients whose tags match, '
+    "or N of them)"
 )
 
 
@@ -172,7 +176,9 @@ def _method(value: object, side: Literal["on-board", "off-board"]) -> str:
     return choice(value, choices, f"{side} method", registry.aliases(table))
 
 
-def _clients(value: object) -> str | int | tuple[int, ...]:
+def _clients(value: object) -> str | int | tuple[int, ...] | TagFilter:
+    if isinstance(value, (Mapping, TagFilter)):
+        return check_clients_filter(value)  # vehicles chosen by tags (oodida_core.spec.tags)
     if isinstance(value, str):
         if value.lower() == "all":
             return "all"

@@ -29,6 +29,7 @@ from typing import Any
 from oodida_core.methods import registry
 from oodida_core.protocol.errors import SpecError
 from oodida_core.protocol.signals import MAX_SIGNAL_NAME, SIGNAL_NAMES, SIGNALS, VSS_PATTERN
+from oodida_core.protocol.tags import MAX_FILTER_VALUES, MAX_TAGS, TAG_KEY_PATTERN, TAG_VALUE_PATTERN
 from oodida_core.spec.experiment import experiment_schema
 from oodida_core.spec.fields import (
     ANALYTIC_KEYS,
@@ -147,7 +148,34 @@ def _clients() -> Schema:
             words(["all"]),
             {"type": "array", "minItems": 1, "uniqueItems": True, "items": {"$ref": "#/$defs/ClientId"}},
             {"$ref": "#/$defs/ClientId"},
+            {"$ref": "#/$defs/TagFilter"},
         ]
+    }
+
+
+def _tag_filter() -> Schema:
+    """Vehicles chosen by tags (oodida_core.spec.tags): each key one value or a list of them."""
+    value = {"type": "string", "pattern": TAG_VALUE_PATTERN.removesuffix("$") + _END}
+    values = {
+        "type": "array",
+        "minItems": 1,
+        "maxItems": MAX_FILTER_VALUES,
+        "uniqueItems": True,
+        "items": value,
+    }
+    tags = {
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": MAX_TAGS,
+        "patternProperties": {TAG_KEY_PATTERN.removesuffix("$") + _END: {"anyOf": [value, values]}},
+        "additionalProperties": False,
+    }
+    k = {"anyOf": [{"$ref": "#/$defs/ClientId"}, {"type": "null"}]}
+    return {
+        "type": "object",
+        "properties": {"tags": tags, "k": k},
+        "required": ["tags"],
+        "additionalProperties": False,
     }
 
 
@@ -338,7 +366,7 @@ def _deploy_rules() -> list[Schema]:
         spec = {"mode": mode, "filename": _EXAMPLES["filename"]}
         kept = [
             f
-            for f, v in zip(forms, ("all", [1], 1), strict=True)
+            for f, v in zip(forms, ("all", [1], 1, {"tags": {"a": "b"}}), strict=True)
             if "clients" not in _issues({**spec, "clients": v})
         ]
         if len(kept) < len(forms):
@@ -402,6 +430,7 @@ def _build() -> Schema:
             },
             "ClientId": _client_id(),
             "Clients": _clients(),
+            "TagFilter": _tag_filter(),
             "SignalName": _signal_name(),
             "Signals": _signals(),
             "Filename": _filename(),

@@ -102,6 +102,6 @@ def test_oodida_clients_has_a_header_line(system: LocalSystem) -> None:
     out = run(system, f"lister{time.monotonic_ns()}", "clients")
     lines = out.stdout.splitlines()
     assert lines[0] == "5 live client(s)"
-    assert lines[1].split() == ["CLIENT", "WORKER", "LAST", "SEEN", "SOURCE", "SIGNALS"]
-    assert all(line.split()[-2] == "simulated" for line in lines[2:])
+    assert lines[1].split() == ["CLIENT", "WORKER", "LAST", "SEEN", "SOURCE", "TAGS", "SIGNALS"]
+    assert all(line.split()[-3:-1] == ["simulated", "-"] for line in lines[2:])  # no tags: "-"
     assert [int(line.split()[0]) for line in lines[2:]] == [1, 2, 3, 4, 5]
