@@ -14,9 +14,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from oodida_core.methods.values import Bad
-from oodida_core.protocol.errors import SpecError
+from oodida_core.protocol.errors import OodidaError, SpecError
 from oodida_core.spec.experiment import experiment_tag
 from oodida_core.spec.model import LISTING_1_1, spec_to_wire, validate_spec
+from oodida_user._experiment_cli import _fractions
 from oodida_user.experiment import from_json, plan_experiment, select_vehicles, variant_spec
 from oodida_user.experiment_result import metric_value
 from oodida_user.groups import group_sizes, split_groups
@@ -288,6 +289,24 @@ def test_the_json_form_reads_modules_next_to_the_file(tmp_path: Path) -> None:
     assert plan.seed == 3 and plan.metric == "speed"
     with pytest.raises(SpecError, match="unknown key"):
         from_json({**SPEC, "experiment": {"variants": {}, "colour": 1}})
+    direct = plan_experiment(
+        {**SPEC, "experiment": {"variants": {"A": "builtin", "B": "builtin"}, "seed": 8}}
+    )
+    assert direct.seed == 8 and direct.names == ["A", "B"]  # o.experiment(json) takes the same form
+
+
+@pytest.mark.parametrize(
+    "items, expected",
+    [(["A=0.3,B=0.7"], {"A": 0.3, "B": 0.7}), (["A=0.5", "B=0.5"], {"A": 0.5, "B": 0.5}), ([], None)],
+)
+def test_the_command_line_split_reads_fractions(items: list[str], expected: Any) -> None:
+    assert _fractions(items) == expected
+
+
+@pytest.mark.parametrize("items", [["A"], ["A=half"], ["=0.5"]])
+def test_a_bad_command_line_split_says_how_to_write_it(items: list[str]) -> None:
+    with pytest.raises(OodidaError, match="--split"):
+        _fractions(items)
 
 
 def test_select_vehicles_follows_the_spec_clients() -> None:

@@ -4,6 +4,7 @@ found again and recomputed from its stored assignments."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -110,6 +111,14 @@ def test_a_builtin_variant_against_custom_code_and_mann_whitney(o: Oodida, modul
     assert list(frame.columns) == ["variant", "client", "iteration", "version", "value", "metric", "error"]
     assert len(frame) == 6
     assert "overall" in str(result) and "Mann-Whitney U" in str(result)
+    table = result.summary_frame()
+    assert list(table["iteration"]) == [0, 0, "overall", "overall"]
+    assert table["pvalue"].iloc[-1] == pytest.approx(c.pvalue)
+    figure = result.plot()
+    assert len(figure.axes) == 2
+    png = io.BytesIO()
+    figure.savefig(png, format="png")
+    assert png.getvalue()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bad_experiments_are_refused_before_anything_runs(o: Oodida, modules: dict[str, Path]) -> None:
