@@ -1,9 +1,11 @@
 """An experiment's outcome: each variant's metric per iteration and overall, the difference
 from the control with its confidence interval, and the test of whether it is real.
 
-The metric of one vehicle's on-board value (``metric_value``): a function of the value, the
-value's entry for a signal name, or (None) the value itself when it is a number, or the one
-number in a one-entry dict (what a built-in method returns for one signal).
+The metric of one vehicle's on-board value (``metric_value``): a function of the value; for a
+signal name, the value's entry for it (a value that is a plain number, as a custom module may
+return, is taken as it is, so a built-in variant's ``{"speed": x}`` compares with it); or, for
+None, the value itself when it is a number, or the one number in a one-entry dict (what a
+built-in method returns for one signal).
 
 Per iteration, each vehicle's value in that iteration is one observation. **Overall**, each
 vehicle counts once: its metric averaged over the iterations it answered, so that a vehicle's
@@ -54,7 +56,9 @@ def metric_value(value: Any, metric: Metric) -> float:
             raise ValueError(f"metric raised {type(exc).__name__}: {exc}") from None
         return _number(out)
     if isinstance(metric, str):
-        if not isinstance(value, Mapping) or metric not in value:
+        if not isinstance(value, Mapping):  # a module's plain number stands for the signal's metric
+            return _number(value)
+        if metric not in value:
             raise ValueError(f"the value has no entry {metric!r}: {value!r:.60}")
         return _number(value[metric])
     if isinstance(value, Mapping) and len(value) == 1:

@@ -191,6 +191,7 @@ def test_an_unknown_test_is_refused(test: Any) -> None:
         ([1, 2, 3], len, 3.0),
         ({"p95": 80.0}, lambda v: v["p95"] / 2, 40.0),
         (np.float64(2.5), None, 2.5),
+        (31.5, "speed", 31.5),
     ],
 )
 def test_metric_reads_a_number_off_a_value(value: Any, metric: Any, expected: float) -> None:
