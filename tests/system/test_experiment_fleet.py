@@ -16,6 +16,7 @@ import pytest
 
 from oodida_ops.local import LocalSystem
 from oodida_user import Oodida, SpecError
+from oodida_user.groups import split_groups
 
 CLIENTS = 10
 DELTA = 150.0  # km/h: B's module adds it to the mean speed A computes
@@ -166,3 +167,29 @@ def test_the_command_line_runs_an_experiment_and_reads_it_again(
         timeout=60,
     )
     assert flags.returncode == 1 and "cannot read" in flags.stderr
+
+
+@pytest.mark.slow
+def test_a_vehicle_that_refuses_its_variant_is_left_out_and_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Client 4 allows only ``math`` in custom code (its operator's OODIDA_CODE_ALLOWED_IMPORTS):
+    it refuses variant B's module, which imports ``statistics``; the experiment runs B on the
+    rest of B's group and says why 4 is not in it."""
+    module_b = tmp_path / "median.py"
+    module_b.write_text("import statistics\n\ndef custom_code(x):\n    return statistics.median(x)\n")
+    seed = next(s for s in range(100) if 4 in split_groups([1, 2, 3, 4], ["A", "B"], seed=s)["B"])
+    with LocalSystem(3, data_dir=tmp_path / "sys") as system:
+        with monkeypatch.context() as env:
+            env.setenv("OODIDA_CODE_ALLOWED_IMPORTS", "math")
+            system.start_edge("strict-4", "4")
+        system.wait_ready(clients=4, timeout=60)
+        with Oodida(system.url, user="tester", token=system.token("tester")) as o:
+            spec = {**SPEC, "iterations": 1}
+            experiment = o.experiment(spec, {"A": "builtin", "B": module_b}, seed=seed)
+            result = experiment.wait(timeout=60)
+    assert list(result.excluded) == [4] and "refused variant B" in result.excluded[4]
+    assert "statistics" in result.excluded[4]
+    assert 4 not in result.groups["B"] and result.groups["B"]  # B ran on the rest of its group
+    assert {r.client for r in result.rows} == {1, 2, 3}
+    assert "left out: client 4 refused variant B" in str(result)
