@@ -42,8 +42,9 @@ def halves(ids: list[int]) -> tuple[list[int], list[int]]:
 
 
 @contextmanager
-def connect(description: str, default_clients: int = 6) -> Iterator[Oodida]:
-    """Parse the example's command line and yield a connected Oodida for the run."""
+def connect(description: str, default_clients: int = 6, tags: tuple[str, ...] = ()) -> Iterator[Oodida]:
+    """Parse the example's command line and yield a connected Oodida for the run; ``tags``:
+    the vehicles' tags in a local system (``oodida up --tag`` items)."""
     script = Path(sys.argv[0]).stem or "example"
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument(
@@ -68,7 +69,7 @@ def connect(description: str, default_clients: int = 6) -> Iterator[Oodida]:
     data_dir = tempfile.mkdtemp(prefix=f"oodida-{script}-")
     started = time.monotonic()
     try:
-        with LocalSystem(args.clients, data_dir=data_dir) as system:
+        with LocalSystem(args.clients, data_dir=data_dir, tags=tags) as system:
             took = time.monotonic() - started
             print(f"(started a local system with {args.clients} simulated vehicles in {took:.1f}s)")
             with Oodida(system.url, user=args.user, token=system.token(args.user)) as o:

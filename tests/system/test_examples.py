@@ -67,6 +67,15 @@ EXPECTED: dict[str, list[str]] = {
         "asynchronous federated learning (done): 8 aggregations of at least 2 answers each;",
         "staleness recorded: yes",
     ],
+    "tags": [
+        "vehicle 5: powertrain=diesel, region=us",
+        "electric vehicles: [1, 2, 3]",
+        "on [1, 2, 3] (done)",
+        "k=2 of the diesel or hybrid vehicles: 2 chosen",
+        "speed_iqr.py deployed to the vehicles in region us: [5, 6]",
+        "refused: no live client has the tags powertrain=hydrogen (live tags: powertrain: diesel (4-5), "
+        "ev (1-3), hybrid (6); region: eu (1-4), us (5-6))",
+    ],
     "results_analysis": [
         f"done, 6 iteration(s) on {CLIENTS} client(s)",
         f"to_frame(): {CLIENTS * 6 * 2} rows, columns ['client', 'iteration', 'signal', 'value', 'version']",
@@ -94,7 +103,8 @@ def run_example(name: str, *args: str, timeout: float = 120) -> str:
 
 @pytest.fixture(scope="module")
 def examples_system(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
-    with LocalSystem(CLIENTS, data_dir=tmp_path_factory.mktemp("examples")) as s:
+    tags = ("region=eu", "1-3:powertrain=ev", "4-5:powertrain=diesel", "6:powertrain=hybrid", "5-6:region=us")
+    with LocalSystem(CLIENTS, data_dir=tmp_path_factory.mktemp("examples"), tags=tags) as s:  # for tags.py
         yield s
 
 
