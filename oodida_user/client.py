@@ -280,8 +280,10 @@ class Oodida:
         test: str | None = None,
         confidence: float | None = None,
     ) -> ExperimentResult:
-        """An experiment's statistics recomputed from its stored assignments (the metric, test
-        and confidence it recorded unless given here). UnknownAssignment when none is found."""
+        """An experiment's statistics recomputed from its stored assignments: the metric (a
+        signal name) and test it recorded unless given here (a metric function is not stored:
+        pass it again), at ``confidence`` (0.95 unless given). UnknownAssignment when none is
+        found."""
         self.authenticate()
         return find_experiment(self, experiment_id, metric, test, confidence)
 

@@ -191,7 +191,7 @@ def variant_spec(plan: ExperimentPlan, name: str, group: Sequence[int], experime
             if key not in kept:
                 wire.pop(key, None)
         wire["onboard"] = "custom"
-    wire["name"] = f"{plan.spec.name[:180]} [{name}]"
+    wire["name"] = f"{plan.spec.name[:160]} [{name}]"  # at most 160 + 35 characters
     wire["clients"] = list(group)
     wire["experiment"] = {
         "id": experiment_id,

@@ -342,3 +342,10 @@ def test_the_tag_is_checked_field_by_field() -> None:
     ):
         with pytest.raises(Bad):
             experiment_tag(bad)
+
+
+def test_a_variant_spec_keeps_a_long_name_within_the_limit() -> None:
+    plan = plan_experiment({**SPEC, "name": "n" * 200}, {"A": "builtin", "x" * 32: "builtin"})
+    wire = variant_spec(plan, "x" * 32, [1], "e3")
+    assert len(wire["name"]) <= 200 and wire["name"].endswith(f"[{'x' * 32}]")
+    validate_spec(wire)
