@@ -137,7 +137,14 @@ class Oodida:
         if isinstance(parsed, DeploySpec):
             if parsed.mode == "deploy_offboard":
                 return self.deploy_offboard(parsed.filename)
-            clients = list(parsed.clients) if isinstance(parsed.clients, tuple) else parsed.clients
+            wanted = parsed.clients
+            clients: str | int | list[int] | dict[str, Any] = (
+                list(wanted)
+                if isinstance(wanted, tuple)
+                else wanted.model_dump(mode="json")
+                if isinstance(wanted, TagFilter)
+                else wanted
+            )
             return self.deploy_onboard(parsed.filename, clients=clients)
         wire = spec_to_wire(parsed)
         aid = uuid.uuid4().hex[:16]

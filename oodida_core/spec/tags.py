@@ -60,12 +60,12 @@ def check_filter(value: Mapping[object, object]) -> TagFilter:
                 wanted[str(key)] = found
             else:
                 problems.extend(found)
-    k = value.get("k")
-    if k is not None:
+    k: int | None = None
+    if value.get("k") is not None:
         try:
-            k = integer(k, 1, MAX_K)
+            k = integer(value["k"], 1, MAX_K)
         except Bad:
-            problems.append((k, f"'k' must be a positive integer (at most {MAX_K:,}) or null"))
+            problems.append((value["k"], f"'k' must be a positive integer (at most {MAX_K:,}) or null"))
     if problems:
         raise Bad(*problems)
     return TagFilter(tags=wanted, k=k)
