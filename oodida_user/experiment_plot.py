@@ -47,8 +47,11 @@ def plot_experiment(result: ExperimentResult) -> Figure:
             highs.append(band[1])
         (line,) = left.plot(xs, means, marker="o", label=f"{name} (n={len(result.groups[name])})")
         left.fill_between(xs, lows, highs, alpha=0.2, color=line.get_color())
+    from matplotlib.ticker import MaxNLocator
+
+    left.xaxis.set_major_locator(MaxNLocator(integer=True))
     left.set_xlabel("iteration")
-    left.set_ylabel(f"mean {result.metric}")
+    left.set_ylabel(f"mean of {result.metric}")
     left.set_title(f"per iteration, {result.confidence:.0%} interval of each mean")
     if result.iterations:
         left.legend()
