@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from oodida_core.methods.values import Bad
 from oodida_core.protocol.errors import OodidaError, SpecError
 from oodida_core.spec.experiment import experiment_tag
-from oodida_core.spec.model import LISTING_1_1, spec_to_wire, validate_spec
+from oodida_core.spec.model import LISTING_1_1, AssignmentSpec, spec_to_wire, validate_spec
 from oodida_user._experiment_cli import _fractions
 from oodida_user.experiment import from_json, plan_experiment, select_vehicles, variant_spec
 from oodida_user.experiment_result import metric_value
@@ -349,3 +349,27 @@ def test_a_variant_spec_keeps_a_long_name_within_the_limit() -> None:
     wire = variant_spec(plan, "x" * 32, [1], "e3")
     assert len(wire["name"]) <= 200 and wire["name"].endswith(f"[{'x' * 32}]")
     validate_spec(wire)
+
+
+def test_select_vehicles_takes_a_tag_filter_with_its_k() -> None:
+    from oodida_core.protocol.wire import ClientInfo
+
+    def info(cid: int, powertrain: str) -> ClientInfo:
+        return ClientInfo(
+            client_id=cid,
+            signals=("speed",),
+            worker="w",
+            hostname="h",
+            pid=1,
+            started_at=0,
+            tags={"powertrain": powertrain},
+        )
+
+    live = [info(1, "ev"), info(2, "diesel"), info(3, "ev"), info(4, "ev")]
+    spec = validate_spec({**SPEC, "clients": {"tags": {"powertrain": "ev"}}})
+    assert isinstance(spec, AssignmentSpec)
+    assert select_vehicles(spec.clients, live, 1) == [1, 3, 4]
+    spec = validate_spec({**SPEC, "clients": {"tags": {"powertrain": "ev"}, "k": 2}})
+    assert isinstance(spec, AssignmentSpec)
+    picked = select_vehicles(spec.clients, live, 1)
+    assert len(picked) == 2 and set(picked) <= {1, 3, 4}
