@@ -336,9 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="[IDS:]KEY=VALUE",
-        help=f"a tag the clients advertise (repeatable), after those of ${TAGS_ENV} (items separated "
-        "by commas): powertrain=ev for every client served, 1-50:region=eu for clients 1-50 only; "
-        "a later value of a key replaces an earlier one",
+        help=f"a tag of the clients (repeatable; after ${TAGS_ENV}, a comma list): powertrain=ev for all, "
+        "1-50:region=eu for clients 1-50; a later value of a key replaces an earlier one",
     )
     parser.add_argument("--tags-checked", action="store_true", help=argparse.SUPPRESS)  # a child
     parser.add_argument(
