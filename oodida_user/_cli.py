@@ -21,7 +21,7 @@ from oodida_ops.health import check_health
 from oodida_ops.local import LocalSystem
 
 from ._experiment_cli import add_experiment_parser
-from ._listing import add_listing_parsers
+from ._listing import add_listing_parsers, tagged_clients
 from ._operator import add_operator_commands
 from ._waiting import (
     CANCEL_S,
@@ -121,7 +121,9 @@ def _clients_arg(text: str | None) -> str | int | list[int]:
 def cmd_deploy(args: argparse.Namespace) -> int:
     if args.role == "offboard" and args.clients is not None:
         raise OodidaError("--clients is for on-board code; off-board code runs in the cloud")
-    clients = _clients_arg(args.clients)  # checked before anything is read or sent
+    clients = tagged_clients(args.tag, _clients_arg(args.clients))  # checked before anything is sent
+    if args.role == "offboard" and args.tag:
+        raise OodidaError("--tag is for on-board code; off-board code runs in the cloud")
     if args.canary is not None or args.guard is not None:
         return cmd_canary(args, clients)
     with _connect(args) as o:
@@ -400,6 +402,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("role", choices=["onboard", "offboard"])
     p.add_argument("file")
     p.add_argument("--clients", help="all (default), ids like 1-3,7, or k=N for N live clients")
+    p.add_argument(
+        "--tag",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="only the live clients with this tag (repeatable, as in oodida clients; with --clients k=N: N)",
+    )
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the clients' answers")
     p.add_argument("--canary", help="deploy to this fraction (0.1) or count (2) of them first, then decide")
     p.add_argument("--guard", metavar="GUARD.json", help="the canary's guard: spec and rules (see README)")

@@ -164,6 +164,18 @@ def tag_filters(items: list[str]) -> dict[str, list[str]] | None:
     return wanted or None
 
 
+def tagged_clients(
+    items: list[str], clients: str | int | list[int]
+) -> str | int | list[int] | dict[str, Any]:
+    """``oodida deploy onboard --tag k=v [--clients k=N]``: the clients as a tag filter (with k)."""
+    wanted = tag_filters(items)
+    if wanted is None:
+        return clients
+    if isinstance(clients, list):
+        raise OodidaError("--tag chooses clients by tags: use it alone or with --clients k=N, not ids")
+    return {"tags": wanted, **({"k": clients} if isinstance(clients, int) else {})}
+
+
 def cmd_clients(args: argparse.Namespace) -> int:
     wanted = tag_filters(args.tag)  # checked before anything is read
     with _connect(args) as o:

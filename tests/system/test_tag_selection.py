@@ -159,6 +159,18 @@ def test_oodida_clients_shows_the_tags_and_filters_by_them(tagged: LocalSystem) 
     assert bad.returncode != 0 and "must be [IDS:]key=value" in bad.stderr
 
 
+def test_oodida_deploy_onboard_chooses_clients_by_tags(tagged: LocalSystem) -> None:
+    out = run(tagged, "deploy", "onboard", str(MODULE), "--tag", "powertrain=ev", "--clients", "k=2")
+    assert out.returncode == 0, out.stderr
+    assert "accepted by 2 client(s)" in out.stdout, out.stdout
+    (listed,) = [line for line in out.stdout.splitlines() if line.strip().startswith("accepted:")]
+    assert set(json.loads(listed.split(":", 1)[1])) <= {1, 2, 3, 9}
+    none = run(tagged, "deploy", "onboard", str(MODULE), "--tag", "region=mars")
+    assert none.returncode != 0 and "no live client has the tags region=mars" in none.stderr
+    ids = run(tagged, "deploy", "onboard", str(MODULE), "--tag", "region=eu", "--clients", "1-2")
+    assert ids.returncode != 0 and "not ids" in ids.stderr
+
+
 @pytest.mark.parametrize(
     ("option", "says"),
     [
