@@ -42,11 +42,13 @@ def tagged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSystem]:
             system.start_edge("vehicle-9", "9", tags=["model=xc40"])
         finally:
             del os.environ["OODIDA_TAGS"]
+        # two processes, each told every item: a child applies those of its own clients
+        system.start_edge("pair", "20-21", processes=2, tags=["20:fleet=test-a", "21:fleet=test-b"])
         system.wait_ready(6)
         deadline = time.monotonic() + 60
         with Oodida(system.url, user="tags", token=system.token("tags")) as o:
-            while 9 not in {c.client_id for c in o.clients()}:
-                assert time.monotonic() < deadline, "client 9 did not come up"
+            while not {9, 20, 21} <= {c.client_id for c in o.clients()}:
+                assert time.monotonic() < deadline, "clients 9, 20 and 21 did not come up"
                 time.sleep(0.2)
         yield system
 
@@ -67,6 +69,7 @@ def test_each_vehicle_advertises_the_tags_the_operator_gave_it(o: Oodida) -> Non
     assert tags[5] == {"region": "us", "powertrain": "diesel"}
     assert tags[6] == {"region": "us", "powertrain": "hybrid"}
     assert tags[9] == {"powertrain": "ev", "region": "cn", "model": "xc40"}  # $OODIDA_TAGS, then --tag
+    assert (tags[20], tags[21]) == ({"fleet": "test-a"}, {"fleet": "test-b"})  # --processes 2
     assert [c.client_id for c in o.clients(tags={"powertrain": "ev", "region": ["eu", "cn"]})] == [1, 2, 3, 9]
 
 
@@ -146,7 +149,7 @@ def test_oodida_clients_shows_the_tags_and_filters_by_them(tagged: LocalSystem) 
     out = run(tagged, "clients")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0] == "7 live client(s)" and "TAGS" in lines[1].split()
+    assert lines[0] == "9 live client(s)" and "TAGS" in lines[1].split()
     rows = {int(line.split()[0]): line.split() for line in lines[2:]}
     assert rows[5][-2] == "powertrain=diesel,region=us"
     assert rows[9][-2] == "model=xc40,powertrain=ev,region=cn"
