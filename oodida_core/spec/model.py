@@ -141,7 +141,6 @@ class AssignmentSpec(BaseModel):
     num_clients_to_keep: int | None = _PARAMETERS["num_clients_to_keep"].field()
 
 
-
 class DeploySpec(BaseModel):
     """A custom module for the clients (deploy_onboard) or for the cloud (deploy_offboard)."""
 
