@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 __all__ = ["SERVER_KEY", "ClientModels", "client_models", "model_result"]
 
+MAX_N_SAMPLES = 2**53
+"""The largest n_samples a client may report: exact as a 64-bit float, and no sum of them
+overflows (a client's 10**400 raised OverflowError out of the cloud's task, red team)."""
+
 SERVER_KEY = "server"
 """The key of a strategy's own state in the value it returns (FedAdam's moments, ...): the next
 iteration's model input carries it, and on-board `train` ignores it."""
@@ -62,9 +66,10 @@ def client_models(strategy: str, items: list[Item], onboard: OnboardMethod | Non
                 "and 'n_samples' (the number of samples it trained on)"
             )
         n = v["n_samples"]
-        if not is_int(n) or n < 0:
+        if not is_int(n) or not 0 <= n <= MAX_N_SAMPLES:
             raise AggregationError(
-                f"{strategy}: client {cid} reported n_samples {short(n)}; it must be a non-negative integer"
+                f"{strategy}: client {cid} reported n_samples {short(n)}; it must be an integer "
+                "from 0 to 2**53"
             )
         if n > 0:
             used.append((cid, v))
@@ -94,16 +99,26 @@ def client_models(strategy: str, items: list[Item], onboard: OnboardMethod | Non
     else:  # custom code: its other keys, as the first client sent them (never a strategy's state)
         meta = {k: x for k, x in used[0][1].items() if k not in ("weights", "n_samples", "loss", SERVER_KEY)}
     losses = [v.get("loss") for _, v in used]
-    if trained and not all(kind(x) == "number" for x in losses):
+    numbers = all(kind(x) == "number" and _fits_float(x) for x in losses)
+    if trained and not numbers:
         raise AggregationError(f"{strategy}: every 'train' result must report its loss as a number")
     return ClientModels(
         strategy=strategy,
         ids=tuple(cid for cid, _ in used),
         weights=np.stack(list(arrays.values())),
         n_samples=np.asarray([v["n_samples"] for _, v in used], dtype=np.float64),
-        losses=np.asarray(losses, dtype=np.float64) if all(kind(x) == "number" for x in losses) else None,
+        losses=np.asarray(losses, dtype=np.float64) if numbers else None,
         meta=meta,
     )
+
+
+def _fits_float(x: object) -> bool:
+    """Whether a number converts to a 64-bit float (an integer such as 10**400 does not)."""
+    try:
+        float(x)  # type: ignore[arg-type]
+    except (OverflowError, TypeError, ValueError):
+        return False
+    return True
 
 
 def model_result(
