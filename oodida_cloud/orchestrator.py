@@ -257,6 +257,10 @@ class Orchestrator:
         next_deadline = None if last else now + spec.timeout
         if result.missing or result.late:  # the chord will not complete: close it before anyone is told
             discard_chord(self.app, chord_group_id(aid, index))
+        if result.late:  # a client whose task of it has not started skips it (edge quorum.py)
+            self.redis.set(
+                self.store.keys.iteration_closed(aid, index), "quorum", ex=int(self.app.conf.result_expires)
+            )
         payload = result.to_json()
         refusal = self.limits.over(index, raw.get("bytes"), payload)
         if refusal is not None:

@@ -11,7 +11,8 @@ iteration, the others find it closed.
 
 A task of an iteration that was closed at its quorum before the task started (a slow client
 has a backlog: the next iteration was sent to it too) is answered ``skipped`` without reading
-(``closed``); a task that was already running when the quorum closed answers as usual, and the
+(``closed``: the cloud's marker ``Keys.iteration_closed``, never the chord's state, which any
+vehicle may write); a task that was already running when the quorum closed answers as usual, and the
 cloud keeps that late answer out (the iteration lists the client as ``late``).
 """
 
@@ -25,7 +26,7 @@ import redis
 from celery import Celery
 
 from oodida_core.messaging.labels import finish_labels
-from oodida_core.protocol.keys import CLOUD_QUEUE
+from oodida_core.protocol.keys import CLOUD_QUEUE, Keys
 from oodida_core.protocol.wire import TASK_FINISH_ITERATION
 from oodida_core.state.chords import progress
 
@@ -48,10 +49,15 @@ def reached(count: int, closed: bool, quorum: int) -> bool:
 class QuorumWatch:
     """The chord state of quorum iterations, read with the edge's own (writer) connection: the
     vehicle's credentials allow the chord counters (``celery-taskset-meta-*``) and pushing
-    onto ``cloud``, as its chord callbacks do."""
+    onto ``cloud``, as its chord callbacks do. Whether the cloud closed an iteration at its
+    quorum is read from the cloud's own marker (``Keys.iteration_closed``) through ``reader``:
+    every vehicle may write the chord's state, so a task skipped on that would be skipped on
+    any vehicle's word."""
 
-    def __init__(self, app: Celery) -> None:
+    def __init__(self, app: Celery, reader: redis.Redis | None = None, keys: Keys | None = None) -> None:
         self.app = app
+        self.reader = reader
+        self.keys = keys or Keys()
 
     @property
     def client(self) -> redis.Redis:
@@ -59,9 +65,11 @@ class QuorumWatch:
         return client
 
     def closed(self, assignment_id: str, iteration: int) -> bool:
-        """Whether the iteration's chord was closed (its quorum, deadline or last answer)."""
+        """Whether the cloud closed the iteration at its quorum (its marker, which only the
+        cloud writes; never the chord's done marker, which any vehicle may forge)."""
+        reader = self.reader if self.reader is not None else self.client
         try:
-            return progress(self.app, self.client, assignment_id, iteration)[1]
+            return reader.get(self.keys.iteration_closed(assignment_id, iteration)) is not None
         except redis.exceptions.RedisError as exc:  # the task runs; the cloud keeps it out if late
             log.warning(
                 "assignment %s iteration %d: chord state unreadable: %s", assignment_id, iteration, exc

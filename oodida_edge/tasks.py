@@ -65,7 +65,7 @@ def label_failure(
 
 
 def register_edge_tasks(app: Celery, runner: OnboardRunner, installer: Installer) -> None:
-    watch = QuorumWatch(app)
+    watch = QuorumWatch(app, runner.redis, runner.keys)
     runner.closed = watch.closed  # a quorum task of an iteration closed before its turn: skipped
 
     def announce(self: Task, retval: object, task_id: str, args: Any, kwargs: Any) -> None:

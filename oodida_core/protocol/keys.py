@@ -157,6 +157,14 @@ class Keys:
         when it ends: all a vehicle may read of it (a real-time client stops reading early)."""
         return f"{self.prefix}:end:{assignment_id}"
 
+    def iteration_closed(self, assignment_id: str, index: int) -> str:
+        """string: set by the cloud when it closed an iteration at its quorum (min_clients), so
+        that a client whose task of it had not started yet skips it. Under the end markers'
+        pattern (an assignment id holds no ':'): a vehicle reads it but cannot write it, unlike
+        the chord's own state, which every vehicle may write (a vehicle's forged done marker
+        made every other client skip a quorum iteration: red team of issue 17)."""
+        return f"{self.prefix}:end:{assignment_id}:i{index}"
+
     @property
     def deadlines(self) -> str:
         """sorted set: ``<assignment id>:<iteration>`` scored by the iteration's deadline."""

@@ -131,9 +131,14 @@ def test_a_task_of_an_iteration_its_quorum_closed_is_skipped_without_reading(
 ) -> None:
     client = redis.Redis.from_url(server.url)
     runner = OnboardRunner(client, Keys(), _NoSensors(), code=_Code())  # type: ignore[arg-type]
-    watch = QuorumWatch(app)
+    watch = QuorumWatch(app, client, Keys())
     runner.closed = watch.closed
+    # the chord's done marker, which any vehicle may write, is not the cloud's word: the task reads
     join(app, "a2", 3, 2, closed=True)
+    out = runner.run(task("a2", 3, quorum=2))
+    assert out["status"] == "failed" and "the sensors were read" in out["error"]
+    # the cloud's own marker (set when it closed the iteration at its quorum): skipped
+    client.set(Keys().iteration_closed("a2", 3), "quorum")
     out = runner.run(task("a2", 3, quorum=2))
     assert out["status"] == "skipped" and out["error"] == "the iteration closed at its quorum"
     # without a quorum the chord's state is not consulted: the task reads (here: fails loudly)
