@@ -36,6 +36,7 @@ from oodida_core.state.store import Completion
 
 from . import ending
 from .aggregate import needs_previous
+from .answers import result_meta
 from .folding import fold_older, kept_iterations
 from .iteration import combine, failure_summary
 from .outcomes import Outcome
@@ -246,7 +247,9 @@ class Buffered:
             for (cid, v), value in zip(chunk, self.o.redis.mget(keys), strict=True):
                 if value is None:
                     continue
-                meta = backend.decode_result(value)
+                meta = result_meta(backend, value, aid, cid)
+                if meta is None:
+                    continue
                 answer = meta.get("result")
                 if meta.get("status") != "SUCCESS" or not isinstance(answer, dict):
                     continue

@@ -41,6 +41,7 @@ from oodida_core.state.store import AssignmentStore, Completion, Finish, Redispa
 
 from . import ending
 from .aggregate import needs_previous
+from .answers import result_meta
 from .buffered import VERSIONS, Buffered
 from .dispatch import HeaderTask, discard_chord, publish_chord
 from .folding import fold_older, kept_iterations
@@ -346,7 +347,9 @@ class Orchestrator:
             for cid, value in zip(chunk, self.redis.mget(keys), strict=True):
                 if value is None:
                     continue
-                meta = backend.decode_result(value)
+                meta = result_meta(backend, value, aid, cid)
+                if meta is None:
+                    continue
                 result = meta.get("result")
                 if meta.get("status") == "SUCCESS" and _speaks_for(result, aid, index, cid):
                     answers.append(result)
