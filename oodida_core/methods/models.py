@@ -5,11 +5,21 @@ A client's model is a dict with 'weights' (a list of numbers, or nested lists of
 returns the same. `client_models` turns the kept values into arrays, refusing with an
 `AggregationError` what no strategy can combine: a value that is no model, a bad n_samples,
 weights that are not numbers, clients that disagree on the shape, features or target.
+
+The robust strategies (fedmedian, fedtrimmedavg, krum) ask with `drop_malformed=True`: a
+client whose model is malformed (any of the above, non-finite weights or loss, or a shape,
+features or target other than the one most clients share) is left out and named in
+`ClientModels.dropped` instead, so that one hostile vehicle cannot fail the iteration they exist
+to protect; only when no model is left is there an `AggregationError`. The other strategies
+(fedavg and the server optimisers) promise no robustness: one bad model would silently skew
+their average, so they refuse it loudly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+import math
+from collections import Counter
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -44,40 +54,48 @@ class ClientModels:
     meta: dict[str, Any]
     """What the result keeps besides the weights: features and target ('train'), or the first
     client's other keys (custom code)."""
+    dropped: dict[int, str] | None = None
+    """With `drop_malformed`: the clients left out as malformed, with why (None otherwise)."""
 
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.weights.shape[1:])
 
 
-def client_models(strategy: str, items: list[Item], onboard: OnboardMethod | None) -> ClientModels | None:
-    """The kept values as models (None when there is none); AggregationError if they are not."""
+def client_models(
+    strategy: str, items: list[Item], onboard: OnboardMethod | None, *, drop_malformed: bool = False
+) -> ClientModels | None:
+    """The kept values as models (None when there is none); AggregationError if they are not,
+    or, with `drop_malformed`, the well-formed ones and the others in `dropped`."""
     import numpy as np
 
     if not items:
         return None
     trained = onboard is not None and onboard.output == MODEL
+    dropped: dict[int, str] = {}
+
+    def refuse(cid: int, reason: str, message: str) -> None:
+        if not drop_malformed:
+            raise AggregationError(message)
+        dropped[cid] = reason
+
     used: list[Item] = []
     for cid, v in items:
         if not isinstance(v, dict) or "weights" not in v or "n_samples" not in v:
-            raise AggregationError(
+            refuse(
+                cid,
+                f"sent {describe(v)}, not a dict with 'weights' and 'n_samples'",
                 f"{strategy} combines models, but client {cid} sent {describe(v)}; use onboard "
                 "'train', or custom code that returns a dict with 'weights' (a list of numbers) "
-                "and 'n_samples' (the number of samples it trained on)"
+                "and 'n_samples' (the number of samples it trained on)",
             )
+            continue
         n = v["n_samples"]
         if not is_int(n) or not 0 <= n <= MAX_N_SAMPLES:
-            raise AggregationError(
-                f"{strategy}: client {cid} reported n_samples {short(n)}; it must be an integer "
-                "from 0 to 2**53"
-            )
-        if n > 0:
+            why = f"reported n_samples {short(n)}; it must be an integer from 0 to 2**53"
+            refuse(cid, why, f"{strategy}: client {cid} {why}")
+        elif n > 0:
             used.append((cid, v))
-    if not used:
-        raise AggregationError(
-            f"{strategy} has nothing to combine: every client ({clients([c for c, _ in items])}) "
-            "reported n_samples 0"
-        )
     arrays: dict[int, Any] = {}
     for cid, v in used:
         try:
@@ -85,17 +103,29 @@ def client_models(strategy: str, items: list[Item], onboard: OnboardMethod | Non
         except (ValueError, TypeError):
             array = np.asarray(None)
         if not isinstance(v["weights"], (list, tuple)) or array.dtype.kind not in "iuf":
-            raise AggregationError(
-                f"{strategy}: client {cid}'s 'weights' must be a list of numbers, got {short(v['weights'])}"
-            )
-        arrays[cid] = array.astype(np.float64)
+            why = f"'weights' must be a list of numbers, got {short(v['weights'])}"
+            refuse(cid, why, f"{strategy}: client {cid}'s {why}")
+        elif drop_malformed and not np.isfinite(array).all():
+            dropped[cid] = "'weights' contain NaN or infinite values"
+        elif drop_malformed and not _loss_ok(v.get("loss"), trained):
+            dropped[cid] = f"reported loss {short(v.get('loss'))}, not a finite number"
+        else:
+            arrays[cid] = array.astype(np.float64)
+    used = [(cid, v) for cid, v in used if cid in arrays]
+    if not used:
+        _nothing(strategy, items, dropped)
     shapes = {c: a.shape[0] if a.ndim == 1 else a.shape for c, a in arrays.items()}
-    agree(strategy, "number of weights", shapes)
+    _majority(strategy, "number of weights", shapes, dropped if drop_malformed else None)
+    used = [(cid, v) for cid, v in used if cid not in dropped]
     meta: dict[str, Any]
     if trained:
-        feats = agree(strategy, "features", {cid: tuple(v.get("features", ())) for cid, v in used})
-        target = agree(strategy, "target", {cid: v.get("target") for cid, v in used})
-        meta = {"features": list(feats), "target": target}
+        found = {cid: _hashable(v.get("features", ())) for cid, v in used}
+        feats = _majority(strategy, "features", found, dropped if drop_malformed else None)
+        used = [(cid, v) for cid, v in used if cid not in dropped]
+        found = {cid: _hashable(v.get("target")) for cid, v in used}
+        target = _majority(strategy, "target", found, dropped if drop_malformed else None)
+        used = [(cid, v) for cid, v in used if cid not in dropped]
+        meta = {"features": list(feats) if isinstance(feats, tuple) else feats, "target": target}
     else:  # custom code: its other keys, as the first client sent them (never a strategy's state)
         meta = {k: x for k, x in used[0][1].items() if k not in ("weights", "n_samples", "loss", SERVER_KEY)}
     losses = [v.get("loss") for _, v in used]
@@ -105,11 +135,71 @@ def client_models(strategy: str, items: list[Item], onboard: OnboardMethod | Non
     return ClientModels(
         strategy=strategy,
         ids=tuple(cid for cid, _ in used),
-        weights=np.stack(list(arrays.values())),
+        weights=np.stack([arrays[cid] for cid, _ in used]),
         n_samples=np.asarray([v["n_samples"] for _, v in used], dtype=np.float64),
         losses=np.asarray(losses, dtype=np.float64) if numbers else None,
         meta=meta,
+        dropped=dict(sorted(dropped.items())) if drop_malformed else None,
     )
+
+
+def _hashable(x: object) -> Hashable:
+    """A client's features or target as a value to compare: a list as a tuple, and what cannot
+    be hashed (a vehicle's nested lists or dicts) as its short text, never a TypeError."""
+    if isinstance(x, list):
+        x = tuple(x)
+    try:
+        hash(x)
+    except TypeError:
+        return f"<{short(x)}>"
+    return x
+
+
+def _loss_ok(loss: object, trained: bool) -> bool:
+    """Whether a client's loss can be combined: a finite number ('train' must report one;
+    custom code may report none, or something that is not a number, then no loss is combined)."""
+    if kind(loss) != "number":
+        return not trained
+    return _fits_float(loss) and math.isfinite(float(loss))  # type: ignore[arg-type]
+
+
+def _nothing(strategy: str, items: list[Item], dropped: dict[int, str]) -> None:
+    """AggregationError: no client has a model that trained on a sample (and is well formed)."""
+    if not dropped:
+        raise AggregationError(
+            f"{strategy} has nothing to combine: every client ({clients([c for c, _ in items])}) "
+            "reported n_samples 0"
+        )
+    raise AggregationError(
+        f"{strategy} has nothing to combine: every client's model is malformed or trained on no "
+        f"sample ({dropped_text(dropped)})"
+    )
+
+
+def dropped_text(dropped: dict[int, str], limit: int = 5) -> str:
+    """The malformed clients and why, the first `limit` of them."""
+    shown = "; ".join(f"client {cid} {why}" for cid, why in list(dropped.items())[:limit])
+    more = len(dropped) - limit
+    return shown + (f"; and {more} more" if more > 0 else "")
+
+
+def _majority(
+    strategy: str, what: str, values: Mapping[int, Hashable], dropped: dict[int, str] | None
+) -> Any:
+    """The value most clients have. Loud (`dropped` None): AggregationError naming the odd
+    ones out; else they go into `dropped`, unless no value is shared by more clients than any
+    other (a tie names no culprit: AggregationError too)."""
+    found: dict[int, Hashable] = dict(values)
+    if dropped is None or not found:
+        return agree(strategy, what, found) if found else None
+    common, odd = odd_ones(found)
+    if odd:
+        top = Counter(found.values()).most_common(2)
+        if top[0][1] == top[1][1]:
+            agree(strategy, what, found)  # raises
+        for cid, x in odd.items():
+            dropped[cid] = f"has {what} {short(x)}, but {most(odd, found)} have {short(common)}"
+    return common
 
 
 def _fits_float(x: object) -> bool:
@@ -131,6 +221,8 @@ def model_result(
     if loss is not None:
         result["loss"] = float(loss)
     result["clients"] = len(models.ids)
+    if models.dropped is not None:  # JSON keys: strings, as the cloud's store gives them back
+        result["dropped"] = {str(cid): why for cid, why in models.dropped.items()}
     result.update(extra)
     return result
 

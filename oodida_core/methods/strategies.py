@@ -1,16 +1,20 @@
 """Robust aggregation of the clients' models, as flwr defines it (flwr.server.strategy):
 `fedmedian` (coordinate-wise median, FedMedian), `fedtrimmedavg` (coordinate-wise trimmed mean,
 FedTrimmedAvg) and `krum` (Krum and multi-Krum). None of them weights clients by n_samples
-except multi-Krum's average of the clients it keeps, as in flwr."""
+except multi-Krum's average of the clients it keeps, as in flwr.
+
+Being robust, they leave a malformed model out (NaN or infinite weights, a shape, features or
+target other than most clients', a value that is no model) and name its client under "dropped"
+in the value ({client id as a string: why}); `models.client_models(..., drop_malformed=True)`."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from oodida_core.methods.base import MODEL, AggregationError, Item, OffboardMethod, OnboardMethod, Parameter
 from oodida_core.methods.combine import clients, is_int, short
-from oodida_core.methods.models import ClientModels, client_models, model_result, weighted_mean
+from oodida_core.methods.models import ClientModels, client_models, dropped_text, model_result, weighted_mean
 
 if TYPE_CHECKING:
     from oodida_core.methods.base import FloatArray
@@ -59,7 +63,7 @@ def _losses(models: ClientModels, how: Any) -> float | None:
 def _median(items: list[Item], onboard: OnboardMethod | None, parameters: Mapping[str, Any]) -> object:
     import numpy as np
 
-    models = client_models("fedmedian", items, onboard)
+    models = client_models("fedmedian", items, onboard, drop_malformed=True)
     if models is None:
         return None
     return model_result(models, np.median(models.weights, axis=0), _losses(models, np.median))
@@ -94,7 +98,7 @@ def _trimmed(items: list[Item], onboard: OnboardMethod | None, parameters: Mappi
     beta = parameters.get("beta", BETA.default)
     if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not 0 <= beta < 0.5:
         raise AggregationError(f"fedtrimmedavg: beta must be a number from 0 to 0.5 (excluded), got {beta!r}")
-    models = client_models("fedtrimmedavg", items, onboard)
+    models = client_models("fedtrimmedavg", items, onboard, drop_malformed=True)
     if models is None:
         return None
     weights = trim_mean(models.weights, float(beta))
@@ -120,21 +124,64 @@ TRIMMED = OffboardMethod(
 # ---------------------------------------------------------------------------------- Krum
 
 
+def distance_blocks(rows: FloatArray, block_bytes: int = 2**25) -> Iterator[tuple[slice, FloatArray]]:
+    """The squared Euclidean distances between the (flattened) rows, flwr's
+    `np.linalg.norm(a - b) ** 2` for every pair, a block of rows at a time (about `block_bytes`
+    each, so that 10,000 clients never hold the whole n x n matrix).
+
+    Each block is one matrix product, ||a||^2 + ||b||^2 - 2 a.b, of the rows centred at their
+    coordinate-wise median: a shift changes no distance and keeps the cancellation small. Equal
+    rows are exactly 0 apart, as in flwr; an entry that overflows that way (weights near 1e154
+    and beyond) is computed directly, as flwr does."""
+    import numpy as np
+
+    flat = rows.reshape(rows.shape[0], -1)
+    n = len(flat)
+    if n == 0:
+        return
+    labels = np.unique(flat, axis=0, return_inverse=True)[1].reshape(-1)
+    with np.errstate(all="ignore"):  # an overflow shows up as a non-finite entry, redone below
+        centred = flat - np.median(flat, axis=0) if flat.size else flat
+        norms = np.einsum("ij,ij->i", centred, centred)
+    step = max(1, block_bytes // (8 * n))
+    for start in range(0, n, step):
+        part = slice(start, min(n, start + step))
+        with np.errstate(all="ignore"):
+            block: FloatArray = norms[part, None] + norms[None, :] - 2.0 * (centred[part] @ centred.T)
+            np.maximum(block, 0.0, out=block)  # rounding may leave -1e-16 for near rows
+            block[labels[part, None] == labels[None, :]] = 0.0  # equal rows, each row and itself
+            for i in np.flatnonzero(~np.isfinite(block).all(axis=1)):
+                bad = ~np.isfinite(block[i])
+                block[i, bad] = np.sum((flat[bad] - flat[start + i]) ** 2, axis=1)
+        yield part, block
+
+
+def squared_distances(rows: FloatArray, block_bytes: int = 2**25) -> FloatArray:
+    """The n x n matrix of `distance_blocks`."""
+    import numpy as np
+
+    out = np.zeros((rows.shape[0], rows.shape[0]))
+    for part, block in distance_blocks(rows, block_bytes):
+        out[part] = block
+    return out
+
+
 def krum_choice(rows: FloatArray, num_malicious: int, to_keep: int) -> list[int]:
     """The rows Krum keeps (flwr's `aggregate_krum`): each row's score is the sum of its squared
     distances to its n - f - 2 nearest rows; Krum keeps the lowest score, multi-Krum the
     `to_keep` lowest (in flwr's order)."""
     import numpy as np
 
-    flat = rows.reshape(rows.shape[0], -1)
-    distances = np.zeros((len(flat), len(flat)))
-    for i, a in enumerate(flat):
-        for j, b in enumerate(flat):
-            distances[i, j] = np.linalg.norm(a - b) ** 2
-    closest = max(1, len(flat) - num_malicious - 2)
-    scores = [np.sum(row[np.argsort(row)[1 : closest + 1].tolist()]) for row in distances]
+    n = rows.shape[0]
+    closest = min(max(1, n - num_malicious - 2), n - 1)
+    scores = np.zeros(n)
+    for part, block in distance_blocks(rows):
+        # the closest + 1 smallest of each row: the row itself (0) and its `closest` nearest
+        block.partition(closest, axis=1)
+        nearest = block[:, : closest + 1]
+        scores[part] = nearest.sum(axis=1) - nearest.min(axis=1)
     if to_keep > 0:
-        return [int(i) for i in np.argsort(scores)[::-1][len(scores) - to_keep :]]
+        return [int(i) for i in np.argsort(scores)[::-1][n - to_keep :]]
     return [int(np.argmin(scores))]
 
 
@@ -145,17 +192,21 @@ def _count(parameters: Mapping[str, Any], p: Parameter) -> int:
     return int(value)
 
 
+def _left_out(models: ClientModels) -> str:
+    return f", leaving out as malformed {dropped_text(models.dropped)}" if models.dropped else ""
+
+
 def _krum(items: list[Item], onboard: OnboardMethod | None, parameters: Mapping[str, Any]) -> object:
     f, keep = (_count(parameters, p) for p in (NUM_MALICIOUS_CLIENTS, NUM_CLIENTS_TO_KEEP))
-    models = client_models("krum", items, onboard)
+    models = client_models("krum", items, onboard, drop_malformed=True)
     if models is None:
         return None
     n = len(models.ids)
     if n < 2 * f + 3:
         raise AggregationError(
             f"krum with num_malicious_clients {f} needs at least {2 * f + 3} clients (2f + 3) with "
-            f"models, got {n} ({clients(list(models.ids))}); select more clients or lower "
-            "num_malicious_clients"
+            f"models, got {n} ({clients(list(models.ids))}){_left_out(models)}; select more "
+            "clients or lower num_malicious_clients"
         )
     if keep > n - f:
         raise AggregationError(

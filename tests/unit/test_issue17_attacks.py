@@ -6,7 +6,8 @@ import pytest
 
 from oodida_cloud.aggregate import AggregationError, aggregate
 
-STRATEGIES = ("fedavg", "fedavgm", "fedadam", "fedyogi", "fedmedian", "fedtrimmedavg", "krum")
+LOUD = ("fedavg", "fedavgm", "fedadam", "fedyogi")  # the robust ones drop the client instead
+ROBUST = ("fedmedian", "fedtrimmedavg", "krum")
 
 
 def model(n_samples: object = 10, loss: object = 0.5) -> dict[str, object]:
@@ -19,7 +20,7 @@ def model(n_samples: object = 10, loss: object = 0.5) -> dict[str, object]:
     }
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", LOUD)
 @pytest.mark.parametrize("n_samples", [10**400, 10**308])
 def test_an_n_samples_beyond_a_float_is_refused_not_raised(strategy: str, n_samples: int) -> None:
     values = {cid: model() for cid in range(1, 4)} | {2: model(n_samples)}
@@ -27,7 +28,7 @@ def test_an_n_samples_beyond_a_float_is_refused_not_raised(strategy: str, n_samp
         aggregate(strategy, "train", values)
 
 
-@pytest.mark.parametrize("strategy", STRATEGIES)
+@pytest.mark.parametrize("strategy", LOUD)
 def test_a_loss_beyond_a_float_is_refused_not_raised(strategy: str) -> None:
     values = {cid: model() for cid in range(1, 4)} | {3: model(loss=10**400)}
     with pytest.raises(AggregationError, match="loss as a number"):
@@ -38,3 +39,14 @@ def test_custom_code_with_a_loss_beyond_a_float_is_combined_without_its_loss() -
     values = {1: model(loss=10**400), 2: model()}
     out = aggregate("fedavg", "custom", values)
     assert isinstance(out, dict) and out["weights"] == [1.0, 2.0] and "loss" not in out
+
+
+@pytest.mark.parametrize("strategy", ROBUST)
+@pytest.mark.parametrize(("bad", "why"), [(model(10**400), "n_samples"), (model(loss=10**400), "loss")])
+def test_a_robust_strategy_leaves_out_an_n_samples_or_loss_beyond_a_float(
+    strategy: str, bad: dict[str, object], why: str
+) -> None:
+    values = {cid: model() for cid in range(1, 5)} | {2: bad}
+    out = aggregate(strategy, "train", values)
+    assert isinstance(out, dict) and out["weights"] == [1.0, 2.0]
+    assert list(out["dropped"]) == ["2"] and why in out["dropped"]["2"]
