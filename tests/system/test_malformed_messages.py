@@ -413,6 +413,7 @@ def test_status_shows_per_iteration_counts_of_kept_discarded_missing_and_failed(
         "kept": 4,
         "discarded": 0,
         "missing": 0,
+        "late": 0,
         "failed": 0,
     }
     assert [c["kept"] for c in status["counts"]] == [2, 2] and status["counts"][1]["ended_by"] == "complete"
