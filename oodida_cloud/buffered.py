@@ -37,8 +37,7 @@ from oodida_core.state.store import Completion
 from . import ending
 from .aggregate import needs_previous
 from .answers import result_meta
-from .folding import fold_older, kept_iterations
-from .iteration import combine, failure_summary
+from .iteration import combine
 from .outcomes import Outcome
 from .planning import onboard_tasks
 
@@ -199,17 +198,9 @@ class Buffered:
         result = result.model_copy(update={"staleness": stale, "ended_by": ended_by})
         last = bool(spec.iterations) and current + 1 >= spec.iterations
         next_deadline = None if last else now + spec.timeout
-        payload = result.to_json()
-        refusal = o.limits.over(current, raw.get("bytes"), payload)
-        if refusal is not None:
-            return o.limits.stop(aid, user, current, clients, refusal)
-        fold_older(o.store, aid, current, kept_iterations(spec.keep, o.settings.max_kept_iterations))
-        failure = f"every iteration failed; the last: {failure_summary(result)}"
-        outcome = o.store.complete_iteration(aid, result, next_deadline, payload, failure)
-        if outcome is Completion.ALREADY_STORED:
-            return Outcome.STALE
-        if outcome in (Completion.DONE, Completion.STORED, Completion.FAILED):
-            o.limits.ended(user, aid)
+        outcome = o.store_result(aid, user, spec, raw, clients, result, next_deadline)
+        if isinstance(outcome, Outcome):
+            return outcome
         log.info(
             "assignment %s aggregation %d: %d kept (staleness %s), %d missing, %d failed (%s)",
             aid,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -30,6 +30,7 @@ from oodida_core.protocol.wire import (
     TASK_ONBOARD,
     AssignmentRecord,
     CancelRequest,
+    IterationResult,
     OnboardResult,
     SubmitRequest,
     decode,
@@ -262,21 +263,9 @@ class Orchestrator:
             self.redis.set(
                 self.store.keys.iteration_closed(aid, index), "quorum", ex=int(self.app.conf.result_expires)
             )
-        payload = result.to_json()
-        refusal = self.limits.over(index, raw.get("bytes"), payload)
-        if refusal is not None:
-            return self.limits.stop(aid, record.user, index, clients, refusal)
-        # Fold what iteration ``index`` pushes out of the latest ``keep`` before storing it, so
-        # that whoever reads after the end event finds at most ``keep`` iterations.
-        fold_older(self.store, aid, index, kept_iterations(spec.keep, self.settings.max_kept_iterations))
-        failure = f"every iteration failed; the last: {failure_summary(result)}"
-        outcome = self.store.complete_iteration(aid, result, next_deadline, payload, failure)
-        if outcome is Completion.ALREADY_STORED:
-            return Outcome.STALE
-        if outcome in (Completion.DONE, Completion.STORED, Completion.FAILED):
-            self.limits.ended(record.user, aid)
-        if outcome is Completion.FAILED:
-            log.warning("assignment %s of %s failed: %s", aid, record.user, clean(failure, 600))
+        outcome = self.store_result(aid, record.user, spec, raw, clients, result, next_deadline)
+        if isinstance(outcome, Outcome):
+            return outcome
         if result.error:
             log.warning(
                 "assignment %s of %s iteration %d: the off-board step (%s, in the cloud) failed: %s",
@@ -300,6 +289,38 @@ class Orchestrator:
         if outcome is Completion.ADVANCED and next_deadline is not None:
             self.dispatch(aid, record.user, spec, clients, index + 1, result.value, next_deadline)
         return Outcome.STORED
+
+    def store_result(
+        self,
+        aid: str,
+        user: str,
+        spec: AssignmentSpec,
+        raw: Mapping[str, str],
+        clients: Sequence[int],
+        result: IterationResult,
+        next_deadline: float | None,
+    ) -> Completion | Outcome:
+        """Store one finished iteration (a chord's or a buffered aggregation's), once: within
+        the assignment's limits (past one, the assignment stops: an ``Outcome``), after folding
+        what it pushes out of the latest ``keep``. ``Outcome.STALE`` when someone else stored it."""
+        payload = result.to_json()
+        refusal = self.limits.over(result.index, raw.get("bytes"), payload)
+        if refusal is not None:
+            return self.limits.stop(aid, user, result.index, clients, refusal)
+        # Fold what this iteration pushes out of the latest ``keep`` before storing it, so
+        # that whoever reads after the end event finds at most ``keep`` iterations.
+        fold_older(
+            self.store, aid, result.index, kept_iterations(spec.keep, self.settings.max_kept_iterations)
+        )
+        failure = f"every iteration failed; the last: {failure_summary(result)}"
+        outcome = self.store.complete_iteration(aid, result, next_deadline, payload, failure)
+        if outcome is Completion.ALREADY_STORED:
+            return Outcome.STALE
+        if outcome in (Completion.DONE, Completion.STORED, Completion.FAILED):
+            self.limits.ended(user, aid)
+        if outcome is Completion.FAILED:
+            log.warning("assignment %s of %s failed: %s", aid, user, clean(failure, 600))
+        return outcome
 
     def _redispatch(
         self, aid: str, user: str, spec: AssignmentSpec, clients: list[int], index: int
