@@ -23,13 +23,14 @@ from collections.abc import Hashable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from oodida_core.methods.base import MODEL, AggregationError, Item, OnboardMethod
+from oodida_core.methods.base import MODEL, AggregationError, Item, OnboardMethod, Parameter
 from oodida_core.methods.combine import clients, describe, is_int, kind, most, odd_ones, short
+from oodida_core.methods.values import Bad
 
 if TYPE_CHECKING:
     from oodida_core.methods.base import FloatArray
 
-__all__ = ["SERVER_KEY", "ClientModels", "client_models", "model_result"]
+__all__ = ["SERVER_KEY", "ClientModels", "client_models", "model_result", "parameter"]
 
 MAX_N_SAMPLES = 2**53
 """The largest n_samples a client may report: exact as a 64-bit float, and no sum of them
@@ -60,6 +61,19 @@ class ClientModels:
     @property
     def shape(self) -> tuple[int, ...]:
         return tuple(self.weights.shape[1:])
+
+
+def parameter(strategy: str, parameters: Mapping[str, Any], p: Parameter) -> Any:
+    """The strategy's parameter `p` (its default when not given), checked by the rule the spec
+    checks it with (`Parameter.check`); AggregationError naming that rule."""
+    value = parameters.get(p.name)
+    if value is None:
+        value = p.default_for({"offboard": strategy})
+    try:
+        return p.check(value)
+    except Bad as exc:
+        rule = exc.problems[0][1]
+        raise AggregationError(f"{strategy}: {p.name} {rule}, got {short(value)}") from None
 
 
 def client_models(

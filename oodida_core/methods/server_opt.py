@@ -19,7 +19,14 @@ from typing import TYPE_CHECKING, Any
 
 from oodida_core.methods.base import MODEL, AggregationError, Item, OffboardMethod, OnboardMethod, Parameter
 from oodida_core.methods.combine import short
-from oodida_core.methods.models import SERVER_KEY, ClientModels, client_models, model_result, weighted_mean
+from oodida_core.methods.models import (
+    SERVER_KEY,
+    ClientModels,
+    client_models,
+    model_result,
+    parameter,
+    weighted_mean,
+)
 
 if TYPE_CHECKING:
     from oodida_core.methods.base import FloatArray
@@ -98,18 +105,6 @@ TAU = Parameter(
 )
 
 
-def _number(strategy: str, parameters: Mapping[str, Any], p: Parameter) -> float:
-    """The parameter's value (its default when not given), checked against its range."""
-    value = parameters.get(p.name)
-    if value is None:
-        value = p.default_for({"offboard": strategy})
-    low_ok = value > p.lo if p.lo_open else value >= p.lo  # type: ignore[operator]
-    high_ok = value < p.hi if p.hi_open else value <= p.hi  # type: ignore[operator]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (low_ok and high_ok):
-        raise AggregationError(f"{strategy}: {p.name} {short(value)} is out of range ({p.help})")
-    return float(value)
-
-
 def _start(
     models: ClientModels, previous: object, names: tuple[str, ...]
 ) -> tuple[FloatArray, int, dict[str, Any]]:
@@ -157,8 +152,8 @@ def _avgm(
 ) -> object:
     import numpy as np
 
-    lr = _number("fedavgm", parameters, SERVER_LEARNING_RATE)
-    mu = _number("fedavgm", parameters, SERVER_MOMENTUM)
+    lr = parameter("fedavgm", parameters, SERVER_LEARNING_RATE)
+    mu = parameter("fedavgm", parameters, SERVER_MOMENTUM)
     models = client_models("fedavgm", items, onboard)
     if models is None:
         return None
@@ -191,8 +186,8 @@ def _adaptive(
 ) -> object:
     import numpy as np
 
-    eta, tau = _number(strategy, parameters, ETA), _number(strategy, parameters, TAU)
-    b1, b2 = _number(strategy, parameters, BETA_1), _number(strategy, parameters, BETA_2)
+    eta, tau = parameter(strategy, parameters, ETA), parameter(strategy, parameters, TAU)
+    b1, b2 = parameter(strategy, parameters, BETA_1), parameter(strategy, parameters, BETA_2)
     models = client_models(strategy, items, onboard)
     if models is None:
         return None

@@ -13,8 +13,15 @@ from collections.abc import Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from oodida_core.methods.base import MODEL, AggregationError, Item, OffboardMethod, OnboardMethod, Parameter
-from oodida_core.methods.combine import clients, is_int, short
-from oodida_core.methods.models import ClientModels, client_models, dropped_text, model_result, weighted_mean
+from oodida_core.methods.combine import clients
+from oodida_core.methods.models import (
+    ClientModels,
+    client_models,
+    dropped_text,
+    model_result,
+    parameter,
+    weighted_mean,
+)
 
 if TYPE_CHECKING:
     from oodida_core.methods.base import FloatArray
@@ -94,19 +101,16 @@ def trim_mean(rows: FloatArray, beta: float) -> FloatArray:
 
 
 def _trimmed(items: list[Item], onboard: OnboardMethod | None, parameters: Mapping[str, Any]) -> object:
-
-    beta = parameters.get("beta", BETA.default)
-    if not isinstance(beta, (int, float)) or isinstance(beta, bool) or not 0 <= beta < 0.5:
-        raise AggregationError(f"fedtrimmedavg: beta must be a number from 0 to 0.5 (excluded), got {beta!r}")
+    beta = float(parameter("fedtrimmedavg", parameters, BETA))
     models = client_models("fedtrimmedavg", items, onboard, drop_malformed=True)
     if models is None:
         return None
-    weights = trim_mean(models.weights, float(beta))
+    weights = trim_mean(models.weights, beta)
     cut = int(beta * len(models.ids))
     return model_result(
         models,
         weights,
-        _losses(models, lambda x: trim_mean(x, float(beta))),
+        _losses(models, lambda x: trim_mean(x, beta)),
         trimmed=cut,
     )
 
@@ -185,19 +189,12 @@ def krum_choice(rows: FloatArray, num_malicious: int, to_keep: int) -> list[int]
     return [int(np.argmin(scores))]
 
 
-def _count(parameters: Mapping[str, Any], p: Parameter) -> int:
-    value = parameters.get(p.name, p.default)
-    if not is_int(value) or value < 0:
-        raise AggregationError(f"krum: {p.name} must be a non-negative integer, got {short(value)}")
-    return int(value)
-
-
 def _left_out(models: ClientModels) -> str:
     return f", leaving out as malformed {dropped_text(models.dropped)}" if models.dropped else ""
 
 
 def _krum(items: list[Item], onboard: OnboardMethod | None, parameters: Mapping[str, Any]) -> object:
-    f, keep = (_count(parameters, p) for p in (NUM_MALICIOUS_CLIENTS, NUM_CLIENTS_TO_KEEP))
+    f, keep = (int(parameter("krum", parameters, p)) for p in (NUM_MALICIOUS_CLIENTS, NUM_CLIENTS_TO_KEEP))
     models = client_models("krum", items, onboard, drop_malformed=True)
     if models is None:
         return None
