@@ -33,20 +33,8 @@ def chord_keys(app: Celery, group_id: str, *, done: bool = False) -> list[str]:
 def answered(app: Celery, client: redis.Redis, assignment_id: str, iteration: int) -> int | None:
     """How many clients answered iteration ``iteration`` so far (failed answers included);
     None once its chord was completed or closed (the iteration is being stored)."""
-    backend: Any = app.backend
-    group = chord_group_id(assignment_id, iteration)
-    join_key = backend.get_key_for_group(group, ".j")
-    ordered = bool(getattr(backend, "_chord_zset", True))
-    pipe = client.pipeline(transaction=False)
-    if ordered:
-        pipe.zcard(join_key)
-    else:
-        pipe.llen(join_key)
-    pipe.get(backend.get_key_for_group(group, ".c"))
-    count, closed = pipe.execute()
-    if closed in (b"done", "done") and not count:
-        return None
-    return int(count or 0)
+    count, closed = progress(app, client, assignment_id, iteration)
+    return None if closed and not count else count
 
 
 def progress(app: Celery, client: redis.Redis, assignment_id: str, iteration: int) -> tuple[int, bool]:
