@@ -29,6 +29,7 @@ from ._waiting import (
     EXIT_INTERRUPTED,
     cancel_after_interrupt,
     interrupted_line,
+    read_spec_file,
     show_warning,
     shown,
     waited,
@@ -47,17 +48,7 @@ def _connect(args: argparse.Namespace) -> Oodida:
 
 # -- analyst commands ------------------------------------------------------------------------
 def cmd_submit(args: argparse.Namespace) -> int:
-    try:
-        with open(args.spec, encoding="utf-8") as fh:
-            spec = json.load(fh)
-    except OSError as exc:
-        raise OodidaError(f"cannot read {args.spec}: {exc.strerror}") from None
-    except json.JSONDecodeError as exc:
-        raise OodidaError(f"{args.spec} is not valid JSON: {exc}") from None
-    except UnicodeDecodeError as exc:
-        raise OodidaError(f"{args.spec} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
-    except RecursionError:
-        raise OodidaError(f"{args.spec} is nested too deeply to be an assignment spec") from None
+    spec = read_spec_file(args.spec)
     with _connect(args) as o:
         a = o.submit(spec, wait_accepted=False)
         try:

@@ -9,13 +9,12 @@ oodida experiment results ID [--metric SIGNAL] [--test T] [--confidence C] [--js
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
 from oodida_core.protocol.errors import OodidaError
 
-from ._waiting import EXIT_FAILED
+from ._waiting import EXIT_FAILED, read_spec_file
 from ._waiting import print_json as _print_json
 from ._waiting import say as _say
 from .client import Oodida
@@ -24,15 +23,7 @@ from .experiment_result import ExperimentResult
 
 
 def _read_spec(path: str) -> dict[str, Any]:
-    try:
-        with open(path, encoding="utf-8") as fh:
-            spec = json.load(fh)
-    except OSError as exc:
-        raise OodidaError(f"cannot read {path}: {exc.strerror}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise OodidaError(f"{path} is not a JSON file in UTF-8: {exc}") from None
-    except RecursionError:
-        raise OodidaError(f"{path} is nested too deeply to be an assignment spec") from None
+    spec = read_spec_file(path)
     if not isinstance(spec, dict):
         raise OodidaError(f"{path} must hold a JSON object (an assignment spec)")
     return spec

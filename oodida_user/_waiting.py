@@ -26,6 +26,21 @@ EXIT_CODES = """exit codes:
   130  interrupted (Ctrl-C); the assignment goes on unless --cancel-on-interrupt"""
 
 
+def read_spec_file(path: str) -> Any:
+    """The JSON an assignment spec file holds; OodidaError saying why it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except OSError as exc:
+        raise OodidaError(f"cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise OodidaError(f"{path} is not valid JSON: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise OodidaError(f"{path} is not UTF-8 text (byte {exc.start}): save it as UTF-8") from None
+    except RecursionError:
+        raise OodidaError(f"{path} is nested too deeply to be an assignment spec") from None
+
+
 def print_json(value: Any) -> None:
     print(json.dumps(value, indent=2, default=str))  # ASCII: every control character escaped
 
