@@ -10,7 +10,7 @@ from typing import Any
 
 from oodida_core.protocol.errors import MessageError, OodidaError
 from oodida_core.protocol.ids import format_ranges
-from oodida_core.protocol.tags import format_tags, parse_item
+from oodida_core.protocol.tags import describe, format_tags, parse_item
 from oodida_core.protocol.text import one_line, printable
 from oodida_core.protocol.wire import AssignmentRecord, ClientInfo
 from oodida_core.state.store import record_from_hash
@@ -186,7 +186,7 @@ def cmd_clients(args: argparse.Namespace) -> int:
     if args.catalogue:
         return _catalogues(clients)
     now = time.time()
-    print(f"{len(clients)} live client(s)" + (f" with the tags {_shown(wanted)}" if wanted else ""))
+    print(f"{len(clients)} live client(s)" + (f" with the tags {describe(wanted)}" if wanted else ""))
     width = max([4, *(len(format_tags(c.tags)) for c in clients)])
     if clients:
         print(f"  {'CLIENT':>6}  {'WORKER':<32}  {'LAST SEEN':>9}  {'SOURCE':<9}  {'TAGS':<{width}}  SIGNALS")
@@ -196,10 +196,6 @@ def cmd_clients(args: argparse.Namespace) -> int:
         line = f"  {c.client_id:>6}  {c.worker:<32}  {seen:>9}  {c.source or '-':<9}  {tags:<{width}}  "
         print(printable(line + ",".join(c.signals)))
     return 0
-
-
-def _shown(wanted: dict[str, list[str]]) -> str:
-    return ", ".join(f"{k}={'|'.join(v)}" for k, v in wanted.items())
 
 
 def _catalogues(clients: list[ClientInfo]) -> int:
