@@ -6,7 +6,6 @@ Pure functions; the Celery wiring lives in ``orchestrator.py``.
 from __future__ import annotations
 
 import difflib
-import random
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -16,7 +15,7 @@ from oodida_core.protocol.signals import canonical, vss_path
 from oodida_core.protocol.tags import TagFilter
 from oodida_core.protocol.wire import ClientInfo, OnboardTask
 from oodida_core.spec.model import AssignmentSpec, onboard_parameters
-from oodida_core.spec.tags import select_tagged
+from oodida_core.spec.tags import pick, select_tagged
 
 
 def _ranges(ids: Sequence[int]) -> str:
@@ -39,9 +38,7 @@ def select_clients(spec: AssignmentSpec, live: Sequence[ClientInfo], known: set[
     if isinstance(wanted, TagFilter):
         return select_tagged(wanted, live, seed)
     if isinstance(wanted, int):
-        if wanted >= len(live_ids):
-            return live_ids
-        return sorted(random.Random(seed).sample(live_ids, wanted))
+        return pick(live_ids, wanted, seed)
     chosen = sorted(set(wanted))
     unknown = [c for c in chosen if c not in known and c not in live_ids]
     offline = [c for c in chosen if c in known and c not in live_ids]

@@ -137,9 +137,15 @@ def select_tagged(wanted: TagFilter, live: Sequence[ClientInfo], seed: str) -> l
         if not live:
             what = "no client is live; start some first"
         raise SpecError([SpecIssue("clients", wanted.model_dump(mode="json"), f"{what} ({live_tags(live)})")])
-    if wanted.k is None or wanted.k >= len(found):
-        return found
-    return sorted(random.Random(seed).sample(found, wanted.k))
+    return pick(found, wanted.k, seed)
+
+
+def pick(ids: Sequence[int], k: int | None, seed: str) -> list[int]:
+    """``k`` of the sorted ``ids`` picked at random reproducibly from ``seed``, sorted; all of
+    them when ``k`` is None or not fewer than they are."""
+    if k is None or k >= len(ids):
+        return list(ids)
+    return sorted(random.Random(seed).sample(ids, k))
 
 
 def filter_of(tags: object) -> TagFilter:
