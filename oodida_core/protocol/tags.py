@@ -126,9 +126,8 @@ def parse_item(text: str) -> tuple[tuple[int, int] | None, str, str]:
     """``[IDS:]key=value`` -> ((first, last) or None, key, value); ValueError saying why not."""
     ids: tuple[int, int] | None = None
     head, colon, rest = text.partition(":")
-    if colon and _RANGE.match(head) and "=" not in head:
-        m = _RANGE.match(head)
-        assert m is not None
+    m = _RANGE.match(head) if colon else None
+    if m:
         first, last = int(m.group(1)), int(m.group(2) or m.group(1))
         if first < 1 or last < first:
             raise ValueError(f"tag {text[:80]!r}: client ids are positive and ranges go up (like 1-50)")
