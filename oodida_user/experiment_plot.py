@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .analysis import EXTRA
 from .stats import TEST_NAMES, mean_interval
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from .experiment_result import ExperimentResult
-
-EXTRA = "pip install 'oodida[analysis]'"
 
 
 def plot_experiment(result: ExperimentResult) -> Figure:

@@ -26,6 +26,7 @@ import numpy as np
 
 from oodida_core.protocol.text import printable, short_version
 
+from .analysis import EXTRA
 from .stats import TEST_NAMES, Comparison, Summary, Test, compare, summarize
 
 if TYPE_CHECKING:
@@ -34,7 +35,6 @@ if TYPE_CHECKING:
     from .results import Result
 
 Metric = Union[str, Callable[[Any], Any], None]  # noqa: UP007 - a runtime alias
-EXTRA = "pip install 'oodida[analysis]'"
 COLUMNS = ("variant", "client", "iteration", "version", "value", "metric", "error")
 
 
