@@ -36,7 +36,7 @@ from oodida_core.state.store import Completion
 
 from . import ending
 from .aggregate import needs_previous
-from .answers import result_meta
+from .answers import stored_answers
 from .iteration import combine
 from .outcomes import Outcome
 from .planning import onboard_tasks
@@ -229,27 +229,12 @@ class Buffered:
     def _read(self, aid: str, versions: Mapping[int, int]) -> list[OnboardResult]:
         """Each client's answer to the version it was sent, read from its own result key, if
         it speaks for that client and version."""
-        backend = self.o.app.backend
-        wanted = sorted(versions.items())
         out: list[OnboardResult] = []
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            keys = [backend.get_key_for_task(header_task_id(aid, v, cid)) for cid, v in chunk]
-            for (cid, v), value in zip(chunk, self.o.redis.mget(keys), strict=True):
-                if value is None:
-                    continue
-                meta = result_meta(backend, value, aid, cid)
-                if meta is None:
-                    continue
-                answer = meta.get("result")
-                if meta.get("status") != "SUCCESS" or not isinstance(answer, dict):
-                    continue
-                try:
-                    decoded = decode(OnboardResult, answer)
-                except MessageError as exc:
-                    why = clean(str(exc), 300)
-                    log.warning("assignment %s: dropped a malformed answer of client %d: %s", aid, cid, why)
-                    continue
-                if decoded.client_id == cid and decoded.assignment_id == aid and decoded.iteration == v:
-                    out.append(decoded)
+        for answer in stored_answers(self.o.app.backend, self.o.redis, aid, sorted(versions.items())):
+            try:
+                out.append(decode(OnboardResult, answer))
+            except MessageError as exc:
+                why = clean(str(exc), 300)
+                cid = answer["client_id"]
+                log.warning("assignment %s: dropped a malformed answer of client %d: %s", aid, cid, why)
         return out

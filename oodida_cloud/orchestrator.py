@@ -42,7 +42,7 @@ from oodida_core.state.store import AssignmentStore, Completion, Finish, Redispa
 
 from . import ending
 from .aggregate import needs_previous
-from .answers import result_meta
+from .answers import stored_answers
 from .buffered import VERSIONS, Buffered
 from .dispatch import HeaderTask, discard_chord, publish_chord
 from .folding import fold_older, kept_iterations
@@ -357,24 +357,8 @@ class Orchestrator:
         return run
 
     def _read_answers(self, aid: str, index: int, clients: Sequence[int]) -> list[Any]:
-        """The answers that arrived so far, read straight from the result backend: each from the
-        result key of the client's own task, and only if it speaks for that client."""
-        backend = self.app.backend
-        wanted = list(clients)
-        answers: list[Any] = []
-        for start in range(0, len(wanted), 500):
-            chunk = wanted[start : start + 500]
-            keys = [backend.get_key_for_task(header_task_id(aid, index, cid)) for cid in chunk]
-            for cid, value in zip(chunk, self.redis.mget(keys), strict=True):
-                if value is None:
-                    continue
-                meta = result_meta(backend, value, aid, cid)
-                if meta is None:
-                    continue
-                result = meta.get("result")
-                if meta.get("status") == "SUCCESS" and _speaks_for(result, aid, index, cid):
-                    answers.append(result)
-        return answers
+        """The answers to iteration ``index`` that arrived so far (``answers.stored_answers``)."""
+        return stored_answers(self.app.backend, self.redis, aid, [(cid, index) for cid in clients])
 
     # -- deadlines ---------------------------------------------------------------------------
     def fire_due_deadlines(self) -> int:
@@ -425,15 +409,3 @@ def _jsonable(value: object, depth: int = 0) -> object:
     if isinstance(value, dict):
         return {str(k)[:100]: _jsonable(v, depth + 1) for k, v in list(value.items())[:100]}
     return clean(value, 200)
-
-
-def _speaks_for(answer: object, aid: str, index: int, client_id: int) -> bool:
-    """Whether an answer read from client ``client_id``'s result key is that client's answer
-    to iteration ``index`` of ``aid`` (a vehicle writes only its own result keys; what it
-    writes there must not speak for another client or another iteration)."""
-    return (
-        isinstance(answer, dict)
-        and answer.get("client_id") == client_id
-        and answer.get("assignment_id") == aid
-        and answer.get("iteration") == index
-    )
