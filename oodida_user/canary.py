@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from oodida_core.protocol.errors import CustomCodeError, OodidaError, SpecError, SpecIssue
 from oodida_core.spec.model import DeploySpec, validate_spec
+from oodida_core.spec.tags import pick, select_tagged
 
 from .canary_rules import (
     CanaryReport,
@@ -67,11 +68,8 @@ def resolve_selection(
         chosen = tuple(sorted(set(wanted)))
         return chosen, tuple(c for c in chosen if c in live)
     else:  # a tag filter: the vehicles it chooses now (SpecError when none matches)
-        from oodida_core.spec.tags import select_tagged
-
         pool = select_tagged(wanted, list(live.values()), str(seed))
-    if k is not None and k < len(pool):
-        pool = sorted(random.Random(seed).sample(pool, k))
+    pool = pick(pool, k, seed)
     return tuple(pool), tuple(pool)
 
 

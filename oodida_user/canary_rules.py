@@ -8,13 +8,13 @@ checked by tests/unit/test_canary_rules.py.
 from __future__ import annotations
 
 import math
-import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from oodida_core.protocol.errors import SpecError, SpecIssue
 from oodida_core.protocol.text import printable
+from oodida_core.spec.tags import pick
 
 from .deploy import DeployReport
 
@@ -195,8 +195,8 @@ def canary_size(canary: object, n: int) -> int:
 def pick_canary(selected: Sequence[int], size: int, seed: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
     """(canary, the others): ``size`` of ``selected`` at random, reproducibly from ``seed``."""
     pool = sorted(set(selected))
-    chosen = set(random.Random(seed).sample(pool, size))
-    return tuple(c for c in pool if c in chosen), tuple(c for c in pool if c not in chosen)
+    chosen = pick(pool, size, seed)
+    return tuple(chosen), tuple(sorted(set(pool) - set(chosen)))
 
 
 # -- what the guard saw -----------------------------------------------------------------------

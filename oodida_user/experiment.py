@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import random
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -26,7 +25,7 @@ from oodida_core.protocol.errors import CustomCodeError, OodidaError, SpecError,
 from oodida_core.protocol.tags import TagFilter
 from oodida_core.protocol.wire import FINAL_STATUSES, ClientInfo
 from oodida_core.spec.model import AssignmentSpec, spec_to_wire, validate_spec
-from oodida_core.spec.tags import select_tagged
+from oodida_core.spec.tags import pick, select_tagged
 
 from .experiment_result import ExperimentResult, Metric, VariantInfo, build_result
 from .groups import check_names, check_seed, draw_seed, split_groups
@@ -172,7 +171,7 @@ def select_vehicles(clients: Any, live: Sequence[ClientInfo], seed: int) -> list
     if isinstance(clients, TagFilter):
         return select_tagged(clients, live, str(seed))
     if isinstance(clients, int):
-        return live_ids if clients >= len(live_ids) else sorted(random.Random(seed).sample(live_ids, clients))
+        return pick(live_ids, clients, seed)
     wanted = sorted(set(clients))
     offline = [c for c in wanted if c not in set(live_ids)]
     if offline:

@@ -140,9 +140,10 @@ def select_tagged(wanted: TagFilter, live: Sequence[ClientInfo], seed: str) -> l
     return pick(found, wanted.k, seed)
 
 
-def pick(ids: Sequence[int], k: int | None, seed: str) -> list[int]:
+def pick(ids: Sequence[int], k: int | None, seed: int | str) -> list[int]:
     """``k`` of the sorted ``ids`` picked at random reproducibly from ``seed``, sorted; all of
-    them when ``k`` is None or not fewer than they are."""
+    them when ``k`` is None or not fewer than they are. (An int seed and its str pick differently:
+    the library's experiments and canaries pass their int seed.)"""
     if k is None or k >= len(ids):
         return list(ids)
     return sorted(random.Random(seed).sample(ids, k))
